@@ -1,0 +1,2 @@
+/* SCAFFOLD: replaced by the foundation issue. */
+#include "capdb.h"

@@ -1,0 +1,166 @@
+/*
+ * capdb: the capsearch index — the only public header of db/.
+ *
+ * SQLite only: schema and forward-only migrations (PRAGMA user_version), upserts,
+ * deletes and moves by path, FTS5 search over caption / tags / path words, vector
+ * scoring. Knows nothing of pixels, networks or daemons.
+ *
+ * One writer (the daemon's loop thread, or `capsearch index`), any number of readers
+ * (WAL mode; readers open read-only with a busy timeout).
+ *
+ * Errors: 0 on success, a negative errno-style code on failure (-ENOENT, -EINVAL,
+ * -EBUSY locked, -EROFS read-only, -ENOSPC disk full, -EIO corrupt / other SQLite
+ * error), with a one-line message in capdb_err.
+ */
+#ifndef CAPDB_H
+#define CAPDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CAPDB_ERR_MAX 256
+typedef struct { char msg[CAPDB_ERR_MAX]; } capdb_err;
+
+typedef struct capdb capdb;
+
+enum {
+    CAPDB_OPEN_READONLY = 0,      /* fails with -ENOENT when the file does not exist */
+    CAPDB_OPEN_WRITE    = 1,      /* creates the file, runs migrations */
+};
+
+/* Default location: $CAPSEARCH_DB, else the per-user database
+ * ($XDG_DATA_HOME/capsearch/index.db) when it exists, else the system one
+ * (/var/lib/capsearch/index.db) when it exists, else the per-user path. */
+const char *capdb_default_path(char *buf, size_t size);
+
+int  capdb_open(const char *path, int mode, capdb **out, capdb_err *err);
+void capdb_close(capdb *db);
+int  capdb_schema_version(capdb *db);     /* PRAGMA user_version */
+#define CAPDB_SCHEMA_VERSION_LATEST 1     /* bumped by each migration */
+
+/* Batches: everything between begin and commit is one transaction. */
+int capdb_begin(capdb *db, capdb_err *err);
+int capdb_commit(capdb *db, capdb_err *err);
+int capdb_rollback(capdb *db);
+
+/* ------------------------------------------------------------------ rows */
+
+enum { CAPDB_STATUS_OK = 0, CAPDB_STATUS_FAILED = 1 };
+
+/* What the indexer knows about a file on disk; enough to decide "unchanged". */
+typedef struct {
+    int64_t id;                   /* row id, 0 = not in the index */
+    uint64_t device, inode;
+    int64_t size;
+    int64_t mtime_ns;
+    uint64_t fingerprint;         /* content hash (see daemon/), 0 = unknown */
+    int status;
+    char model_version[64];
+} capdb_file_state;
+
+typedef struct {
+    const char *path;             /* absolute, any bytes but NUL (not necessarily UTF-8) */
+    uint64_t device, inode;
+    int64_t size, mtime_ns;
+    uint64_t fingerprint;
+    int width, height;
+    int64_t taken_time;           /* unix seconds from EXIF, 0 = unknown */
+    int status;                   /* CAPDB_STATUS_* */
+    const char *error;            /* failure reason when status is FAILED */
+    const char *caption;          /* may be NULL */
+    const char *tags;             /* space-separated words, may be NULL */
+    const char *model_version;
+    const float *concepts;        /* concept probabilities, n_concepts of them, may be NULL */
+    int n_concepts;
+    const float *pooled;          /* pooled CNN vector, n_pooled of them, may be NULL */
+    int n_pooled;
+} capdb_image;
+
+/* Inserts or replaces the row with this path (FTS and vectors kept in sync). */
+int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err);
+/* Deletes the row with this path, or every row under it when it names a directory
+ * (path + "/" prefix). Sets *deleted to the number of rows removed. */
+int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err);
+/* Renames a file row, or every row under a directory, keeping captions and vectors. */
+int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved, capdb_err *err);
+/* Looks a path up; state->id = 0 when absent. */
+int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err);
+/* Finds an OK row with this fingerprint and size (a move whose inotify pair was split);
+ * copies its path into path_out. Returns 1 found, 0 not found, < 0 error. */
+int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size,
+                              char *path_out, size_t path_size, capdb_err *err);
+/* Calls fn for every indexed path under a prefix ("" = all), for the startup scan's
+ * "vanished files" pass. Return non-zero from fn to stop. */
+int capdb_foreach_path(capdb *db, const char *prefix,
+                       int (*fn)(void *ctx, const char *path), void *ctx, capdb_err *err);
+
+/* ------------------------------------------------------------------ metadata */
+
+/* Keys in use: "model_version" (of the newest indexed row); the daemon's live state,
+ * written by capsearchd every few seconds and read by `capsearch status`:
+ * "daemon.pid", "daemon.state" (scanning / watching / stopped), "daemon.queue" (files
+ * waiting), "daemon.indexed" (files done since start), "daemon.heartbeat" (unix seconds),
+ * "daemon.roots" (watched folders, one per line), "daemon.last_error". */
+int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err);
+/* Returns 1 found (value copied), 0 absent, < 0 error. */
+int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_err *err);
+
+typedef struct {
+    int64_t total, ok, failed;
+    int64_t db_bytes;
+} capdb_counts;
+int capdb_counts_get(capdb *db, capdb_counts *out, capdb_err *err);
+
+/* ------------------------------------------------------------------ search */
+
+typedef struct {
+    const char *text;             /* free user text; never reaches FTS5 MATCH unquoted */
+    const struct capdb_concept_term { int index; float weight; } *concepts;
+    int n_concepts;               /* the query mapped into concept space (may be 0) */
+    const float *pooled;          /* similar-image search: rank by this vector instead */
+    int n_pooled;
+    const char *under_dir;        /* only paths under this folder, NULL = all */
+    int64_t since, until;         /* unix seconds on taken_time (else mtime); 0 = open */
+    int limit;                    /* 0 = 20 */
+    int with_snippet;             /* fill snippet, matched words between \x01 and \x02 */
+} capdb_query;
+
+typedef struct {
+    int64_t id;
+    double score;                 /* higher is better */
+    char *path;
+    char *caption;
+    char *tags;
+    char *snippet;                /* caption with \x01 ... \x02 around matches, or NULL */
+    int64_t taken_time, mtime_ns;
+    int width, height;
+} capdb_hit;
+
+typedef struct {
+    int n;
+    capdb_hit *hits;
+} capdb_results;
+
+/* Ranks by a fusion of FTS5 bm25 (caption > tags > path words) and concept similarity;
+ * or, when query->pooled is set, by cosine similarity of pooled CNN vectors.
+ * Returns -EINVAL with a clear message for text that has no searchable words. */
+int  capdb_search(capdb *db, const capdb_query *query, capdb_results *out, capdb_err *err);
+void capdb_results_free(capdb_results *res);
+
+/* Loads the stored pooled vector of a path (for `capsearch similar` on an indexed file).
+ * Returns 1 found, 0 absent, < 0 error. */
+int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *err);
+
+/* Recent failures for `capsearch status`: calls fn for up to `limit` newest failed rows. */
+int capdb_foreach_failure(capdb *db, int limit,
+                          int (*fn)(void *ctx, const char *path, const char *error, int64_t when),
+                          void *ctx, capdb_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

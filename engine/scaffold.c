@@ -1,0 +1,47 @@
+/*
+ * SCAFFOLD: temporary -ENOSYS versions of the public engine functions so the other
+ * parts link while the engine is written. Whoever implements a function deletes its
+ * version here; when the file is empty it is deleted.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "capengine.h"
+
+static int not_built(ce_err *err, const char *what)
+{
+    if (err) snprintf(err->msg, sizeof err->msg, "%s: not built yet", what);
+    return -ENOSYS;
+}
+
+/* image decoding */
+int ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *out, ce_err *err)
+{ (void)path; (void)opt; memset(out, 0, sizeof *out); return not_built(err, "image decoding"); }
+int ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt,
+                         ce_image *out, ce_err *err)
+{ (void)data; (void)size; (void)opt; memset(out, 0, sizeof *out); return not_built(err, "image decoding"); }
+void ce_image_free(ce_image *img) { (void)img; }
+
+/* model and CNN */
+const char *ce_default_models_dir(void) { return CAPSEARCH_SOURCE_MODELS_DIR; }
+int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err)
+{ (void)models_dir; (void)flags; *out = NULL; return not_built(err, "model loading"); }
+void ce_model_close(ce_model *model) { (void)model; }
+int ce_model_has_captioner(const ce_model *model) { (void)model; return 0; }
+const char *ce_model_version(const ce_model *model) { (void)model; return "none"; }
+int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
+{ (void)model; *out = NULL; return not_built(err, "sessions"); }
+void ce_session_free(ce_session *session) { (void)session; }
+int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err)
+{ (void)s; (void)img; (void)out; return not_built(err, "the CNN"); }
+void ce_set_blas_threads(int n) { (void)n; }
+
+/* captioner and text side */
+int ce_caption_run(ce_session *s, const ce_cnn_output *cnn, const ce_caption_options *opt,
+                   ce_caption *out, ce_err *err)
+{ (void)s; (void)cnn; (void)opt; (void)out; return not_built(err, "the captioner"); }
+int ce_model_concept_count(const ce_model *model) { (void)model; return 0; }
+const char *ce_model_concept_word(const ce_model *model, int index) { (void)model; (void)index; return NULL; }
+int ce_text_concepts(const ce_model *model, const char *text, ce_concept_weight *out, int max)
+{ (void)model; (void)text; (void)out; (void)max; return 0; }
