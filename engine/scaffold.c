@@ -45,3 +45,13 @@ int ce_model_concept_count(const ce_model *model) { (void)model; return 0; }
 const char *ce_model_concept_word(const ce_model *model, int index) { (void)model; (void)index; return NULL; }
 int ce_text_concepts(const ce_model *model, const char *text, ce_concept_weight *out, int max)
 { (void)model; (void)text; (void)out; (void)max; return 0; }
+
+/* captioner hooks (engine/internal.h) */
+#include "internal.h"
+int ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err)
+{ (void)models_dir; *out = NULL; if (err) snprintf(err->msg, sizeof err->msg, "no captioner yet"); return -ENOENT; }
+void ce_captioner_close(ce_captioner *cap) { (void)cap; }
+const char *ce_captioner_version(const ce_captioner *cap) { (void)cap; return "none"; }
+int ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err)
+{ (void)cap; (void)err; *out = NULL; return 0; }
+void ce_captioner_scratch_free(ce_captioner_scratch *scratch) { (void)scratch; }

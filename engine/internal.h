@@ -1,0 +1,28 @@
+/*
+ * Private to engine/: how the parts of the engine see each other.
+ * The backbone half (weights.c, model.c, cnn.c, postprocess.c) and the captioner half
+ * (caption.c and friends, text.c) meet only through the hooks below.
+ */
+#ifndef CAPENGINE_INTERNAL_H
+#define CAPENGINE_INTERNAL_H
+
+#include "capengine.h"
+
+/* The captioner: concept vocabulary, concept head, LSTM decoder (caption.c). */
+typedef struct ce_captioner ce_captioner;
+typedef struct ce_captioner_scratch ce_captioner_scratch;
+
+/* Loads <models_dir>/captioner.csw. Returns -ENOENT (quietly, message filled) when the
+ * file is absent so that a model without a captioner still detects objects. */
+int  ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err);
+void ce_captioner_close(ce_captioner *cap);
+/* Short identity of the weights ("cap-1a2b3c4d"), part of ce_model_version(). */
+const char *ce_captioner_version(const ce_captioner *cap);
+int  ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err);
+void ce_captioner_scratch_free(ce_captioner_scratch *scratch);
+
+/* Accessors the captioner uses to reach its own state through the public handles. */
+const ce_captioner *ce_model_captioner(const ce_model *model);
+ce_captioner_scratch *ce_session_captioner_scratch(ce_session *session);
+
+#endif
