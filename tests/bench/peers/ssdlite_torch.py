@@ -50,6 +50,8 @@ def main():
     ap.add_argument("--onnx", metavar="OUT", help="export to ONNX (opset 13)")
     ap.add_argument("--bench", metavar="THREADS", type=int, nargs="*",
                     help="time batch-1 inference with these torch.set_num_threads values")
+    ap.add_argument("--macs", action="store_true",
+                    help="count multiply-accumulates per image, from the layer shapes")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--iters", type=int, default=50)
     args = ap.parse_args()
@@ -58,6 +60,8 @@ def main():
         check(net, args.check)
     if args.onnx:
         export_onnx(net, args.onnx)
+    if args.macs:
+        count_macs(net)
     for threads in args.bench or []:
         bench(net, threads, args.warmup, args.iters)
 
@@ -84,6 +88,34 @@ def check(net, prefix):
     print("match: " + ("yes" if ok else "NO") + f" (worst relative {worst:.3g}, limit 1e-3)")
     if not ok:
         raise SystemExit(1)
+
+
+def count_macs(net):
+    """Prints `RESULT macs total=.. pointwise=.. depthwise=.. full3x3=..` for one image.
+
+    Every convolution costs out_h*out_w*out_c*(in_c/groups)*kh*kw multiply-accumulates,
+    read from the shapes of one forward pass; the element-wise work (bias, ReLU6, adds,
+    sigmoid) is left out, as FLOP counts of CNNs usually do."""
+    counts = {"pointwise": 0, "depthwise": 0, "full3x3": 0}
+    real_conv2d = F.conv2d
+
+    def counting_conv2d(x, w, *args, **kwargs):
+        y = real_conv2d(x, w, *args, **kwargs)
+        cout, cin_per_group, kh, kw = w.shape
+        macs = y.shape[0] * y.shape[2] * y.shape[3] * cout * cin_per_group * kh * kw
+        kind = "pointwise" if kh == 1 else ("depthwise" if cin_per_group == 1 else "full3x3")
+        counts[kind] += int(macs)
+        return y
+
+    F.conv2d = counting_conv2d
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, 300, 300))
+    finally:
+        F.conv2d = real_conv2d
+    total = sum(counts.values())
+    print(f"RESULT macs total={total} " + " ".join(f"{k}={v}" for k, v in counts.items()),
+          flush=True)
 
 
 def export_onnx(net, out):
