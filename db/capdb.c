@@ -1,2 +1,324 @@
-/* SCAFFOLD: replaced by the foundation issue. */
-#include "capdb.h"
+/*
+ * libcapdb: connections, errors, transactions, metadata and counts.
+ * Rows live in rows.c, the schema in schema.c, ranking in search.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "capdb_internal.h"
+
+/* Long enough for a daemon's batch commit to finish, short enough that a CLI user
+ * is never left waiting silently. */
+#define BUSY_TIMEOUT_MS 5000
+
+static const char *const STMT_SQL[STMT__COUNT] = {
+    [STMT_UPSERT] =
+        "INSERT INTO images(path, device, inode, size, mtime_ns, fingerprint, width, height,"
+        " taken_time, status, error, caption, tags, path_words, model_version, indexed_time)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        " ON CONFLICT(path) DO UPDATE SET device = excluded.device, inode = excluded.inode,"
+        " size = excluded.size, mtime_ns = excluded.mtime_ns,"
+        " fingerprint = excluded.fingerprint, width = excluded.width,"
+        " height = excluded.height, taken_time = excluded.taken_time,"
+        " status = excluded.status, error = excluded.error, caption = excluded.caption,"
+        " tags = excluded.tags, path_words = excluded.path_words,"
+        " model_version = excluded.model_version, indexed_time = excluded.indexed_time"
+        " RETURNING id",
+    [STMT_VECTORS_PUT] =
+        "INSERT OR REPLACE INTO vectors(image_id, concepts, pooled) VALUES(?1, ?2, ?3)",
+    [STMT_VECTORS_DEL] = "DELETE FROM vectors WHERE image_id = ?1",
+    [STMT_POSTINGS_DEL] = "DELETE FROM postings WHERE image_id = ?1",
+    [STMT_POSTING_PUT] = "INSERT INTO postings(concept, weight, image_id) VALUES(?1, ?2, ?3)",
+    [STMT_LOOKUP] =
+        "SELECT id, device, inode, size, mtime_ns, fingerprint, status, model_version"
+        " FROM images WHERE path = ?1",
+    [STMT_FIND_FP] =
+        "SELECT path FROM images WHERE fingerprint = ?1 AND size = ?2 AND status = 0 LIMIT 1",
+    [STMT_META_SET] =
+        "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [STMT_POSTINGS_TOP] =
+        "SELECT image_id, weight FROM postings WHERE concept = ?1"
+        " ORDER BY weight DESC LIMIT ?2",
+    [STMT_ROW_FOR_HIT] =
+        "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status"
+        " FROM images WHERE id = ?1",
+    [STMT_CONCEPTS_OF] = "SELECT concepts FROM vectors WHERE image_id = ?1",
+    [STMT_POOLED_OF_PATH] =
+        "SELECT v.pooled FROM images i JOIN vectors v ON v.image_id = i.id WHERE i.path = ?1",
+};
+
+static int check_version(capdb *db, int mode, capdb_err *err);
+static int make_parent_dirs(const char *path);
+static int exec(capdb *db, const char *sql, capdb_err *err);
+
+int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
+{
+    *out = NULL;
+    if (!path || !*path) return capdb__fail(err, -EINVAL, "no database path given");
+    if (mode == CAPDB_OPEN_READONLY && access(path, F_OK) != 0)
+        return capdb__fail(err, -ENOENT, "no index database at %s", path);
+    if (mode == CAPDB_OPEN_WRITE && make_parent_dirs(path) != 0)
+        return capdb__fail(err, -errno, "cannot create the folder of %s: %s", path,
+                           strerror(errno));
+
+    capdb *db = calloc(1, sizeof *db);
+    if (!db || !(db->path = strdup(path))) {
+        free(db);
+        return capdb__fail(err, -ENOMEM, "out of memory");
+    }
+    db->readonly = mode == CAPDB_OPEN_READONLY;
+    int flags = db->readonly ? SQLITE_OPEN_READONLY
+                             : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path, &db->sql, flags, NULL);
+    if (rc != SQLITE_OK) {
+        int code = capdb__sqlfail(db, err, rc, path);
+        capdb_close(db);
+        return code;
+    }
+    sqlite3_extended_result_codes(db->sql, 1);
+    sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
+
+    if (capdb__register_functions(db->sql) != 0) {
+        capdb_close(db);
+        return capdb__fail(err, -EIO, "this SQLite has no usable FTS5");
+    }
+    rc = check_version(db, mode, err);
+    if (rc == 0 && !db->readonly)
+        rc = exec(db, "PRAGMA synchronous = NORMAL", err);
+    if (rc != 0) {
+        capdb_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+void capdb_close(capdb *db)
+{
+    if (!db) return;
+    for (int i = 0; i < STMT__COUNT; i++) sqlite3_finalize(db->stmts[i]);
+    sqlite3_close(db->sql);
+    free(db->path);
+    free(db);
+}
+
+int capdb_schema_version(capdb *db)
+{
+    sqlite3_stmt *st;
+    int version = -1;
+    if (sqlite3_prepare_v2(db->sql, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return -EIO;
+    if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return version;
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+int capdb_begin(capdb *db, capdb_err *err)
+{
+    /* IMMEDIATE: take the write lock now, so a busy database fails here (after the busy
+     * timeout) rather than in the middle of a batch. */
+    return exec(db, "BEGIN IMMEDIATE", err);
+}
+
+int capdb_commit(capdb *db, capdb_err *err)
+{
+    return exec(db, "COMMIT", err);
+}
+
+int capdb_rollback(capdb *db)
+{
+    if (sqlite3_get_autocommit(db->sql)) return 0;
+    return sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+/* ------------------------------------------------------------------ metadata */
+
+int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = capdb__stmt(db, STMT_META_SET, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value ? value : "", -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "setting metadata");
+}
+
+int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = capdb__stmt(db, STMT_META_GET, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    int found = 0;
+    if (rc == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (size) snprintf(value, size, "%s", v ? v : "");
+        found = 1;
+    } else if (rc != SQLITE_DONE) {
+        found = capdb__sqlfail(db, err, rc, "reading metadata");
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+int capdb_counts_get(capdb *db, capdb_counts *out, capdb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->sql,
+        "SELECT count(*), coalesce(sum(status = 0), 0), coalesce(sum(status = 1), 0)"
+        " FROM images", -1, &st, NULL);
+    if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "counting images");
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->total = sqlite3_column_int64(st, 0);
+        out->ok = sqlite3_column_int64(st, 1);
+        out->failed = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return capdb__sqlfail(db, err, rc, "counting images");
+
+    /* The WAL holds committed pages not yet checkpointed: it is part of the size. */
+    struct stat sb;
+    char wal[4096];
+    if (stat(db->path, &sb) == 0) out->db_bytes += sb.st_size;
+    snprintf(wal, sizeof wal, "%s-wal", db->path);
+    if (stat(wal, &sb) == 0) out->db_bytes += sb.st_size;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ default path */
+
+const char *capdb_default_path(char *buf, size_t size)
+{
+    const char *env = getenv("CAPSEARCH_DB");
+    if (env && *env) {
+        snprintf(buf, size, "%s", env);
+        return buf;
+    }
+    const char *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg == '/')
+        snprintf(buf, size, "%s/capsearch/index.db", xdg);
+    else
+        snprintf(buf, size, "%s/.local/share/capsearch/index.db", home && *home ? home : "");
+    if (access(buf, F_OK) == 0) return buf;
+    static const char SYSTEM_DB[] = "/var/lib/capsearch/index.db";
+    if (access(SYSTEM_DB, F_OK) == 0) snprintf(buf, size, "%s", SYSTEM_DB);
+    return buf;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+int capdb__fail(capdb_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what)
+{
+    int code;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:   code = -EBUSY; break;
+    case SQLITE_READONLY: code = -EROFS; break;
+    case SQLITE_FULL:     code = -ENOSPC; break;
+    case SQLITE_NOMEM:    code = -ENOMEM; break;
+    case SQLITE_PERM:
+    case SQLITE_AUTH:     code = -EACCES; break;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:    code = -EINVAL; break;
+    default:              code = -EIO; break;
+    }
+    const char *msg = db && db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc);
+    return capdb__fail(err, code, "%s: %s", what, msg);
+}
+
+int capdb__stmt(capdb *db, enum capdb_stmt_id id, sqlite3_stmt **out, capdb_err *err)
+{
+    if (!db->stmts[id]) {
+        int rc = sqlite3_prepare_v3(db->sql, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &db->stmts[id], NULL);
+        if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "preparing a statement");
+    }
+    sqlite3_reset(db->stmts[id]);
+    sqlite3_clear_bindings(db->stmts[id]);
+    *out = db->stmts[id];
+    return 0;
+}
+
+/* Readers need the newest schema; the writer migrates (in one transaction, so a crash
+ * mid-migration leaves the old version intact) and turns WAL on. */
+static int check_version(capdb *db, int mode, capdb_err *err)
+{
+    int version = capdb_schema_version(db);
+    if (version < 0)
+        return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
+                           sqlite3_errmsg(db->sql));
+    if (version > CAPDB_SCHEMA_VERSION_LATEST)
+        return capdb__fail(err, -EIO,
+                           "%s has schema version %d, newer than this program knows (%d): "
+                           "upgrade capsearch", db->path, version, CAPDB_SCHEMA_VERSION_LATEST);
+    if (mode == CAPDB_OPEN_READONLY) {
+        if (version < CAPDB_SCHEMA_VERSION_LATEST)
+            return capdb__fail(err, -EIO,
+                               "%s has schema version %d (this program needs %d): run "
+                               "capsearchd or 'capsearch index' once to upgrade it",
+                               db->path, version, CAPDB_SCHEMA_VERSION_LATEST);
+        return 0;
+    }
+
+    int rc = exec(db, "PRAGMA journal_mode = WAL", err);
+    if (rc) return rc;
+    if (version == CAPDB_SCHEMA_VERSION_LATEST) return 0;
+    if ((rc = capdb_begin(db, err))) return rc;
+    /* Another writer may have migrated between our read and our lock. */
+    version = capdb_schema_version(db);
+    if (version < CAPDB_SCHEMA_VERSION_LATEST)
+        rc = capdb__migrate(db->sql, version, CAPDB_SCHEMA_VERSION_LATEST, err);
+    if (rc == 0) return capdb_commit(db, err);
+    capdb_rollback(db);
+    return rc;
+}
+
+static int make_parent_dirs(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+static int exec(capdb *db, const char *sql, capdb_err *err)
+{
+    int rc = sqlite3_exec(db->sql, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : capdb__sqlfail(db, err, rc, sql);
+}

@@ -1,0 +1,680 @@
+/*
+ * Search: user text -> safe FTS5 expression, fusion of bm25 with concept similarity,
+ * and similar-image ranking over the pooled vectors.
+ *
+ * Text never reaches MATCH as syntax: our tokenizer cuts it into words and each word
+ * becomes an FTS5 string literal, so quotes, *, ^, NEAR, AND/OR/NOT, parentheses and
+ * "column:" filters are only ever searched as the words they contain.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capdb_internal.h"
+
+/* Candidates taken from each side before fusing. */
+#define FTS_CANDIDATES 500
+#define POSTINGS_PER_CONCEPT 2000
+
+typedef struct {
+    int64_t id;                   /* 0 = empty slot */
+    double text, concept;         /* -bm25 (higher better), sum of query * image weights */
+    int from_fts;                 /* matched the words (and the filters, checked in SQL) */
+} candidate;
+
+typedef struct {
+    candidate *slots;
+    size_t cap, n;
+} candidate_map;
+
+typedef struct {
+    double score;
+    int64_t id;
+} scored;
+
+static void matched_phrases(const Fts5ExtensionApi *api, Fts5Context *fts,
+                            sqlite3_context *ctx, int n_args, sqlite3_value **args);
+
+static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results *out,
+                       capdb_err *err);
+static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_results *out,
+                          capdb_err *err);
+static int fts_candidates(capdb *db, const capdb_query *q, const char *expr, int k,
+                          candidate_map *map, capdb_err *err);
+static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
+                              capdb_err *err);
+static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err);
+static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const scored *order,
+                     size_t n, const candidate_map *map, int limit, capdb_results *out,
+                     capdb_err *err);
+static void filter_sql(const capdb_query *q, char *sql, size_t size, const char *id_column);
+static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi);
+static int passes_filters(const capdb_query *q, const char *path, int64_t taken, int64_t mtime_ns);
+static candidate *map_get(candidate_map *m, int64_t id);
+static int by_score_desc(const void *a, const void *b);
+static int is_word_codepoint(uint32_t cp);
+static int decode_utf8(const unsigned char *s, uint32_t *cp);
+static int is_stopword(const char *w);
+
+int capdb_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!q) return capdb__fail(err, -EINVAL, "no query");
+    int limit = q->limit > 0 ? q->limit : 20;
+    if (q->pooled && q->n_pooled > 0) return search_similar(db, q, limit, out, err);
+    return search_text(db, q, limit, out, err);
+}
+
+void capdb_results_free(capdb_results *res)
+{
+    if (!res) return;
+    for (int i = 0; i < res->n; i++) {
+        free(res->hits[i].path);
+        free(res->hits[i].caption);
+        free(res->hits[i].tags);
+        free(res->hits[i].snippet);
+    }
+    free(res->hits);
+    res->hits = NULL;
+    res->n = 0;
+}
+
+/* ------------------------------------------------------------------ text + concepts */
+
+/* The text score is the number of query words a row matches plus its bm25 squashed
+ * into [0, 1). With concepts, both sides are scaled by their best candidate and added,
+ * so a photo found only by what it shows still ranks, and one found by words and
+ * concepts ranks above either alone. */
+static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results *out,
+                       capdb_err *err)
+{
+    char **words;
+    int n_words = capdb__query_words(q->text, &words, err);
+    if (n_words < 0) return n_words;
+    char *expr = capdb__fts_expression(words, n_words);
+    capdb__free_words(words, n_words);
+    if (!expr) return capdb__fail(err, -ENOMEM, "out of memory");
+
+    int fuse = q->concepts && q->n_concepts > 0;
+    candidate_map map = {0};
+    scored *order = NULL;
+    int rc = fts_candidates(db, q, expr, fuse ? (limit > FTS_CANDIDATES ? limit : FTS_CANDIDATES)
+                                              : limit, &map, err);
+    if (rc == 0 && fuse) rc = concept_candidates(db, q, &map, err);
+    if (rc == 0 && map.n && !(order = malloc(map.n * sizeof *order)))
+        rc = capdb__fail(err, -ENOMEM, "out of memory");
+    if (rc == 0) {
+        double text_max = 0, concept_max = 0;
+        for (size_t i = 0; i < map.cap; i++) {
+            candidate *c = &map.slots[i];
+            if (!c->id) continue;
+            if (fuse && c->from_fts && (rc = exact_concept_score(db, q, c, err))) break;
+            if (c->text > text_max) text_max = c->text;
+            if (c->concept > concept_max) concept_max = c->concept;
+        }
+        size_t n = 0;
+        for (size_t i = 0; rc == 0 && i < map.cap; i++) {
+            const candidate *c = &map.slots[i];
+            if (!c->id) continue;
+            double s = c->text;
+            if (fuse)
+                s = (text_max > 0 ? c->text / text_max : 0) +
+                    (concept_max > 0 ? c->concept / concept_max : 0);
+            order[n++] = (scored){s, c->id};
+        }
+        if (rc == 0) {
+            qsort(order, n, sizeof *order, by_score_desc);
+            rc = emit_hits(db, q, expr, order, n, &map, limit, out, err);
+        }
+    }
+    free(order);
+    free(map.slots);
+    free(expr);
+    if (rc) capdb_results_free(out);
+    return rc;
+}
+
+static int fts_candidates(capdb *db, const capdb_query *q, const char *expr, int k,
+                          candidate_map *map, capdb_err *err)
+{
+    char sql[1024], filters[512];
+    filter_sql(q, filters, sizeof filters, "f.rowid");
+    /* Rows matching more of the words first, then bm25 with the column weights
+     * configured as the table's rank (schema.c). */
+    snprintf(sql, sizeof sql,
+             "SELECT f.rowid, f.rank, capdb_matched(images_fts) AS matched"
+             " FROM images_fts f WHERE images_fts MATCH ?1%s"
+             " ORDER BY matched DESC, f.rank LIMIT ?2", filters);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "preparing the search");
+    sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, k);
+    char *lo = NULL, *hi = NULL;
+    if (bind_filters(st, q, &lo, &hi) != 0) {
+        sqlite3_finalize(st);
+        return capdb__fail(err, -ENOMEM, "out of memory");
+    }
+    rc = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        candidate *c = map_get(map, sqlite3_column_int64(st, 0));
+        if (!c) {
+            rc = capdb__fail(err, -ENOMEM, "out of memory");
+            break;
+        }
+        /* words matched + bm25 squashed into [0, 1): "2.73" = both words, good fit */
+        double relevance = -sqlite3_column_double(st, 1);
+        if (relevance < 0) relevance = 0;
+        c->text = sqlite3_column_int(st, 2) + relevance / (1.0 + relevance);
+        c->from_fts = 1;
+    }
+    if (rc == 0 && step != SQLITE_DONE) rc = capdb__sqlfail(db, err, step, "searching");
+    sqlite3_finalize(st);
+    free(lo);
+    free(hi);
+    return rc;
+}
+
+/* Each query concept is one index range, strongest images first. An image outside a
+ * range's first POSTINGS_PER_CONCEPT gets only the other concepts' part: the ranking
+ * of the strongest matches, the ones shown, is unaffected. */
+static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
+                              capdb_err *err)
+{
+    for (int t = 0; t < q->n_concepts; t++) {
+        float qw = q->concepts[t].weight;
+        if (!(qw > 0)) continue;
+        sqlite3_stmt *st;
+        int rc = capdb__stmt(db, STMT_POSTINGS_TOP, &st, err);
+        if (rc) return rc;
+        sqlite3_bind_int(st, 1, q->concepts[t].index);
+        sqlite3_bind_int(st, 2, POSTINGS_PER_CONCEPT);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            candidate *c = map_get(map, sqlite3_column_int64(st, 0));
+            if (!c) {
+                sqlite3_reset(st);
+                return capdb__fail(err, -ENOMEM, "out of memory");
+            }
+            c->concept += qw * sqlite3_column_int(st, 1) / 255.0;
+        }
+        sqlite3_reset(st);
+        if (step != SQLITE_DONE) return capdb__sqlfail(db, err, step, "reading concepts");
+    }
+    return 0;
+}
+
+/* Words matched: score the full stored concept vector, not just its postings. */
+static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = capdb__stmt(db, STMT_CONCEPTS_OF, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, c->id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_blob(st, 0);
+        int n = sqlite3_column_bytes(st, 0);
+        double s = 0;
+        for (int t = 0; v && t < q->n_concepts; t++) {
+            int idx = q->concepts[t].index;
+            if (idx >= 0 && idx < n && q->concepts[t].weight > 0)
+                s += q->concepts[t].weight * v[idx] / 255.0;
+        }
+        c->concept = s;
+    } else if (step != SQLITE_DONE) {
+        rc = capdb__sqlfail(db, err, step, "reading concepts");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Fills out with the best `limit` candidates, reading each row once. Candidates found
+ * only by concept have not met the folder and date filters yet: checked here. */
+static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const scored *order,
+                     size_t n, const candidate_map *map, int limit, capdb_results *out,
+                     capdb_err *err)
+{
+    if (n == 0) return 0;
+    size_t want = n < (size_t)limit ? n : (size_t)limit;
+    out->hits = calloc(want, sizeof *out->hits);
+    if (!out->hits) return capdb__fail(err, -ENOMEM, "out of memory");
+
+    sqlite3_stmt *snip = NULL;
+    int rc = 0;
+    if (q->with_snippet) {
+        int prc = sqlite3_prepare_v2(db->sql,
+            "SELECT highlight(images_fts, 0, char(1), char(2)) FROM images_fts"
+            " WHERE images_fts MATCH ?1 AND rowid = ?2", -1, &snip, NULL);
+        if (prc != SQLITE_OK) return capdb__sqlfail(db, err, prc, "preparing snippets");
+        sqlite3_bind_text(snip, 1, expr, -1, SQLITE_STATIC);
+    }
+    for (size_t i = 0; rc == 0 && i < n && (size_t)out->n < want; i++) {
+        const candidate *c = map_get((candidate_map *)map, order[i].id);
+        sqlite3_stmt *st;
+        if ((rc = capdb__stmt(db, STMT_ROW_FOR_HIT, &st, err))) break;
+        sqlite3_bind_int64(st, 1, order[i].id);
+        int step = sqlite3_step(st);
+        if (step != SQLITE_ROW) {
+            /* deleted since the candidate query: a reader racing the writer */
+            if (step != SQLITE_DONE) rc = capdb__sqlfail(db, err, step, "reading a result");
+            sqlite3_reset(st);
+            continue;
+        }
+        const char *path = (const char *)sqlite3_column_text(st, 0);
+        int64_t taken = sqlite3_column_int64(st, 3), mtime_ns = sqlite3_column_int64(st, 4);
+        if (!c->from_fts && (sqlite3_column_int(st, 7) != CAPDB_STATUS_OK ||
+                             !passes_filters(q, path, taken, mtime_ns))) {
+            sqlite3_reset(st);
+            continue;
+        }
+        capdb_hit *h = &out->hits[out->n++];
+        const char *caption = (const char *)sqlite3_column_text(st, 1);
+        const char *tags = (const char *)sqlite3_column_text(st, 2);
+        h->id = order[i].id;
+        h->score = order[i].score;
+        h->path = strdup(path ? path : "");
+        h->caption = caption ? strdup(caption) : NULL;
+        h->tags = tags ? strdup(tags) : NULL;
+        h->taken_time = taken;
+        h->mtime_ns = mtime_ns;
+        h->width = sqlite3_column_int(st, 5);
+        h->height = sqlite3_column_int(st, 6);
+        sqlite3_reset(st);
+        if (!h->path || (caption && !h->caption) || (tags && !h->tags))
+            rc = capdb__fail(err, -ENOMEM, "out of memory");
+        if (rc == 0 && snip && c->from_fts) {
+            sqlite3_reset(snip);
+            sqlite3_bind_int64(snip, 2, h->id);
+            step = sqlite3_step(snip);
+            if (step == SQLITE_ROW && sqlite3_column_text(snip, 0)) {
+                h->snippet = strdup((const char *)sqlite3_column_text(snip, 0));
+                if (!h->snippet) rc = capdb__fail(err, -ENOMEM, "out of memory");
+            } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
+                rc = capdb__sqlfail(db, err, step, "making a snippet");
+            }
+        }
+    }
+    sqlite3_finalize(snip);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ similar images */
+
+typedef struct {
+    scored *items;                /* min-heap on score: items[0] is the worst kept */
+    int n, cap;
+} top_heap;
+
+static void heap_offer(top_heap *h, double score, int64_t id);
+static int32_t dot_i8(const int8_t *a, const int8_t *b, int n);
+
+/* A scan over every stored pooled vector; the query is quantised like the stored ones
+ * so the inner loop is an int8 dot product. Cosine ignores the per-vector scales. */
+static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_results *out,
+                          capdb_err *err)
+{
+    int n = q->n_pooled;
+    unsigned char *qblob = malloc((size_t)n + CAPDB_POOLED_HEADER);
+    top_heap heap = {calloc((size_t)limit, sizeof(scored)), 0, limit};
+    if (!qblob || !heap.items) {
+        free(qblob);
+        free(heap.items);
+        return capdb__fail(err, -ENOMEM, "out of memory");
+    }
+    capdb__encode_pooled(q->pooled, n, qblob);
+    float qnorm;
+    memcpy(&qnorm, qblob + 4, 4);
+    const int8_t *qv = (const int8_t *)(qblob + CAPDB_POOLED_HEADER);
+
+    char sql[1024], filters[512];
+    filter_sql(q, filters, sizeof filters, "v.image_id");
+    snprintf(sql, sizeof sql, "SELECT v.image_id, v.pooled FROM vectors v"
+             " WHERE v.pooled IS NOT NULL%s", filters);
+    sqlite3_stmt *st;
+    char *lo = NULL, *hi = NULL;
+    int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        rc = capdb__sqlfail(db, err, rc, "preparing the vector scan");
+    } else if (bind_filters(st, q, &lo, &hi) != 0) {
+        rc = capdb__fail(err, -ENOMEM, "out of memory");
+    } else {
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            const unsigned char *blob = sqlite3_column_blob(st, 1);
+            if (sqlite3_column_bytes(st, 1) != n + CAPDB_POOLED_HEADER || qnorm == 0) continue;
+            float norm;
+            memcpy(&norm, blob + 4, 4);
+            if (norm == 0) continue;
+            int32_t dot = dot_i8(qv, (const int8_t *)(blob + CAPDB_POOLED_HEADER), n);
+            heap_offer(&heap, dot / ((double)qnorm * norm), sqlite3_column_int64(st, 0));
+        }
+        rc = step == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, step, "scanning vectors");
+    }
+    sqlite3_finalize(st);
+    free(lo);
+    free(hi);
+    free(qblob);
+
+    if (rc == 0) {
+        qsort(heap.items, (size_t)heap.n, sizeof *heap.items, by_score_desc);
+        candidate_map map = {0};
+        for (int i = 0; i < heap.n && rc == 0; i++) {
+            candidate *c = map_get(&map, heap.items[i].id);
+            if (!c) rc = capdb__fail(err, -ENOMEM, "out of memory");
+            else c->from_fts = 1;     /* filters already applied in the scan */
+        }
+        capdb_query plain = *q;
+        plain.with_snippet = 0;
+        if (rc == 0)
+            rc = emit_hits(db, &plain, NULL, heap.items, (size_t)heap.n, &map, limit, out, err);
+        free(map.slots);
+    }
+    free(heap.items);
+    if (rc) capdb_results_free(out);
+    return rc;
+}
+
+static void heap_offer(top_heap *h, double score, int64_t id)
+{
+    if (h->n == h->cap && score <= h->items[0].score) return;
+    size_t i;
+    if (h->n < h->cap) {
+        /* sift up */
+        i = (size_t)h->n++;
+        while (i > 0 && h->items[(i - 1) / 2].score > score) {
+            h->items[i] = h->items[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+    } else {
+        /* replace the worst, sift down */
+        i = 0;
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, m = i;
+            double ms = score;
+            if (l < (size_t)h->n && h->items[l].score < ms) { m = l; ms = h->items[l].score; }
+            if (r < (size_t)h->n && h->items[r].score < ms) m = r;
+            if (m == i) break;
+            h->items[i] = h->items[m];
+            i = m;
+        }
+    }
+    h->items[i] = (scored){score, id};
+}
+
+static int32_t dot_i8(const int8_t *a, const int8_t *b, int n)
+{
+    int32_t s = 0;
+    for (int i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
+    return s;
+}
+
+/* ------------------------------------------------------------------ query words */
+
+static const char *const STOPWORDS[] = {
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is",
+    "it", "its", "of", "on", "onto", "or", "some", "that", "the", "their", "there",
+    "this", "to", "was", "were", "with",
+};
+
+int capdb__query_words(const char *text, char ***words_out, capdb_err *err)
+{
+    *words_out = NULL;
+    if (!text) text = "";
+    char **words = NULL;
+    int n = 0, cap = 0, n_content = 0;
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        /* skip to the start of a word; bytes that are not UTF-8 are dropped */
+        uint32_t cp;
+        int l = decode_utf8(s, &cp);
+        if (l == 0 || !is_word_codepoint(cp)) {
+            s += l ? l : 1;
+            continue;
+        }
+        const unsigned char *start = s;
+        while (*s && (l = decode_utf8(s, &cp)) > 0 && is_word_codepoint(cp)) s += l;
+        size_t len = (size_t)(s - start);
+        char *w = malloc(len + 1);
+        if (!w) goto nomem;
+        for (size_t i = 0; i < len; i++)
+            w[i] = (char)(start[i] >= 'A' && start[i] <= 'Z' ? start[i] + 32 : start[i]);
+        w[len] = '\0';
+        int dup = 0;
+        for (int i = 0; i < n && !dup; i++) dup = strcmp(words[i], w) == 0;
+        if (dup) {
+            free(w);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **nw = realloc(words, (size_t)cap * sizeof *words);
+            if (!nw) {
+                free(w);
+                goto nomem;
+            }
+            words = nw;
+        }
+        words[n++] = w;
+        if (!is_stopword(w) && ++n_content > CAPDB_MAX_QUERY_WORDS) {
+            capdb__free_words(words, n);
+            return capdb__fail(err, -EINVAL, "query too long: more than %d words",
+                               CAPDB_MAX_QUERY_WORDS);
+        }
+    }
+    if (n == 0) {
+        free(words);
+        return capdb__fail(err, -EINVAL, "query has no words to search for");
+    }
+    if (n_content > 0) {
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            if (is_stopword(words[i])) free(words[i]);
+            else words[k++] = words[i];
+        }
+        n = k;
+    } else if (n > CAPDB_MAX_QUERY_WORDS) {
+        capdb__free_words(words, n);
+        return capdb__fail(err, -EINVAL, "query too long: more than %d words",
+                           CAPDB_MAX_QUERY_WORDS);
+    }
+    *words_out = words;
+    return n;
+nomem:
+    capdb__free_words(words, n);
+    return capdb__fail(err, -ENOMEM, "out of memory");
+}
+
+void capdb__free_words(char **words, int n)
+{
+    for (int i = 0; i < n; i++) free(words[i]);
+    free(words);
+}
+
+/* OR, so a row matching more of the words ranks higher (bm25 adds the words' parts)
+ * while a row matching some of them is still found. */
+char *capdb__fts_expression(char *const *words, int n)
+{
+    size_t size = 1;
+    for (int i = 0; i < n; i++) size += 2 * strlen(words[i]) + 6;
+    char *expr = malloc(size), *o = expr;
+    if (!expr) return NULL;
+    for (int i = 0; i < n; i++) {
+        if (i) o = memcpy(o, " OR ", 4), o += 4;
+        *o++ = '"';
+        for (const char *c = words[i]; *c; c++) {
+            if (*c == '"') *o++ = '"';
+            *o++ = *c;
+        }
+        *o++ = '"';
+    }
+    *o = '\0';
+    return expr;
+}
+
+/* ------------------------------------------------------------------ ranking function */
+
+int capdb__register_functions(sqlite3 *sql)
+{
+    fts5_api *api = NULL;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(sql, "SELECT fts5(?1)", -1, &st, NULL) != SQLITE_OK) return -EIO;
+    sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (!api || api->iVersion < 2) return -EIO;
+    return api->xCreateFunction(api, "capdb_matched", NULL, matched_phrases, NULL) == SQLITE_OK
+               ? 0 : -EIO;
+}
+
+/* capdb_matched(fts): how many of the query's phrases (our words) this row contains. */
+static void matched_phrases(const Fts5ExtensionApi *api, Fts5Context *fts,
+                            sqlite3_context *ctx, int n_args, sqlite3_value **args)
+{
+    (void)n_args;
+    (void)args;
+    int n = api->xPhraseCount(fts), matched = 0;
+    for (int i = 0; i < n; i++) {
+        Fts5PhraseIter it;
+        int col = -1, off;
+        if (api->xPhraseFirst(fts, i, &it, &col, &off) == SQLITE_OK && col >= 0) matched++;
+    }
+    sqlite3_result_int(ctx, matched);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Parameters ?3..?6: folder range and time window. */
+static void filter_sql(const capdb_query *q, char *sql, size_t size, const char *id_column)
+{
+    int dir = q->under_dir && *q->under_dir;
+    int time = q->since || q->until;
+    sql[0] = '\0';
+    if (!dir && !time) return;
+    snprintf(sql, size,
+             " AND %s IN (SELECT i.id FROM images i WHERE i.id = %s AND i.status = 0%s%s)",
+             id_column, id_column,
+             dir ? " AND i.path >= ?3 AND i.path < ?4" : "",
+             time ? " AND (CASE WHEN i.taken_time != 0 THEN i.taken_time"
+                    " ELSE i.mtime_ns / 1000000000 END) BETWEEN ?5 AND ?6" : "");
+}
+
+static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi)
+{
+    if (q->under_dir && *q->under_dir) {
+        size_t len = strlen(q->under_dir);
+        while (len > 0 && q->under_dir[len - 1] == '/') len--;
+        *lo = malloc(len + 2);
+        *hi = malloc(len + 2);
+        if (!*lo || !*hi) return -ENOMEM;
+        memcpy(*lo, q->under_dir, len);
+        memcpy(*hi, q->under_dir, len);
+        (*lo)[len] = '/';
+        (*hi)[len] = '0';
+        (*lo)[len + 1] = (*hi)[len + 1] = '\0';
+        sqlite3_bind_text(st, 3, *lo, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, *hi, -1, SQLITE_STATIC);
+    }
+    if (q->since || q->until) {
+        sqlite3_bind_int64(st, 5, q->since);
+        sqlite3_bind_int64(st, 6, q->until ? q->until : INT64_MAX);
+    }
+    return 0;
+}
+
+static int passes_filters(const capdb_query *q, const char *path, int64_t taken, int64_t mtime_ns)
+{
+    if (q->under_dir && *q->under_dir) {
+        size_t len = strlen(q->under_dir);
+        while (len > 0 && q->under_dir[len - 1] == '/') len--;
+        if (!path || strncmp(path, q->under_dir, len) != 0 || path[len] != '/') return 0;
+    }
+    int64_t t = taken ? taken : mtime_ns / 1000000000;
+    if (q->since && t < q->since) return 0;
+    if (q->until && t > q->until) return 0;
+    return 1;
+}
+
+static candidate *map_get(candidate_map *m, int64_t id)
+{
+    if (m->n * 2 >= m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        candidate *slots = calloc(cap, sizeof *slots);
+        if (!slots) return NULL;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].id) continue;
+            size_t j = ((uint64_t)m->slots[i].id * 0x9E3779B97F4A7C15ull) & (cap - 1);
+            while (slots[j].id) j = (j + 1) & (cap - 1);
+            slots[j] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = slots;
+        m->cap = cap;
+    }
+    size_t j = ((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
+    while (m->slots[j].id && m->slots[j].id != id) j = (j + 1) & (m->cap - 1);
+    if (!m->slots[j].id) {
+        m->slots[j].id = id;
+        m->n++;
+    }
+    return &m->slots[j];
+}
+
+static int by_score_desc(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Letters and digits of any script. Without ICU this is an approximation that errs on
+ * the side of "word": FTS5's own tokenizer splits whatever we keep inside the quotes. */
+static int is_word_codepoint(uint32_t cp)
+{
+    if (cp < 0x80)
+        return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
+    if (cp < 0xC0) /* Latin-1 symbols, except ª ² ³ µ ¹ º ¼ ½ ¾ */
+        return cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 ||
+               cp == 0xBA || (cp >= 0xBC && cp <= 0xBE);
+    if (cp == 0xD7 || cp == 0xF7) return 0;                   /* × ÷ */
+    if (cp >= 0x2000 && cp <= 0x2BFF) return 0;               /* punctuation, symbols */
+    if (cp >= 0x3000 && cp <= 0x303F) return 0;               /* CJK punctuation */
+    if (cp >= 0xE000 && cp <= 0xF8FF) return 0;               /* private use */
+    if (cp >= 0xFE10 && cp <= 0xFE6F) return 0;               /* vertical, small forms */
+    if (cp == 0xFEFF) return 0;
+    if ((cp >= 0xFF00 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF20) ||
+        (cp >= 0xFF3B && cp <= 0xFF40) || (cp >= 0xFF5B && cp <= 0xFF65))
+        return 0;                                             /* fullwidth punctuation */
+    if (cp >= 0x1F000 && cp <= 0x1FAFF) return 0;             /* emoji, pictographs */
+    return 1;
+}
+
+/* Decodes one UTF-8 sequence; returns its length, 0 when it is not valid UTF-8. */
+static int decode_utf8(const unsigned char *s, uint32_t *cp)
+{
+    int len;
+    uint32_t c;
+    if (s[0] < 0x80) { *cp = s[0]; return 1; }
+    if ((s[0] & 0xE0) == 0xC0) { len = 2; c = s[0] & 0x1F; }
+    else if ((s[0] & 0xF0) == 0xE0) { len = 3; c = s[0] & 0x0F; }
+    else if ((s[0] & 0xF8) == 0xF0) { len = 4; c = s[0] & 0x07; }
+    else return 0;
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    static const uint32_t MIN_FOR_LEN[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (c < MIN_FOR_LEN[len] || (c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) return 0;
+    *cp = c;
+    return len;
+}
+
+static int is_stopword(const char *w)
+{
+    for (size_t i = 0; i < sizeof STOPWORDS / sizeof STOPWORDS[0]; i++)
+        if (strcmp(STOPWORDS[i], w) == 0) return 1;
+    return 0;
+}

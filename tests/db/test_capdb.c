@@ -1,0 +1,562 @@
+/*
+ * Unit tests for libcapdb on real database files in a temporary folder.
+ * Usage: test_capdb [WORKDIR]
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capdb.h"
+#include "capdb_internal.h"
+
+static int failures;
+#define CHECK(cond) do { if (!(cond)) { \
+    fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
+#define CHECK_OK(expr) do { capdb_err e_ = {{0}}; (void)e_; int rc_ = (expr); if (rc_ < 0) { \
+    fprintf(stderr, "%s:%d: %s -> %d\n", __FILE__, __LINE__, #expr, rc_); failures++; } } while (0)
+
+static char workdir[1024];
+static capdb_err err;
+
+static void test_open_and_rows(void);
+static void test_delete_and_move(void);
+static void test_search_ranking(void);
+static void test_query_safety(void);
+static void test_fusion_and_similar(void);
+static void test_filters(void);
+static void test_migrations(void);
+static void test_errors(void);
+static void test_words(void);
+
+int main(int argc, char **argv)
+{
+    snprintf(workdir, sizeof workdir, "%s", argc > 1 ? argv[1] : "/tmp/capdb-test-XXXXXX");
+    if (argc <= 1 && !mkdtemp(workdir)) return perror("mkdtemp"), 1;
+    test_open_and_rows();
+    test_delete_and_move();
+    test_search_ranking();
+    test_query_safety();
+    test_fusion_and_similar();
+    test_filters();
+    test_migrations();
+    test_errors();
+    test_words();
+    if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
+    else printf("all db checks passed\n");
+    return failures ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static capdb *fresh_db(const char *name)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", workdir, name);
+    unlink(path);
+    capdb *db = NULL;
+    if (capdb_open(path, CAPDB_OPEN_WRITE, &db, &err) != 0) {
+        fprintf(stderr, "open %s: %s\n", path, err.msg);
+        exit(1);
+    }
+    return db;
+}
+
+static void put(capdb *db, const char *path, const char *caption, const char *tags)
+{
+    capdb_image img = {.path = path, .size = 100, .mtime_ns = 1700000000LL * 1000000000LL,
+                       .caption = caption, .tags = tags, .model_version = "test-1"};
+    if (capdb_upsert(db, &img, &err) != 0) {
+        fprintf(stderr, "upsert %s: %s\n", path, err.msg);
+        failures++;
+    }
+}
+
+static int search(capdb *db, const char *text, capdb_results *res)
+{
+    capdb_query q = {.text = text, .with_snippet = 1};
+    return capdb_search(db, &q, res, &err);
+}
+
+static int rank_of(const capdb_results *res, const char *path)
+{
+    for (int i = 0; i < res->n; i++)
+        if (strcmp(res->hits[i].path, path) == 0) return i;
+    return -1;
+}
+
+static int count_paths(void *ctx, const char *path)
+{
+    (void)path;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int count_under(capdb *db, const char *prefix)
+{
+    int n = 0;
+    CHECK(capdb_foreach_path(db, prefix, count_paths, &n, &err) == 0);
+    return n;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_open_and_rows(void)
+{
+    capdb *db = fresh_db("rows.db");
+    CHECK(capdb_schema_version(db) == CAPDB_SCHEMA_VERSION_LATEST);
+
+    float pooled[16];
+    for (int i = 0; i < 16; i++) pooled[i] = (float)i - 4.0f;
+    capdb_image img = {.path = "/p/dog.jpg", .device = 5, .inode = 77, .size = 1234,
+                       .mtime_ns = 42, .fingerprint = 0xfedcba9876543210ull, .width = 640,
+                       .height = 480, .caption = "a dog on the beach", .tags = "dog beach",
+                       .model_version = "m-1", .pooled = pooled, .n_pooled = 16};
+    CHECK(capdb_upsert(db, &img, &err) == 0);
+    capdb_file_state st;
+    CHECK(capdb_lookup_path(db, "/p/dog.jpg", &st, &err) == 0);
+    CHECK(st.id > 0 && st.device == 5 && st.inode == 77 && st.size == 1234 && st.mtime_ns == 42);
+    CHECK(st.fingerprint == 0xfedcba9876543210ull && st.status == CAPDB_STATUS_OK);
+    CHECK(strcmp(st.model_version, "m-1") == 0);
+    int64_t id = st.id;
+
+    /* the upsert replaces, same row id, and FTS follows the new caption */
+    img.caption = "a cat on a sofa";
+    img.tags = "cat";
+    CHECK(capdb_upsert(db, &img, &err) == 0);
+    CHECK(capdb_lookup_path(db, "/p/dog.jpg", &st, &err) == 0 && st.id == id);
+    capdb_results res;
+    CHECK(search(db, "beach", &res) == 0 && res.n == 0);
+    capdb_results_free(&res);
+    CHECK(search(db, "sofa", &res) == 0 && res.n == 1);
+    CHECK(res.n == 1 && strcmp(res.hits[0].snippet, "a cat on a \x01sofa\x02") == 0);
+    CHECK(res.n == 1 && res.hits[0].width == 640 && res.hits[0].height == 480);
+    capdb_results_free(&res);
+
+    float back[16];
+    CHECK(capdb_get_pooled(db, "/p/dog.jpg", back, 16, &err) == 1);
+    for (int i = 0; i < 16; i++) CHECK(fabsf(back[i] - pooled[i]) <= 11.0f / 127 / 2 + 1e-6f);
+    CHECK(capdb_get_pooled(db, "/p/dog.jpg", back, 15, &err) == -EINVAL);
+    CHECK(capdb_get_pooled(db, "/p/none.jpg", back, 16, &err) == 0);
+
+    CHECK(capdb_lookup_path(db, "/p/none.jpg", &st, &err) == 0 && st.id == 0);
+    char found[256];
+    CHECK(capdb_find_by_fingerprint(db, 0xfedcba9876543210ull, 1234, found, sizeof found, &err) == 1);
+    CHECK(strcmp(found, "/p/dog.jpg") == 0);
+    CHECK(capdb_find_by_fingerprint(db, 0xfedcba9876543210ull, 99, found, sizeof found, &err) == 0);
+
+    /* a failure is recorded, not searchable, listed */
+    capdb_image bad = {.path = "/p/broken dog.jpg", .status = CAPDB_STATUS_FAILED,
+                       .error = "truncated JPEG"};
+    CHECK(capdb_upsert(db, &bad, &err) == 0);
+    CHECK(search(db, "broken", &res) == 0 && res.n == 0);
+    capdb_results_free(&res);
+    capdb_counts c;
+    CHECK(capdb_counts_get(db, &c, &err) == 0);
+    CHECK(c.total == 2 && c.ok == 1 && c.failed == 1 && c.db_bytes > 0);
+
+    /* a failed file that is fixed becomes searchable */
+    bad.status = CAPDB_STATUS_OK;
+    bad.caption = "a broken fence";
+    CHECK(capdb_upsert(db, &bad, &err) == 0);
+    CHECK(search(db, "fence", &res) == 0 && res.n == 1);
+    capdb_results_free(&res);
+
+    /* meta */
+    char v[64];
+    CHECK(capdb_meta_get(db, "model_version", v, sizeof v, &err) == 1 && strcmp(v, "m-1") == 0);
+    CHECK(capdb_meta_set(db, "daemon.state", "watching", &err) == 0);
+    CHECK(capdb_meta_set(db, "daemon.state", "scanning", &err) == 0);
+    CHECK(capdb_meta_get(db, "daemon.state", v, sizeof v, &err) == 1 && strcmp(v, "scanning") == 0);
+    CHECK(capdb_meta_get(db, "nope", v, sizeof v, &err) == 0);
+
+    /* a rolled back batch leaves nothing */
+    CHECK(capdb_begin(db, &err) == 0);
+    put(db, "/p/ghost.jpg", "a ghost", NULL);
+    CHECK(capdb_rollback(db) == 0);
+    CHECK(capdb_lookup_path(db, "/p/ghost.jpg", &st, &err) == 0 && st.id == 0);
+    CHECK(capdb_begin(db, &err) == 0);
+    put(db, "/p/ghost.jpg", "a ghost", NULL);
+    CHECK(capdb_commit(db, &err) == 0);
+    CHECK(capdb_lookup_path(db, "/p/ghost.jpg", &st, &err) == 0 && st.id > 0);
+    capdb_close(db);
+}
+
+static int fail_cb(void *ctx, const char *path, const char *error, int64_t when)
+{
+    (void)when;
+    int *n = ctx;
+    (*n)++;
+    CHECK(strcmp(path, "/x/bad.jpg") == 0 && strcmp(error, "not an image") == 0);
+    return 0;
+}
+
+/* deletes the row it is given: foreach must survive changes made from the callback */
+static int delete_cb(void *ctx, const char *path)
+{
+    capdb *db = ctx;
+    int64_t n = 0;
+    CHECK(capdb_delete_path(db, path, &n, &err) == 0 && n == 1);
+    return 0;
+}
+
+static void test_delete_and_move(void)
+{
+    capdb *db = fresh_db("paths.db");
+    /* LIKE and GLOB metacharacters, and siblings that share a prefix */
+    const char *paths[] = {"/p/a%_b/1.jpg", "/p/a%_b/sub/2.jpg", "/p/a%_bc/3.jpg",
+                           "/p/a%_b.jpg", "/p/aX_b/4.jpg", "/p/a*[b]/5.jpg", "/p/a/6.jpg",
+                           "/p/ab/7.jpg"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) put(db, paths[i], "a red kite", "kite");
+    CHECK(count_under(db, "") == 8);
+    CHECK(count_under(db, "/p/a%_b") == 2);
+    CHECK(count_under(db, "/p/a%_b/") == 2);
+    CHECK(count_under(db, "/p/a") == 1);
+    CHECK(count_under(db, "/p/a*[b]") == 1);
+
+    int64_t n = -1;
+    CHECK(capdb_delete_path(db, "/p/a%_b", &n, &err) == 0 && n == 2);
+    CHECK(count_under(db, "") == 6);
+    CHECK(capdb_delete_path(db, "/p/a%_b.jpg", &n, &err) == 0 && n == 1);
+    CHECK(capdb_delete_path(db, "/p/a*[b]", &n, &err) == 0 && n == 1);
+    CHECK(capdb_delete_path(db, "/p/nothing", &n, &err) == 0 && n == 0);
+    CHECK(count_under(db, "") == 4);
+
+    /* moves keep captions and vectors and update the path words */
+    float pooled[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float concepts[3] = {0.9f, 0.0f, 0.3f};
+    capdb_image img = {.path = "/m/old/dog.jpg", .caption = "a dog", .pooled = pooled,
+                       .n_pooled = 8, .concepts = concepts, .n_concepts = 3};
+    CHECK(capdb_upsert(db, &img, &err) == 0);
+    put(db, "/m/old/deep/x.jpg", "a horse", NULL);
+    put(db, "/m/target/old.jpg", "overwritten", NULL);
+    CHECK(capdb_move_path(db, "/m/old", "/m/holiday snaps", &n, &err) == 0 && n == 2);
+    capdb_file_state st;
+    CHECK(capdb_lookup_path(db, "/m/old/dog.jpg", &st, &err) == 0 && st.id == 0);
+    CHECK(capdb_lookup_path(db, "/m/holiday snaps/dog.jpg", &st, &err) == 0 && st.id > 0);
+    CHECK(capdb_lookup_path(db, "/m/holiday snaps/deep/x.jpg", &st, &err) == 0 && st.id > 0);
+    float back[8];
+    CHECK(capdb_get_pooled(db, "/m/holiday snaps/dog.jpg", back, 8, &err) == 1);
+    capdb_results res;
+    CHECK(search(db, "holiday", &res) == 0 && res.n == 2);
+    capdb_results_free(&res);
+    CHECK(search(db, "dog", &res) == 0 && res.n == 1 &&
+          strcmp(res.hits[0].path, "/m/holiday snaps/dog.jpg") == 0);
+    capdb_results_free(&res);
+    /* file move over an existing file replaces it */
+    CHECK(capdb_move_path(db, "/m/holiday snaps/dog.jpg", "/m/target/old.jpg", &n, &err) == 0 && n == 1);
+    CHECK(search(db, "overwritten", &res) == 0 && res.n == 0);
+    capdb_results_free(&res);
+    CHECK(search(db, "dog", &res) == 0 && res.n == 1 &&
+          strcmp(res.hits[0].path, "/m/target/old.jpg") == 0);
+    capdb_results_free(&res);
+    CHECK(capdb_move_path(db, "/m/target", "/m/target/inner", &n, &err) == -EINVAL);
+
+    /* foreach with deletes from the callback; vectors and postings go with the rows */
+    for (int i = 0; i < 1200; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/bulk/%04d.jpg", i);
+        put(db, p, "bulk", NULL);
+    }
+    CHECK(capdb_foreach_path(db, "/bulk", delete_cb, db, &err) == 0);
+    CHECK(count_under(db, "/bulk") == 0);
+    CHECK(capdb_delete_path(db, "/", &n, &err) == 0 && n > 0);
+    CHECK(count_under(db, "") == 0);
+    capdb_counts c;
+    CHECK(capdb_counts_get(db, &c, &err) == 0 && c.total == 0);
+
+    capdb_image bad = {.path = "/x/bad.jpg", .status = CAPDB_STATUS_FAILED, .error = "not an image"};
+    CHECK(capdb_upsert(db, &bad, &err) == 0);
+    int nf = 0;
+    CHECK(capdb_foreach_failure(db, 10, fail_cb, &nf, &err) == 0 && nf == 1);
+    capdb_close(db);
+}
+
+static void test_search_ranking(void)
+{
+    capdb *db = fresh_db("rank.db");
+    put(db, "/r/1.jpg", "a dog running on the beach", "dog beach");
+    put(db, "/r/2.jpg", "a dog sleeping on a sofa", "dog sofa");
+    put(db, "/r/3.jpg", "waves on a sandy beach", "beach");
+    put(db, "/r/4.jpg", "a man riding a horse", "person horse");
+    put(db, "/r/dog photos/5.jpg", "a red car", "car");
+    put(db, "/r/6.jpg", "a parked truck", "dog");
+    put(db, "/r/7.jpg", "two dogs playing", "dog");
+
+    capdb_results res;
+    CHECK(search(db, "dog beach", &res) == 0);
+    CHECK(res.n >= 1 && strcmp(res.hits[0].path, "/r/1.jpg") == 0);   /* both words first */
+    for (int i = 1; i < res.n; i++) CHECK(res.hits[i - 1].score >= res.hits[i].score);
+    capdb_results_free(&res);
+
+    /* caption beats tags beats path words; plural stems */
+    CHECK(search(db, "dog", &res) == 0);
+    int in_caption = rank_of(&res, "/r/2.jpg"), in_tags = rank_of(&res, "/r/6.jpg"),
+        in_path = rank_of(&res, "/r/dog photos/5.jpg");
+    CHECK(in_caption >= 0 && in_tags > in_caption && in_path > in_tags);
+    CHECK(rank_of(&res, "/r/7.jpg") >= 0);
+    capdb_results_free(&res);
+
+    /* stopwords do not match everything; alone, they are searched */
+    CHECK(search(db, "the horse on a", &res) == 0 && res.n == 1);
+    capdb_results_free(&res);
+    CHECK(search(db, "on", &res) == 0 && res.n == 3);
+    capdb_results_free(&res);
+    CHECK(search(db, "DOGS", &res) == 0 && res.n == 5);
+    capdb_results_free(&res);
+
+    capdb_query q = {.text = "dog", .limit = 2};
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2);
+    capdb_results_free(&res);
+    capdb_close(db);
+}
+
+static void test_query_safety(void)
+{
+    capdb *db = fresh_db("safety.db");
+    put(db, "/s/1.jpg", "a dog near the beach and not a cat", "dog");
+    put(db, "/s/2.jpg", "caption of a kite", "kite");
+    static const char *const hostile[] = {
+        "\"dog", "dog\"", "\"\"\"", "dog*", "*", "^dog", "dog NEAR beach", "NEAR(dog beach)",
+        "dog AND", "OR dog", "NOT", "-dog", "dog -cat", "(dog", "dog)", "((", "caption:dog",
+        "caption : kite", "{caption tags}: dog", "dog'); DROP TABLE images; --", "a'b",
+        "\\", "dog\tbeach\n", "chien\xC3\xA9", "\xFF\xFE dog", "\xC3", "\xE2\x80\x9C" "dog" "\xE2\x80\x9D",
+        "🐕 dog", "ＤＯＧ",
+    };
+    for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
+        capdb_results res;
+        int rc = search(db, hostile[i], &res);
+        if (rc != 0 && rc != -EINVAL) {
+            fprintf(stderr, "query %zu -> %d %s\n", i, rc, err.msg);
+            failures++;
+        }
+        capdb_results_free(&res);
+    }
+    capdb_results res;
+    CHECK(search(db, "caption:kite", &res) == 0 && res.n == 1);   /* "caption" is a word */
+    capdb_results_free(&res);
+    CHECK(search(db, "NEAR", &res) == 0 && res.n == 1);
+    capdb_results_free(&res);
+    CHECK(search(db, "\"dog", &res) == 0 && res.n == 1);
+    capdb_results_free(&res);
+    CHECK(search(db, "ＤＯＧ", &res) == 0);    /* fullwidth letters: a word, maybe no match */
+    capdb_results_free(&res);
+    CHECK(search(db, "", &res) == -EINVAL && strstr(err.msg, "no words"));
+    CHECK(search(db, "  ** () \"\" ", &res) == -EINVAL);
+    CHECK(search(db, "\xFF\xFE", &res) == -EINVAL);
+    CHECK(search(db, NULL, &res) == -EINVAL);
+
+    char big[10241];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    CHECK(search(db, big, &res) == 0 && res.n == 0);
+    capdb_results_free(&res);
+    for (size_t i = 0; i + 2 < sizeof big; i += 2) big[i] = (char)('a' + i % 26), big[i + 1] = ' ';
+    CHECK(search(db, big, &res) == 0);      /* 26 distinct words, duplicates dropped */
+    capdb_results_free(&res);
+    for (size_t i = 0; i + 3 < sizeof big; i += 3)
+        big[i] = (char)('a' + i % 26), big[i + 1] = (char)('a' + i / 26 % 26), big[i + 2] = ' ';
+    CHECK(search(db, big, &res) == -EINVAL && strstr(err.msg, "too long"));
+    capdb_close(db);
+}
+
+static void test_fusion_and_similar(void)
+{
+    capdb *db = fresh_db("fusion.db");
+    enum { NC = 10 };
+    /* concept 3 = "dog" in this made-up vocabulary */
+    float both[NC] = {0}, concept_only[NC] = {0}, text_only[NC] = {0}, neither[NC] = {0};
+    both[3] = 0.9f;
+    concept_only[3] = 0.95f;
+    neither[5] = 0.8f;
+    float pa[4] = {1, 0, 0, 0}, pb[4] = {0.9f, 0.1f, 0, 0}, pc[4] = {0, 1, 0, 0}, pd[4] = {-1, 0, 0, 0};
+    capdb_image imgs[] = {
+        {.path = "/f/both.jpg", .caption = "a dog on grass", .concepts = both, .n_concepts = NC, .pooled = pa, .n_pooled = 4},
+        {.path = "/f/concept.jpg", .caption = "an animal on grass", .concepts = concept_only, .n_concepts = NC, .pooled = pb, .n_pooled = 4},
+        {.path = "/f/text.jpg", .caption = "a dog statue", .concepts = text_only, .n_concepts = NC, .pooled = pc, .n_pooled = 4},
+        {.path = "/f/neither.jpg", .caption = "a bowl of fruit", .concepts = neither, .n_concepts = NC, .pooled = pd, .n_pooled = 4},
+    };
+    for (size_t i = 0; i < 4; i++) CHECK(capdb_upsert(db, &imgs[i], &err) == 0);
+
+    struct capdb_concept_term terms[] = {{3, 1.0f}};
+    capdb_query q = {.text = "dog", .concepts = terms, .n_concepts = 1};
+    capdb_results res;
+    CHECK(capdb_search(db, &q, &res, &err) == 0);
+    CHECK(res.n == 3);
+    CHECK(rank_of(&res, "/f/both.jpg") == 0);
+    CHECK(rank_of(&res, "/f/concept.jpg") > 0 && rank_of(&res, "/f/text.jpg") > 0);
+    CHECK(rank_of(&res, "/f/neither.jpg") == -1);
+    CHECK(res.n == 3 && res.hits[rank_of(&res, "/f/concept.jpg")].snippet == NULL);
+    capdb_results_free(&res);
+
+    /* a query word no caption has: the concept still finds the photo */
+    q.text = "puppy";
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2);
+    CHECK(res.n == 2 && strcmp(res.hits[0].path, "/f/concept.jpg") == 0);
+    capdb_results_free(&res);
+
+    float qv[4] = {1, 0, 0, 0};
+    capdb_query sq = {.pooled = qv, .n_pooled = 4, .limit = 3};
+    CHECK(capdb_search(db, &sq, &res, &err) == 0 && res.n == 3);
+    CHECK(res.n == 3 && strcmp(res.hits[0].path, "/f/both.jpg") == 0 &&
+          strcmp(res.hits[1].path, "/f/concept.jpg") == 0 &&
+          strcmp(res.hits[2].path, "/f/text.jpg") == 0);
+    CHECK(res.n == 3 && fabs(res.hits[0].score - 1.0) < 1e-3 && res.hits[1].score < 1.0);
+    capdb_results_free(&res);
+    sq.under_dir = "/elsewhere";
+    CHECK(capdb_search(db, &sq, &res, &err) == 0 && res.n == 0);
+    capdb_results_free(&res);
+    capdb_close(db);
+}
+
+static void test_filters(void)
+{
+    capdb *db = fresh_db("filters.db");
+    capdb_image a = {.path = "/lib/2020/beach.jpg", .caption = "a beach", .taken_time = 1590000000,
+                     .mtime_ns = 1700000000LL * 1000000000LL};
+    capdb_image b = {.path = "/lib/2023/beach.jpg", .caption = "a beach",
+                     .mtime_ns = 1690000000LL * 1000000000LL};
+    capdb_image c = {.path = "/lib/2023x/beach.jpg", .caption = "a beach", .taken_time = 1695000000};
+    CHECK(capdb_upsert(db, &a, &err) == 0);
+    CHECK(capdb_upsert(db, &b, &err) == 0);
+    CHECK(capdb_upsert(db, &c, &err) == 0);
+    capdb_results res;
+    capdb_query q = {.text = "beach", .under_dir = "/lib/2023"};
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 1 &&
+          strcmp(res.hits[0].path, "/lib/2023/beach.jpg") == 0);
+    capdb_results_free(&res);
+    q.under_dir = "/lib/";
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 3);
+    capdb_results_free(&res);
+    q.under_dir = NULL;
+    q.since = 1600000000;       /* taken time wins over mtime for a */
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 && rank_of(&res, "/lib/2020/beach.jpg") < 0);
+    capdb_results_free(&res);
+    q.since = 0;
+    q.until = 1692000000;
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 && rank_of(&res, "/lib/2023x/beach.jpg") < 0);
+    capdb_results_free(&res);
+    capdb_close(db);
+}
+
+static void test_migrations(void)
+{
+    /* every older version, made by the real migration steps, opens and upgrades */
+    for (int v = 0; v < CAPDB_SCHEMA_VERSION_LATEST; v++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/v%d.db", workdir, v);
+        unlink(path);
+        sqlite3 *raw;
+        CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
+        CHECK(capdb__migrate(raw, 0, v, &err) == 0);
+        sqlite3_exec(raw, "CREATE TABLE IF NOT EXISTS unrelated(x)", NULL, NULL, NULL);
+        sqlite3_close(raw);
+
+        capdb *db = NULL;
+        CHECK(capdb_open(path, CAPDB_OPEN_READONLY, &db, &err) == -EIO);
+        CHECK(strstr(err.msg, "schema version") != NULL);
+        CHECK(capdb_open(path, CAPDB_OPEN_WRITE, &db, &err) == 0);
+        if (!db) continue;
+        CHECK(capdb_schema_version(db) == CAPDB_SCHEMA_VERSION_LATEST);
+        put(db, "/v/dog.jpg", "a dog", NULL);
+        capdb_close(db);
+        CHECK(capdb_open(path, CAPDB_OPEN_READONLY, &db, &err) == 0);
+        capdb_results res;
+        CHECK(db && search(db, "dog", &res) == 0 && res.n == 1);
+        capdb_results_free(&res);
+        capdb_close(db);
+    }
+    /* a newer database than we know is refused, not damaged */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/future.db", workdir);
+    unlink(path);
+    sqlite3 *raw;
+    CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
+    sqlite3_exec(raw, "PRAGMA user_version = 999", NULL, NULL, NULL);
+    sqlite3_close(raw);
+    capdb *db = NULL;
+    CHECK(capdb_open(path, CAPDB_OPEN_WRITE, &db, &err) == -EIO && strstr(err.msg, "newer"));
+    CHECK(capdb__migrate(NULL, 0, CAPDB_SCHEMA_VERSION_LATEST + 1, &err) == -EINVAL);
+}
+
+static void test_errors(void)
+{
+    char path[1200];
+    capdb *db = NULL;
+    snprintf(path, sizeof path, "%s/missing.db", workdir);
+    CHECK(capdb_open(path, CAPDB_OPEN_READONLY, &db, &err) == -ENOENT && db == NULL);
+    CHECK(strstr(err.msg, "missing.db") != NULL);
+
+    snprintf(path, sizeof path, "%s/garbage.db", workdir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; f && i < 100; i++) fputs("this is not a database at all\n", f);
+    if (f) fclose(f);
+    CHECK(capdb_open(path, CAPDB_OPEN_READONLY, &db, &err) < 0 && db == NULL);
+    CHECK(capdb_open(path, CAPDB_OPEN_WRITE, &db, &err) < 0 && db == NULL);
+
+    /* read-only connections refuse writes with -EROFS */
+    snprintf(path, sizeof path, "%s/rows.db", workdir);
+    CHECK(capdb_open(path, CAPDB_OPEN_READONLY, &db, &err) == 0);
+    if (db) {
+        capdb_image img = {.path = "/p/new.jpg", .caption = "x"};
+        CHECK(capdb_upsert(db, &img, &err) == -EROFS);
+        CHECK(capdb_meta_set(db, "k", "v", &err) == -EROFS);
+        capdb_close(db);
+    }
+
+    /* a second writer waits, then reports busy */
+    capdb *w1 = fresh_db("busy.db"), *w2 = NULL;
+    snprintf(path, sizeof path, "%s/busy.db", workdir);
+    CHECK(capdb_open(path, CAPDB_OPEN_WRITE, &w2, &err) == 0);
+    if (w2) {
+        CHECK(capdb_begin(w1, &err) == 0);
+        sqlite3_busy_timeout(w2->sql, 50);
+        CHECK(capdb_begin(w2, &err) == -EBUSY);
+        CHECK(capdb_commit(w1, &err) == 0);
+        capdb_close(w2);
+    }
+    capdb_close(w1);
+
+    char buf[512];
+    setenv("CAPSEARCH_DB", "/some/where.db", 1);
+    CHECK(strcmp(capdb_default_path(buf, sizeof buf), "/some/where.db") == 0);
+    unsetenv("CAPSEARCH_DB");
+    setenv("XDG_DATA_HOME", workdir, 1);
+    char want[1200];
+    snprintf(want, sizeof want, "%s/capsearch/index.db", workdir);
+    capdb_default_path(buf, sizeof buf);
+    CHECK(strcmp(buf, want) == 0 || strcmp(buf, "/var/lib/capsearch/index.db") == 0);
+}
+
+static void test_words(void)
+{
+    char *w = capdb__path_words("/home/u/Photos/2023 Beach-Trip/IMG_0042.JPG");
+    CHECK(w && strcmp(w, "Photos 2023 Beach Trip IMG 0042") == 0);
+    free(w);
+    w = capdb__path_words("/x/caf\xC3\xA9/bad\xFFname.tar.gz");
+    CHECK(w && strcmp(w, "x caf\xC3\xA9 bad name tar") == 0);
+    free(w);
+    w = capdb__path_words("noslash");
+    CHECK(w && strcmp(w, "noslash") == 0);
+    free(w);
+
+    char **words;
+    int n = capdb__query_words("The Dog, on the BEACH! dog \xFF\xC3(", &words, &err);
+    CHECK(n == 2 && strcmp(words[0], "dog") == 0 && strcmp(words[1], "beach") == 0);
+    char *e = capdb__fts_expression(words, n);
+    CHECK(e && strcmp(e, "\"dog\" OR \"beach\"") == 0);
+    free(e);
+    capdb__free_words(words, n);
+    n = capdb__query_words("on the", &words, &err);
+    CHECK(n == 2);
+    capdb__free_words(words, n);
+    n = capdb__query_words("caf\xC3\xA9 na\xC3\xAFve \xE4\xB8\x8A\xE6\xB5\xB7", &words, &err);
+    CHECK(n == 3 && strcmp(words[2], "\xE4\xB8\x8A\xE6\xB5\xB7") == 0);
+    capdb__free_words(words, n);
+    char *tricky[] = {(char *)"say\"hi"};
+    e = capdb__fts_expression(tricky, 1);
+    CHECK(e && strcmp(e, "\"say\"\"hi\"") == 0);
+    free(e);
+}
