@@ -112,8 +112,9 @@ install_npm_deps() {
 make_reference() {
   [ -f "$WORK/tfjs_ref.bin" ] && [ "$WORK/tfjs_ref.bin" -nt "$HERE/tfjs_reference.js" ] && return 0
   log "TF.js reference outputs (pure-JS CPU backend)"
+  # 2>&1 | grep: drops TF.js's banner advertising tfjs-node; stdout stays the table's.
   NODE_PATH="$WORK/node_modules" node "$HERE/tfjs_reference.js" "$MODEL_DIR" "$WORK/tfjs_ref" \
-    2> >(grep -v -e '^=*$' -e 'tfjs-node' -e 'Hi, looks like' >&2)
+    2>&1 | { grep -v -e '^=*$' -e 'tfjs-node' -e 'Hi, looks like' || true; } >&2
 }
 
 # The PyTorch port must reproduce the TF.js graph before it is exported or timed.
