@@ -15,14 +15,6 @@ static int not_built(ce_err *err, const char *what)
     return -ENOSYS;
 }
 
-/* image decoding */
-int ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *out, ce_err *err)
-{ (void)path; (void)opt; memset(out, 0, sizeof *out); return not_built(err, "image decoding"); }
-int ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt,
-                         ce_image *out, ce_err *err)
-{ (void)data; (void)size; (void)opt; memset(out, 0, sizeof *out); return not_built(err, "image decoding"); }
-void ce_image_free(ce_image *img) { (void)img; }
-
 /* model and CNN */
 const char *ce_default_models_dir(void) { return CAPSEARCH_SOURCE_MODELS_DIR; }
 int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err)
