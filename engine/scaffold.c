@@ -15,20 +15,6 @@ static int not_built(ce_err *err, const char *what)
     return -ENOSYS;
 }
 
-/* model and CNN */
-const char *ce_default_models_dir(void) { return CAPSEARCH_SOURCE_MODELS_DIR; }
-int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err)
-{ (void)models_dir; (void)flags; *out = NULL; return not_built(err, "model loading"); }
-void ce_model_close(ce_model *model) { (void)model; }
-int ce_model_has_captioner(const ce_model *model) { (void)model; return 0; }
-const char *ce_model_version(const ce_model *model) { (void)model; return "none"; }
-int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
-{ (void)model; *out = NULL; return not_built(err, "sessions"); }
-void ce_session_free(ce_session *session) { (void)session; }
-int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err)
-{ (void)s; (void)img; (void)out; return not_built(err, "the CNN"); }
-void ce_set_blas_threads(int n) { (void)n; }
-
 /* captioner and text side */
 int ce_caption_run(ce_session *s, const ce_cnn_output *cnn, const ce_caption_options *opt,
                    ce_caption *out, ce_err *err)

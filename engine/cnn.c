@@ -1,0 +1,500 @@
+/*
+ * SSDLite-MobileNetV2 (COCO) forward pass, in the manner of llama2.c's run.c: a Weights
+ * struct of pointers into the mapped .csw file, a RunState of scratch buffers owned by
+ * the session, and forward() reading like the architecture.
+ *
+ * Activations are HWC float32 (channels innermost), so a 1x1 convolution is one sgemm
+ * [H*W, Cin] x [Cin, Cout], and a depthwise convolution is a loop over channels that
+ * the compiler vectorises. Batch norm is folded into the weights by the converter
+ * (models/backbone/convert.py documents the tensor names and the folding).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "cnn.h"
+
+/* ------------------------------------------------------------------ architecture */
+
+#define N_BLOCKS 17
+#define N_EXTRA 4
+#define N_HEADS 6
+#define CONV0_OUT 32
+#define FEATURE_DIM 1280
+#define MAX_CLASSES CE_NUM_CLASSES
+
+/* The inverted-residual blocks: expansion factor, output channels, stride. */
+static const struct { int t, c, s; } BLOCKS[N_BLOCKS] = {
+    {1, 16, 1},
+    {6, 24, 2}, {6, 24, 1},
+    {6, 32, 2}, {6, 32, 1}, {6, 32, 1},
+    {6, 64, 2}, {6, 64, 1}, {6, 64, 1}, {6, 64, 1},
+    {6, 96, 1}, {6, 96, 1}, {6, 96, 1},
+    {6, 160, 2}, {6, 160, 1}, {6, 160, 1},
+    {6, 320, 1},
+};
+/* The block whose expansion output (19x19x576, stride 16) is the first feature map:
+ * "layer_15/expansion_output" in the TF OD API, expanded_conv_13/expand in the graph.
+ * The public API calls it map_expanded_conv_14 / mid_pooled. */
+#define FM0_BLOCK 13
+/* SSDLite extra layers: 1x1 reduce channels, output channels (3x3 depthwise stride 2). */
+static const struct { int mid, out; } EXTRA[N_EXTRA] = {{256, 512}, {128, 256}, {128, 256}, {64, 128}};
+/* Feature map sizes and anchors per cell of the six box predictors. */
+static const int HEAD_SIZE[N_HEADS] = {19, 10, 5, 3, 2, 1};
+static const int HEAD_CHANNELS[N_HEADS] = {576, 1280, 512, 256, 256, 128};
+static const int HEAD_ANCHORS[N_HEADS] = {3, 6, 6, 6, 6, 6};
+
+/* ------------------------------------------------------------------ weights and state */
+
+typedef struct { const float *w, *b; } conv;   /* weights, bias (batch norm folded) */
+
+typedef struct {
+    int cin, cexp, cout, stride;
+    conv expand;       /* w == NULL when the expansion factor is 1 */
+    conv dw, project;
+} block;
+
+typedef struct {
+    int cin, mid, out;
+    conv reduce, dw, expand;
+} extra_layer;
+
+typedef struct { conv box_dw, box_pw, cls_dw, cls_pw; } head;
+
+struct cnn_net {
+    conv conv0;                              /* 3x3 stride 2, 3 -> 32, HWIO */
+    block blocks[N_BLOCKS];
+    conv conv1;                              /* 1x1, 320 -> 1280 */
+    extra_layer extra[N_EXTRA];
+    head heads[N_HEADS];
+    float anchors[CE_NUM_ANCHORS][4];
+    float box_scales[4];
+};
+
+struct cnn_state {
+    float *input;      /* 300x300x3 */
+    float *cols;       /* im2col of the first conv: 150*150 x 27 */
+    float *x, *y;      /* block input / output (ping-pong) */
+    float *e;          /* expansion output */
+    float *d;          /* depthwise output */
+    float *h;          /* predictor depthwise output */
+    float *box;        /* [1917][4] box encodings */
+    float *logits;     /* [1917][91] class logits */
+    float *scores;     /* [1917][91] post-processing scratch */
+};
+
+/* ------------------------------------------------------------------ forward */
+
+typedef struct {
+    cnn_tap_fn fn;
+    void *ctx;
+} tap;
+
+static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout,
+                      int relu6, const float *residual, float *out);
+static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p,
+                      float *out, int *oh, int *ow);
+static void conv3x3_first(const float *in, const conv *p, float *cols, float *out);
+static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0);
+static void mean_pool(const float *in, int pixels, int c, float *out);
+static void emit(const tap *t, const char *name, const float *data, int h, int w, int c);
+
+/* Runs the network on the preprocessed input in st->input; fills box/logits and the
+ * feature outputs of `out`. */
+static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const tap *t)
+{
+    char name[32];
+    int h = CE_INPUT_SIZE / 2, w = CE_INPUT_SIZE / 2, c = CONV0_OUT;
+    emit(t, "input", st->input, CE_INPUT_SIZE, CE_INPUT_SIZE, 3);
+
+    conv3x3_first(st->input, &net->conv0, st->cols, st->x);
+    emit(t, "conv0", st->x, h, w, c);
+
+    /* MobileNetV2: expand (1x1, ReLU6) -> depthwise 3x3 (ReLU6) -> project (1x1, linear),
+     * with a residual add when the shape is kept. */
+    for (int i = 0; i < N_BLOCKS; i++) {
+        const block *b = &net->blocks[i];
+        const float *dw_in = st->x;
+        if (b->expand.w) {
+            pointwise(st->x, h * w, b->cin, &b->expand, b->cexp, 1, NULL, st->e);
+            dw_in = st->e;
+        }
+        if (i == FM0_BLOCK) {
+            emit(t, "fm0", st->e, h, w, b->cexp);
+            mean_pool(st->e, h * w, b->cexp, out->mid_pooled);
+            if (out->map_expanded_conv_14)
+                memcpy(out->map_expanded_conv_14, st->e, sizeof(float) * (size_t)(h * w * b->cexp));
+            run_head(net, st, 0, st->e, 0);
+        }
+        int oh, ow;
+        depthwise(dw_in, h, w, b->cexp, b->stride, &b->dw, st->d, &oh, &ow);
+        int keep = b->stride == 1 && b->cin == b->cout;
+        pointwise(st->d, oh * ow, b->cexp, &b->project, b->cout, 0, keep ? st->x : NULL, st->y);
+        float *tmp = st->x; st->x = st->y; st->y = tmp;
+        h = oh, w = ow, c = b->cout;
+        snprintf(name, sizeof name, "block%d", i);
+        emit(t, name, st->x, h, w, c);
+    }
+
+    pointwise(st->x, h * w, c, &net->conv1, FEATURE_DIM, 1, NULL, st->y);
+    c = FEATURE_DIM;
+    float *fm = st->y;
+    emit(t, "fm1", fm, h, w, c);
+    mean_pool(fm, h * w, c, out->pooled);
+    if (out->map_conv_1) memcpy(out->map_conv_1, fm, sizeof(float) * (size_t)(h * w * c));
+    int anchor0 = HEAD_SIZE[0] * HEAD_SIZE[0] * HEAD_ANCHORS[0];
+    run_head(net, st, 1, fm, anchor0);
+    anchor0 += h * w * HEAD_ANCHORS[1];
+
+    /* SSDLite extra layers: 1x1 reduce -> depthwise 3x3 stride 2 -> 1x1 expand. */
+    for (int k = 0; k < N_EXTRA; k++) {
+        const extra_layer *x = &net->extra[k];
+        pointwise(fm, h * w, x->cin, &x->reduce, x->mid, 1, NULL, st->e);
+        int oh, ow;
+        depthwise(st->e, h, w, x->mid, 2, &x->dw, st->d, &oh, &ow);
+        float *next = fm == st->x ? st->y : st->x;
+        pointwise(st->d, oh * ow, x->mid, &x->expand, x->out, 1, NULL, next);
+        fm = next;
+        h = oh, w = ow, c = x->out;
+        snprintf(name, sizeof name, "fm%d", k + 2);
+        emit(t, name, fm, h, w, c);
+        run_head(net, st, k + 2, fm, anchor0);
+        anchor0 += h * w * HEAD_ANCHORS[k + 2];
+    }
+    emit(t, "box_encodings", st->box, CE_NUM_ANCHORS, 1, 4);
+    emit(t, "class_logits", st->logits, CE_NUM_ANCHORS, 1, CE_NUM_CLASSES);
+}
+
+int cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
+                   cnn_tap_fn fn, void *ctx, ce_err *err)
+{
+    ce_err scratch_err;
+    if (!err) err = &scratch_err;
+    const cnn_net *net = s ? ce_session_cnn_net(s) : NULL;
+    cnn_state *st = s ? ce_session_cnn(s) : NULL;
+    if (!net || !st) {
+        snprintf(err->msg, sizeof err->msg, "the model was opened without the CNN (text only)");
+        return -EINVAL;
+    }
+    if (!img || !img->pixels || img->width < 1 || img->height < 1) {
+        snprintf(err->msg, sizeof err->msg, "empty image");
+        return -EINVAL;
+    }
+    tap t = {fn, ctx};
+    ce_resize_input(img, st->input);
+    forward(net, st, out, &t);
+    ce_postprocess(st->box, st->logits, net->anchors, net->box_scales, st->scores, out);
+    return 0;
+}
+
+int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err)
+{
+    return cnn_run_tapped(s, img, out, NULL, NULL, err);
+}
+
+/* ------------------------------------------------------------------ layers */
+
+/* out[p][o] = act(sum_i in[p][i] * W[i][o] + b[o] (+ residual[p][o])) */
+static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout,
+                      int relu6, const float *residual, float *out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, pixels, cout, cin,
+                1.0f, in, cin, p->w, cout, 0.0f, out, cout);
+    const float *b = p->b;
+    for (int i = 0; i < pixels; i++) {
+        float *o = out + (size_t)i * cout;
+        if (residual) {
+            const float *r = residual + (size_t)i * cout;
+            for (int k = 0; k < cout; k++) o[k] += b[k] + r[k];
+        } else if (relu6) {
+            for (int k = 0; k < cout; k++) o[k] = fminf(fmaxf(o[k] + b[k], 0.0f), 6.0f);
+        } else {
+            for (int k = 0; k < cout; k++) o[k] += b[k];
+        }
+    }
+}
+
+/* TensorFlow "SAME" padding: output ceil(in / stride), the odd padding pixel after. */
+static int same_pad_before(int in, int stride, int *out)
+{
+    *out = (in + stride - 1) / stride;
+    int total = (*out - 1) * stride + 3 - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+/* Depthwise 3x3 with the folded batch norm and ReLU6. Taps that fall in the padding are
+ * skipped per pixel, so the channel loop has no branches and vectorises. */
+static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p,
+                      float *out, int *oh, int *ow)
+{
+    int pt = same_pad_before(h, stride, oh);
+    int pl = same_pad_before(w, stride, ow);
+    const float *restrict wt = p->w, *restrict b = p->b;
+    for (int oy = 0; oy < *oh; oy++) {
+        for (int ox = 0; ox < *ow; ox++) {
+            float *restrict o = out + ((size_t)oy * *ow + ox) * c;
+            for (int k = 0; k < c; k++) o[k] = b[k];
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = oy * stride - pt + ky;
+                if (iy < 0 || iy >= h) continue;
+                for (int kx = 0; kx < 3; kx++) {
+                    int ix = ox * stride - pl + kx;
+                    if (ix < 0 || ix >= w) continue;
+                    const float *restrict ip = in + ((size_t)iy * w + ix) * c;
+                    const float *restrict wp = wt + (ky * 3 + kx) * c;
+                    for (int k = 0; k < c; k++) o[k] += ip[k] * wp[k];
+                }
+            }
+            for (int k = 0; k < c; k++) o[k] = fminf(fmaxf(o[k], 0.0f), 6.0f);
+        }
+    }
+}
+
+/* The first layer, 3x3 stride 2 from 3 channels: im2col then one sgemm. */
+static void conv3x3_first(const float *in, const conv *p, float *cols, float *out)
+{
+    const int ih = CE_INPUT_SIZE, iw = CE_INPUT_SIZE;
+    int oh, ow;
+    int pt = same_pad_before(ih, 2, &oh);
+    int pl = same_pad_before(iw, 2, &ow);
+    for (int oy = 0; oy < oh; oy++) {
+        for (int ox = 0; ox < ow; ox++) {
+            float *col = cols + ((size_t)oy * ow + ox) * 27;
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = oy * 2 - pt + ky;
+                for (int kx = 0; kx < 3; kx++) {
+                    int ix = ox * 2 - pl + kx;
+                    float *dst = col + (ky * 3 + kx) * 3;
+                    if (iy < 0 || iy >= ih || ix < 0 || ix >= iw) {
+                        dst[0] = dst[1] = dst[2] = 0.0f;
+                    } else {
+                        const float *src = in + ((size_t)iy * iw + ix) * 3;
+                        dst[0] = src[0], dst[1] = src[1], dst[2] = src[2];
+                    }
+                }
+            }
+        }
+    }
+    pointwise(cols, oh * ow, 27, p, CONV0_OUT, 1, NULL, out);
+}
+
+/* One box predictor: depthwise 3x3 (ReLU6) then a linear 1x1 for the box encodings and
+ * another for the class logits. The 1x1 output [H*W][A*n] is already the anchor order
+ * of the graph's reshape ((y*W + x)*A + a), so it is written straight into place. */
+static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0)
+{
+    int s = HEAD_SIZE[k], c = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k], oh, ow;
+    depthwise(fm, s, s, c, 1, &net->heads[k].box_dw, st->h, &oh, &ow);
+    pointwise(st->h, s * s, c, &net->heads[k].box_pw, a * 4, 0, NULL, st->box + (size_t)anchor0 * 4);
+    depthwise(fm, s, s, c, 1, &net->heads[k].cls_dw, st->h, &oh, &ow);
+    pointwise(st->h, s * s, c, &net->heads[k].cls_pw, a * CE_NUM_CLASSES, 0, NULL,
+              st->logits + (size_t)anchor0 * CE_NUM_CLASSES);
+}
+
+static void mean_pool(const float *in, int pixels, int c, float *out)
+{
+    for (int k = 0; k < c; k++) out[k] = 0.0f;
+    for (int i = 0; i < pixels; i++)
+        for (int k = 0; k < c; k++) out[k] += in[(size_t)i * c + k];
+    for (int k = 0; k < c; k++) out[k] /= (float)pixels;
+}
+
+static void emit(const tap *t, const char *name, const float *data, int h, int w, int c)
+{
+    if (t && t->fn) t->fn(t->ctx, name, data, h, w, c);
+}
+
+/* ------------------------------------------------------------------ FLOPs */
+
+static double conv_flops(int pixels, int cin, int cout, int taps)
+{
+    return (double)pixels * cout * (2.0 * cin * taps + 1.0);   /* MACs + bias */
+}
+
+double cnn_flops(void)
+{
+    double f = 0;
+    int s = CE_INPUT_SIZE / 2, c = CONV0_OUT;
+    f += conv_flops(s * s, 3, c, 9) + 2.0 * s * s * c;            /* + ReLU6 (min, max) */
+    for (int i = 0; i < N_BLOCKS; i++) {
+        int cexp = c * BLOCKS[i].t, o = (s + BLOCKS[i].s - 1) / BLOCKS[i].s;
+        if (BLOCKS[i].t != 1) f += conv_flops(s * s, c, cexp, 1) + 2.0 * s * s * cexp;
+        f += conv_flops(o * o, 1, cexp, 9) + 2.0 * o * o * cexp;
+        f += conv_flops(o * o, cexp, BLOCKS[i].c, 1);
+        if (BLOCKS[i].s == 1 && c == BLOCKS[i].c) f += (double)o * o * c;
+        s = o, c = BLOCKS[i].c;
+    }
+    f += conv_flops(s * s, c, FEATURE_DIM, 1) + 2.0 * s * s * FEATURE_DIM;
+    c = FEATURE_DIM;
+    for (int k = 0; k < N_EXTRA; k++) {
+        int o = (s + 1) / 2;
+        f += conv_flops(s * s, c, EXTRA[k].mid, 1) + 2.0 * s * s * EXTRA[k].mid;
+        f += conv_flops(o * o, 1, EXTRA[k].mid, 9) + 2.0 * o * o * EXTRA[k].mid;
+        f += conv_flops(o * o, EXTRA[k].mid, EXTRA[k].out, 1) + 2.0 * o * o * EXTRA[k].out;
+        s = o, c = EXTRA[k].out;
+    }
+    for (int k = 0; k < N_HEADS; k++) {
+        int p = HEAD_SIZE[k] * HEAD_SIZE[k], hc = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k];
+        f += 2 * (conv_flops(p, 1, hc, 9) + 2.0 * p * hc);
+        f += conv_flops(p, hc, a * 4, 1) + conv_flops(p, hc, a * CE_NUM_CLASSES, 1);
+    }
+    return f;
+}
+
+/* ------------------------------------------------------------------ build / free */
+
+static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin, int cout,
+                    conv *out, ce_err *err);
+enum { POINTWISE, DEPTHWISE, FULL3X3 };
+
+int cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
+{
+    *out = NULL;
+    cnn_net *net = calloc(1, sizeof *net);
+    if (!net) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    char p[64];
+    int rc = get_conv(wf, "mnv2/conv0", FULL3X3, 3, CONV0_OUT, &net->conv0, err);
+    int cin = CONV0_OUT;
+    for (int i = 0; rc == 0 && i < N_BLOCKS; i++) {
+        block *b = &net->blocks[i];
+        b->cin = cin, b->cexp = cin * BLOCKS[i].t, b->cout = BLOCKS[i].c, b->stride = BLOCKS[i].s;
+        if (BLOCKS[i].t != 1) {
+            snprintf(p, sizeof p, "mnv2/block%d/expand", i);
+            rc = get_conv(wf, p, POINTWISE, b->cin, b->cexp, &b->expand, err);
+        }
+        snprintf(p, sizeof p, "mnv2/block%d/dw", i);
+        if (rc == 0) rc = get_conv(wf, p, DEPTHWISE, b->cexp, b->cexp, &b->dw, err);
+        snprintf(p, sizeof p, "mnv2/block%d/project", i);
+        if (rc == 0) rc = get_conv(wf, p, POINTWISE, b->cexp, b->cout, &b->project, err);
+        cin = b->cout;
+    }
+    if (rc == 0) rc = get_conv(wf, "mnv2/conv1", POINTWISE, cin, FEATURE_DIM, &net->conv1, err);
+    cin = FEATURE_DIM;
+    for (int k = 0; rc == 0 && k < N_EXTRA; k++) {
+        extra_layer *x = &net->extra[k];
+        x->cin = cin, x->mid = EXTRA[k].mid, x->out = EXTRA[k].out;
+        snprintf(p, sizeof p, "extra/%d/reduce", k + 2);
+        rc = get_conv(wf, p, POINTWISE, x->cin, x->mid, &x->reduce, err);
+        snprintf(p, sizeof p, "extra/%d/dw", k + 2);
+        if (rc == 0) rc = get_conv(wf, p, DEPTHWISE, x->mid, x->mid, &x->dw, err);
+        snprintf(p, sizeof p, "extra/%d/expand", k + 2);
+        if (rc == 0) rc = get_conv(wf, p, POINTWISE, x->mid, x->out, &x->expand, err);
+        cin = x->out;
+    }
+    for (int k = 0; rc == 0 && k < N_HEADS; k++) {
+        int c = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k];
+        snprintf(p, sizeof p, "head/%d/box/dw", k);
+        rc = get_conv(wf, p, DEPTHWISE, c, c, &net->heads[k].box_dw, err);
+        snprintf(p, sizeof p, "head/%d/box/pw", k);
+        if (rc == 0) rc = get_conv(wf, p, POINTWISE, c, a * 4, &net->heads[k].box_pw, err);
+        snprintf(p, sizeof p, "head/%d/cls/dw", k);
+        if (rc == 0) rc = get_conv(wf, p, DEPTHWISE, c, c, &net->heads[k].cls_dw, err);
+        snprintf(p, sizeof p, "head/%d/cls/pw", k);
+        if (rc == 0) rc = get_conv(wf, p, POINTWISE, c, a * CE_NUM_CLASSES, &net->heads[k].cls_pw, err);
+    }
+    if (rc == 0) {
+        const float *scales = ce_weights_f32(wf, "postprocess/box_scales", err, 1, 4);
+        if (!scales) rc = -EBADMSG;
+        else memcpy(net->box_scales, scales, sizeof net->box_scales);
+    }
+    if (rc < 0) {
+        free(net);
+        return rc;
+    }
+    ce_anchors_generate(net->anchors);
+    *out = net;
+    return 0;
+}
+
+static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin, int cout,
+                    conv *out, ce_err *err)
+{
+    char name[80];
+    snprintf(name, sizeof name, "%s/w", prefix);
+    if (kind == POINTWISE) out->w = ce_weights_f32(wf, name, err, 2, cin, cout);
+    else if (kind == DEPTHWISE) out->w = ce_weights_f32(wf, name, err, 3, 3, 3, cout);
+    else out->w = ce_weights_f32(wf, name, err, 4, 3, 3, cin, cout);
+    if (!out->w) return -EBADMSG;
+    snprintf(name, sizeof name, "%s/b", prefix);
+    out->b = ce_weights_f32(wf, name, err, 1, cout);
+    return out->b ? 0 : -EBADMSG;
+}
+
+void cnn_net_free(cnn_net *net) { free(net); }
+
+/* The largest tensor each scratch buffer holds over the forward pass. */
+static void plan_buffers(size_t *max_x, size_t *max_e, size_t *max_d)
+{
+    size_t s = CE_INPUT_SIZE / 2, c = CONV0_OUT;
+    *max_x = s * s * c, *max_e = 0, *max_d = 0;
+#define GROW(m, v) do { if ((v) > *(m)) *(m) = (v); } while (0)
+    for (int i = 0; i < N_BLOCKS; i++) {
+        size_t cexp = c * (size_t)BLOCKS[i].t, o = (s + (size_t)BLOCKS[i].s - 1) / (size_t)BLOCKS[i].s;
+        GROW(max_e, s * s * cexp);
+        GROW(max_d, o * o * cexp);
+        GROW(max_x, o * o * (size_t)BLOCKS[i].c);
+        s = o, c = (size_t)BLOCKS[i].c;
+    }
+    GROW(max_x, s * s * FEATURE_DIM);
+    for (int k = 0; k < N_EXTRA; k++) {
+        size_t o = (s + 1) / 2;
+        GROW(max_e, s * s * (size_t)EXTRA[k].mid);
+        GROW(max_d, o * o * (size_t)EXTRA[k].mid);
+        GROW(max_x, o * o * (size_t)EXTRA[k].out);
+        s = o;
+    }
+#undef GROW
+}
+
+int cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
+{
+    (void)net;
+    *out = NULL;
+    cnn_state *st = calloc(1, sizeof *st);
+    if (!st) goto oom;
+    const size_t half = (size_t)(CE_INPUT_SIZE / 2) * (CE_INPUT_SIZE / 2);
+    size_t max_x, max_e, max_d;
+    plan_buffers(&max_x, &max_e, &max_d);
+    st->input = malloc(sizeof(float) * CE_INPUT_SIZE * CE_INPUT_SIZE * 3);
+    st->cols = malloc(sizeof(float) * half * 27);
+    st->x = malloc(sizeof(float) * max_x);
+    st->y = malloc(sizeof(float) * max_x);
+    st->d = malloc(sizeof(float) * max_d);
+    st->e = malloc(sizeof(float) * max_e);
+    st->h = malloc(sizeof(float) * 19 * 19 * 576);
+    st->box = malloc(sizeof(float) * CE_NUM_ANCHORS * 4);
+    st->logits = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
+    st->scores = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
+    if (!st->input || !st->cols || !st->x || !st->y || !st->d || !st->e || !st->h ||
+        !st->box || !st->logits || !st->scores)
+        goto oom;
+    *out = st;
+    return 0;
+oom:
+    cnn_state_free(st);
+    snprintf(err->msg, sizeof err->msg, "out of memory for CNN scratch buffers");
+    return -ENOMEM;
+}
+
+void cnn_state_free(cnn_state *st)
+{
+    if (!st) return;
+    free(st->input);
+    free(st->cols);
+    free(st->x);
+    free(st->y);
+    free(st->d);
+    free(st->e);
+    free(st->h);
+    free(st->box);
+    free(st->logits);
+    free(st->scores);
+    free(st);
+}

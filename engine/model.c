@@ -1,0 +1,145 @@
+/*
+ * Opening the model files and making per-thread sessions. A ce_model is read-only once
+ * opened (shared by all threads); a ce_session owns every buffer one thread writes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "cnn.h"
+#include "internal.h"
+#include "weights.h"
+
+#define BACKBONE_FILE "ssdlite_mobilenet_v2_coco.csw"
+#define BACKBONE_NAME "ssdlite_mobilenet_v2_coco"
+
+struct ce_model {
+    ce_weights *backbone;          /* NULL when opened text-only */
+    cnn_net *cnn;
+    ce_captioner *captioner;       /* NULL when absent */
+    char version[160];
+};
+
+struct ce_session {
+    const ce_model *model;
+    cnn_state *cnn;                /* NULL when the model has no backbone */
+    ce_captioner_scratch *captioner;
+};
+
+const char *ce_default_models_dir(void)
+{
+    const char *env = getenv("CAPSEARCH_MODELS");
+    if (env && *env) return env;
+    if (access(CAPSEARCH_INSTALL_MODELS_DIR "/" BACKBONE_FILE, R_OK) == 0)
+        return CAPSEARCH_INSTALL_MODELS_DIR;
+    return CAPSEARCH_SOURCE_MODELS_DIR;
+}
+
+int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err)
+{
+    ce_err scratch_err;
+    if (!err) err = &scratch_err;
+    *out = NULL;
+    if (!models_dir) models_dir = ce_default_models_dir();
+    if (flags & ~CE_OPEN_TEXT_ONLY) {
+        snprintf(err->msg, sizeof err->msg, "unknown model open flags %#x", (unsigned)flags);
+        return -EINVAL;
+    }
+    ce_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    int rc;
+    if (!(flags & CE_OPEN_TEXT_ONLY)) {
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", models_dir, BACKBONE_FILE) >= sizeof path) {
+            snprintf(err->msg, sizeof err->msg, "models directory path too long");
+            rc = -ENAMETOOLONG;
+            goto fail;
+        }
+        rc = ce_weights_open(path, &m->backbone, err);
+        if (rc == -ENOENT) {
+            snprintf(err->msg, sizeof err->msg,
+                     "%.160s not found (run models/backbone/fetch_and_convert.sh, or set CAPSEARCH_MODELS)",
+                     path);
+            goto fail;
+        }
+        if (rc < 0) goto fail;
+        if ((rc = cnn_net_build(m->backbone, &m->cnn, err)) < 0) goto fail;
+    }
+    rc = ce_captioner_open(models_dir, &m->captioner, err);
+    if (rc == -ENOENT) {
+        m->captioner = NULL;
+        err->msg[0] = 0;
+    } else if (rc < 0) {
+        goto fail;
+    }
+    if (m->captioner)
+        snprintf(m->version, sizeof m->version, "%s+%s", BACKBONE_NAME, ce_captioner_version(m->captioner));
+    else
+        snprintf(m->version, sizeof m->version, "%s", BACKBONE_NAME);
+    *out = m;
+    return 0;
+fail:
+    ce_model_close(m);
+    return rc;
+}
+
+void ce_model_close(ce_model *model)
+{
+    if (!model) return;
+    if (model->captioner) ce_captioner_close(model->captioner);
+    cnn_net_free(model->cnn);
+    ce_weights_close(model->backbone);
+    free(model);
+}
+
+int ce_model_has_captioner(const ce_model *model) { return model->captioner != NULL; }
+const char *ce_model_version(const ce_model *model) { return model->version; }
+const ce_captioner *ce_model_captioner(const ce_model *model) { return model->captioner; }
+const cnn_net *ce_model_cnn(const ce_model *model) { return model->cnn; }
+
+int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
+{
+    ce_err scratch_err;
+    if (!err) err = &scratch_err;
+    *out = NULL;
+    ce_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    s->model = model;
+    int rc = 0;
+    if (model->cnn && (rc = cnn_state_new(model->cnn, &s->cnn, err)) < 0) goto fail;
+    if (model->captioner &&
+        (rc = ce_captioner_scratch_new(model->captioner, &s->captioner, err)) < 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    ce_session_free(s);
+    return rc;
+}
+
+void ce_session_free(ce_session *session)
+{
+    if (!session) return;
+    if (session->captioner) ce_captioner_scratch_free(session->captioner);
+    cnn_state_free(session->cnn);
+    free(session);
+}
+
+ce_captioner_scratch *ce_session_captioner_scratch(ce_session *session) { return session->captioner; }
+cnn_state *ce_session_cnn(ce_session *session) { return session->cnn; }
+const cnn_net *ce_session_cnn_net(const ce_session *session) { return session->model->cnn; }
+
+void ce_set_blas_threads(int n)
+{
+    openblas_set_num_threads(n > 0 ? n : 1);
+}
