@@ -7,7 +7,10 @@
 #ifndef CAPSEARCH_CLI_H
 #define CAPSEARCH_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
+
+#include "capdb.h"
 
 enum { EXIT_MATCH = 0, EXIT_NO_MATCH = 1, EXIT_TROUBLE = 2 };
 
@@ -32,5 +35,41 @@ int cli_stderr_is_tty(void);
 
 /* Parses a non-negative integer option value; returns -1 on garbage. */
 long cli_parse_count(const char *s);
+
+/* ------------------------------------------------------------------ results */
+
+/* The options `search` and `similar` share. */
+typedef struct {
+    const char *db_path;          /* --db, NULL = capdb_default_path() */
+    const char *models_dir;       /* --models, NULL = ce_default_models_dir() */
+    char *under_dir;              /* --dir, made absolute (owned) */
+    int64_t since, until;         /* --since / --until, unix seconds, 0 = open */
+    int limit;                    /* --limit, default 20 */
+    int json, print0;
+} cli_search_options;
+
+/* Parses the shared options (getopt_long, options may follow operands); `usage` prints
+ * the command's help. Returns the index of the first operand in argv, 0 after --help
+ * (caller exits 0), or -1 after printing an error (caller exits 2). */
+int  cli_parse_search_options(int argc, char **argv, cli_search_options *o,
+                              void (*usage)(FILE *out));
+void cli_search_options_free(cli_search_options *o);
+/* The help lines for the shared options, for each command's usage text. */
+void cli_print_search_options_help(FILE *out);
+
+/* Opens the index read-only: path from --db or the default. On failure prints why
+ * (and, for a missing file, how to create one) and returns EXIT_TROUBLE. */
+int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size);
+
+/* Runs the query and prints the hits the way the options ask (text with highlighted
+ * matches on a terminal, JSON Lines, or NUL-separated paths), leaving out the hit
+ * whose path is `exclude` (may be NULL). Returns EXIT_MATCH, EXIT_NO_MATCH or
+ * EXIT_TROUBLE. */
+int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
+                  const char *exclude);
+
+/* Parses YYYY-MM-DD[THH:MM:SS] as UTC (EXIF times are stored that way) into unix
+ * seconds; a bare date with end_of_day set means its last second. 0 ok, -1 invalid. */
+int cli_parse_date(const char *s, int end_of_day, int64_t *out);
 
 #endif

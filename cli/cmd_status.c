@@ -1,3 +1,239 @@
-/* SCAFFOLD: replaced by the foundation issue. */
+/*
+ * capsearch status [--json] [--db PATH]: the database, the model that indexed it, how
+ * many images it holds, the latest failures, and whether the daemon is alive (from the
+ * meta keys capsearchd writes every few seconds; see capdb.h).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "cli.h"
-int cmd_status(int argc, char **argv) { (void)argc; (void)argv; return cli_error("status is not built yet"); }
+
+#define FAILURES_SHOWN 10
+/* A live daemon refreshes its heartbeat every few seconds. */
+#define HEARTBEAT_STALE_S 120
+
+typedef struct {
+    char path[4096];
+    int schema_version;
+    char model_version[128];
+    capdb_counts counts;
+    /* the daemon */
+    long pid;
+    int running;
+    char state[64], queue[32], indexed[32], last_error[512], roots[4096];
+    int64_t heartbeat_age;        /* seconds, -1 = never */
+} status_info;
+
+typedef struct {
+    int n;
+    char *paths[FAILURES_SHOWN], *errors[FAILURES_SHOWN];
+    int64_t when[FAILURES_SHOWN];
+} failure_list;
+
+static void usage(FILE *out);
+static int gather(capdb *db, status_info *st, failure_list *fl);
+static void print_text(const status_info *st, const failure_list *fl);
+static void print_json(const status_info *st, const failure_list *fl);
+static int collect_failure(void *ctx, const char *path, const char *error, int64_t when);
+static void meta(capdb *db, const char *key, char *buf, size_t size);
+static void human_size(int64_t bytes, char *buf, size_t size);
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option OPTIONS[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"db", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db_path = NULL;
+    int json = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "jh", OPTIONS, NULL)) != -1) {
+        switch (c) {
+        case 'j': json = 1; break;
+        case 'd': db_path = optarg; break;
+        case 'h': usage(stdout); return EXIT_MATCH;
+        default:
+            usage(stderr);
+            return EXIT_TROUBLE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return EXIT_TROUBLE;
+    }
+
+    status_info st = {0};
+    failure_list fl = {0};
+    capdb *db = NULL;
+    int rc = cli_open_db(db_path, &db, st.path, sizeof st.path);
+    if (rc == 0) rc = gather(db, &st, &fl);
+    if (rc == 0) {
+        if (json) print_json(&st, &fl);
+        else print_text(&st, &fl);
+        if (fflush(stdout) != 0) rc = cli_error("writing status: %s", strerror(errno));
+    }
+    for (int i = 0; i < fl.n; i++) {
+        free(fl.paths[i]);
+        free(fl.errors[i]);
+    }
+    capdb_close(db);
+    return rc;
+}
+
+static void usage(FILE *out)
+{
+    fputs("Usage: capsearch status [--json] [--db PATH]\n\n"
+          "Show the index database, its schema and model versions, image counts, recent\n"
+          "failures, and whether capsearchd is running.\n\n"
+          "  -j, --json     one JSON object\n"
+          "      --db PATH  the index database (default as for search)\n"
+          "  -h, --help     show this help\n", out);
+}
+
+static int gather(capdb *db, status_info *st, failure_list *fl)
+{
+    capdb_err err = {{0}};
+    st->schema_version = capdb_schema_version(db);
+    if (capdb_counts_get(db, &st->counts, &err) < 0 ||
+        capdb_foreach_failure(db, FAILURES_SHOWN, collect_failure, fl, &err) < 0)
+        return cli_error("%s", err.msg);
+    meta(db, "model_version", st->model_version, sizeof st->model_version);
+    meta(db, "daemon.state", st->state, sizeof st->state);
+    meta(db, "daemon.queue", st->queue, sizeof st->queue);
+    meta(db, "daemon.indexed", st->indexed, sizeof st->indexed);
+    meta(db, "daemon.last_error", st->last_error, sizeof st->last_error);
+    meta(db, "daemon.roots", st->roots, sizeof st->roots);
+
+    char buf[64];
+    meta(db, "daemon.pid", buf, sizeof buf);
+    st->pid = strtol(buf, NULL, 10);
+    meta(db, "daemon.heartbeat", buf, sizeof buf);
+    long long beat = strtoll(buf, NULL, 10);
+    st->heartbeat_age = beat > 0 ? (int64_t)time(NULL) - beat : -1;
+    if (st->heartbeat_age < -1) st->heartbeat_age = 0;     /* clock skew */
+    /* EPERM: alive but another user's (the system service) */
+    int alive = st->pid > 0 && (kill((pid_t)st->pid, 0) == 0 || errno == EPERM);
+    st->running = alive && strcmp(st->state, "stopped") != 0;
+    return 0;
+}
+
+static void print_text(const status_info *st, const failure_list *fl)
+{
+    char size[32];
+    human_size(st->counts.db_bytes, size, sizeof size);
+    printf("database:  %s (%s)\n", st->path, size);
+    printf("schema:    version %d\n", st->schema_version);
+    printf("model:     %s\n", st->model_version[0] ? st->model_version : "(nothing indexed yet)");
+    printf("images:    %lld indexed, %lld failed\n", (long long)st->counts.ok,
+           (long long)st->counts.failed);
+    if (st->running) {
+        printf("daemon:    running (pid %ld), %s", st->pid, st->state[0] ? st->state : "state unknown");
+        if (st->queue[0]) printf(", %s queued", st->queue);
+        if (st->indexed[0]) printf(", %s indexed since start", st->indexed);
+        if (st->heartbeat_age >= 0) printf(", heartbeat %llds ago", (long long)st->heartbeat_age);
+        if (st->heartbeat_age > HEARTBEAT_STALE_S) printf(" (stalled?)");
+        putchar('\n');
+    } else {
+        printf("daemon:    not running\n");
+    }
+    if (st->roots[0]) {
+        printf("watching:  ");
+        for (const char *p = st->roots; *p; p++) {
+            if (*p == '\n') { if (p[1]) fputs("\n           ", stdout); }
+            else putchar(*p);
+        }
+        putchar('\n');
+    }
+    if (st->last_error[0]) printf("last error: %s\n", st->last_error);
+    if (fl->n) {
+        printf("recent failures:\n");
+        for (int i = 0; i < fl->n; i++) {
+            char when[32] = "";
+            time_t t = (time_t)fl->when[i];
+            struct tm tm;
+            if (t && localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
+            printf("  %s  %s: %s\n", when, fl->paths[i], fl->errors[i]);
+        }
+    }
+}
+
+static void print_json(const status_info *st, const failure_list *fl)
+{
+    fputs("{\"database\":", stdout);
+    cli_json_string(stdout, st->path);
+    printf(",\"db_bytes\":%lld,\"schema_version\":%d,\"model_version\":",
+           (long long)st->counts.db_bytes, st->schema_version);
+    if (st->model_version[0]) cli_json_string(stdout, st->model_version); else fputs("null", stdout);
+    printf(",\"images\":{\"total\":%lld,\"ok\":%lld,\"failed\":%lld}",
+           (long long)st->counts.total, (long long)st->counts.ok, (long long)st->counts.failed);
+    printf(",\"daemon\":{\"running\":%s,\"pid\":", st->running ? "true" : "false");
+    if (st->pid > 0) printf("%ld", st->pid); else fputs("null", stdout);
+    fputs(",\"state\":", stdout);
+    if (st->state[0]) cli_json_string(stdout, st->state); else fputs("null", stdout);
+    printf(",\"queue\":%lld,\"indexed\":%lld,\"heartbeat_age\":", strtoll(st->queue, NULL, 10),
+           strtoll(st->indexed, NULL, 10));
+    if (st->heartbeat_age >= 0) printf("%lld", (long long)st->heartbeat_age); else fputs("null", stdout);
+    fputs(",\"roots\":[", stdout);
+    const char *p = st->roots;
+    for (int first = 1; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len) {
+            char root[4096];
+            snprintf(root, sizeof root, "%.*s", (int)len, p);
+            if (!first) putchar(',');
+            cli_json_string(stdout, root);
+            first = 0;
+        }
+        p += len + (nl ? 1 : 0);
+    }
+    fputs("],\"last_error\":", stdout);
+    if (st->last_error[0]) cli_json_string(stdout, st->last_error); else fputs("null", stdout);
+    fputs("},\"failures\":[", stdout);
+    for (int i = 0; i < fl->n; i++) {
+        fputs(i ? ",{\"path\":" : "{\"path\":", stdout);
+        cli_json_string(stdout, fl->paths[i]);
+        fputs(",\"error\":", stdout);
+        cli_json_string(stdout, fl->errors[i]);
+        printf(",\"time\":%lld}", (long long)fl->when[i]);
+    }
+    fputs("]}\n", stdout);
+}
+
+static int collect_failure(void *ctx, const char *path, const char *error, int64_t when)
+{
+    failure_list *fl = ctx;
+    if (fl->n >= FAILURES_SHOWN) return 1;
+    fl->paths[fl->n] = strdup(path);
+    fl->errors[fl->n] = strdup(error);
+    fl->when[fl->n] = when;
+    if (!fl->paths[fl->n] || !fl->errors[fl->n]) {
+        free(fl->paths[fl->n]);
+        free(fl->errors[fl->n]);
+        return 1;
+    }
+    fl->n++;
+    return 0;
+}
+
+static void meta(capdb *db, const char *key, char *buf, size_t size)
+{
+    capdb_err err;
+    if (capdb_meta_get(db, key, buf, size, &err) != 1) buf[0] = '\0';
+}
+
+static void human_size(int64_t bytes, char *buf, size_t size)
+{
+    static const char *const UNITS[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, u++;
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, UNITS[u]);
+}
