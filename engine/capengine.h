@@ -45,8 +45,11 @@ typedef struct {
 } ce_load_options;
 
 /* Decodes JPEG or PNG (detected by content, not by extension), applies EXIF orientation,
- * converts grayscale / CMYK / 16-bit / alpha to 8-bit RGB. Truncated or corrupt files
- * are errors. Free with ce_image_free. */
+ * converts grayscale / CMYK / 16-bit / alpha to 8-bit RGB (alpha is composited over
+ * white). Truncated or corrupt files are errors. PNGs are downscaled by an integer box
+ * filter as JPEGs are by DCT scaling (both sides stay >= min_side). Errors include
+ * -ENOENT / -EACCES / -EISDIR (file), -E2BIG (over max_pixels), -EBADMSG (empty,
+ * truncated or corrupt), -ENOTSUP (not JPEG or PNG). Free with ce_image_free. */
 int  ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *out, ce_err *err);
 int  ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt,
                           ce_image *out, ce_err *err);
