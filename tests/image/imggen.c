@@ -38,6 +38,7 @@ blob make_jpeg(const uint8_t *pixels, int w, int h, int components, const jpeg_o
     c.in_color_space = components == 1 ? JCS_GRAYSCALE : components == 4 ? JCS_CMYK : JCS_RGB;
     jpeg_set_defaults(&c);
     if (o->jpeg_space) jpeg_set_colorspace(&c, (J_COLOR_SPACE)o->jpeg_space);
+    if (o->no_adobe_marker) c.write_Adobe_marker = FALSE;
     jpeg_set_quality(&c, o->quality ? o->quality : 95, TRUE);
     if (o->progressive) jpeg_simple_progression(&c);
     jpeg_start_compress(&c, TRUE);

@@ -20,6 +20,7 @@ typedef struct {
     int quality;               /* 0 = 95 */
     int progressive;
     int jpeg_space;            /* 0 = libjpeg's default for the input; else a J_COLOR_SPACE */
+    int no_adobe_marker;       /* CMYK without APP14: readers take the values as plain ink */
     const uint8_t *app1;       /* optional APP1 payload ("Exif\0\0" + TIFF) */
     size_t app1_len;
 } jpeg_opts;

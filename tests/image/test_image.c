@@ -143,6 +143,28 @@ static void test_jpeg_cmyk(void)
     }
 }
 
+/* CMYK without an Adobe marker holds plain ink amounts: ink (0,127,191,0) is RGB
+ * (255,128,64). */
+static void test_jpeg_cmyk_plain(void)
+{
+    uint8_t px[16 * 16 * 4];
+    for (int i = 0; i < 16 * 16; i++) {
+        px[4 * i + 0] = 0;
+        px[4 * i + 1] = 127;
+        px[4 * i + 2] = 191;
+        px[4 * i + 3] = 0;
+    }
+    blob b = make_jpeg(px, 16, 16, 4, &(jpeg_opts){ .jpeg_space = JCS_CMYK, .no_adobe_marker = 1 });
+    CHECK(b.size > 20 && memmem(b.data, b.size, "Adobe", 5) == NULL, "writer left out APP14");
+    ce_image im;
+    ce_err err = { "" };
+    int rc = load(&b, NULL, &im, &err);
+    static const uint8_t want[3] = { 255, 128, 64 };
+    CHECK(rc == 0 && near(&im, 8, 8, want, 6), "plain CMYK rc %d %s", rc, err.msg);
+    ce_image_free(&im);
+    blob_free(&b);
+}
+
 /* 12 MP decodes at 1/8 (500x375), never in full; min_side picks other scales. */
 static void test_jpeg_scale(void)
 {
@@ -645,6 +667,7 @@ int main(void)
     test_jpeg_rgb();
     test_jpeg_gray();
     test_jpeg_cmyk();
+    test_jpeg_cmyk_plain();
     test_jpeg_scale();
     test_exif_jpeg();
     test_exif_all_orientations();
