@@ -483,7 +483,7 @@ static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err 
         goto out;
     }
 
-    qsort(top, (size_t)n_top, sizeof *top, by_weight_desc);
+    if (n_top) qsort(top, (size_t)n_top, sizeof *top, by_weight_desc);
     if (n_top > CAPDB_POSTINGS_PER_IMAGE) n_top = CAPDB_POSTINGS_PER_IMAGE;
     for (int i = 0; i < n_top && rc == 0; i++) {
         if ((rc = capdb__stmt(db, STMT_POSTING_PUT, &st, err))) break;

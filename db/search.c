@@ -125,7 +125,7 @@ static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results
             order[n++] = (scored){s, c->id};
         }
         if (rc == 0) {
-            qsort(order, n, sizeof *order, by_score_desc);
+            if (n) qsort(order, n, sizeof *order, by_score_desc);
             rc = emit_hits(db, q, expr, order, n, &map, limit, out, err);
         }
     }
@@ -360,7 +360,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     free(qblob);
 
     if (rc == 0) {
-        qsort(heap.items, (size_t)heap.n, sizeof *heap.items, by_score_desc);
+        if (heap.n) qsort(heap.items, (size_t)heap.n, sizeof *heap.items, by_score_desc);
         candidate_map map = {0};
         for (int i = 0; i < heap.n && rc == 0; i++) {
             candidate *c = map_get(&map, heap.items[i].id);
