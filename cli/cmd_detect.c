@@ -1,9 +1,144 @@
-/* SCAFFOLD: replaced by the issue that owns 'capsearch detect'. */
+/*
+ * capsearch detect [--json] [--models DIR] IMAGE...
+ *
+ * Runs the CNN on each file and prints its COCO detections: label, score and box.
+ * Needs no database or daemon. A file that cannot be read is reported and skipped;
+ * the exit status is then 2, else 0 when anything was detected and 1 when nothing was.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "capengine.h"
 #include "cli.h"
+
+static void usage(FILE *out);
+static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o);
+static void print_json(const char *path, const ce_image *img, const ce_cnn_output *o);
+static void print_json_error(const char *path, const char *msg);
 
 int cmd_detect(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cli_error("'detect' is not built yet");
+    static const struct option OPTIONS[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"models", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int json = 0;
+    const char *models_dir = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "jm:h", OPTIONS, NULL)) != -1) {
+        switch (opt) {
+        case 'j': json = 1; break;
+        case 'm': models_dir = optarg; break;
+        case 'h': usage(stdout); return EXIT_MATCH;
+        default: usage(stderr); return EXIT_TROUBLE;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return EXIT_TROUBLE;
+    }
+
+    ce_err err;
+    ce_model *model;
+    if (ce_model_open(models_dir ? models_dir : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) < 0)
+        return cli_error("cannot load the model: %s", err.msg);
+    ce_session *session;
+    if (ce_session_new(model, &session, &err) < 0) {
+        ce_model_close(model);
+        return cli_error("%s", err.msg);
+    }
+    /* One image at a time: latency matters, so BLAS may use every core. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ce_set_blas_threads(cores > 0 ? (int)cores : 1);
+
+    ce_cnn_output *out = calloc(1, sizeof *out);
+    if (!out) {
+        ce_session_free(session);
+        ce_model_close(model);
+        return cli_error("out of memory");
+    }
+    int status = EXIT_NO_MATCH, failed = 0;
+    for (int i = optind; i < argc; i++) {
+        const char *path = argv[i];
+        ce_image img;
+        int rc = ce_image_load_file(path, NULL, &img, &err);
+        if (rc == 0) {
+            rc = ce_cnn_run(session, &img, out, &err);
+            if (rc == 0) {
+                if (json) print_json(path, &img, out);
+                else print_text(path, &img, out);
+                if (out->n_detections > 0) status = EXIT_MATCH;
+            }
+            ce_image_free(&img);
+        }
+        if (rc < 0) {
+            failed = 1;
+            cli_error("%s: %s", path, err.msg);
+            if (json) print_json_error(path, err.msg);
+        }
+    }
+    fflush(stdout);
+    free(out);
+    ce_session_free(session);
+    ce_model_close(model);
+    return failed ? EXIT_TROUBLE : status;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: capsearch detect [--json] [--models DIR] IMAGE...\n\n"
+            "Lists the objects the CNN (SSDLite-MobileNetV2, 80 COCO classes) finds in each\n"
+            "image: label, score, and box in pixels (left,top - right,bottom).\n\n"
+            "  --json         one JSON object per file (JSON Lines); boxes normalised to 0..1\n"
+            "  --models DIR   model directory (default: $CAPSEARCH_MODELS or the installed one)\n\n"
+            "Exit status: 0 something detected, 1 nothing detected, 2 a file could not be read.\n");
+}
+
+static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o)
+{
+    /* Boxes are fractions of the image; show them in the stored image's pixels. */
+    double w = img->source_width > 0 ? img->source_width : img->width;
+    double h = img->source_height > 0 ? img->source_height : img->height;
+    printf("%s: %d object%s\n", path, o->n_detections, o->n_detections == 1 ? "" : "s");
+    for (int i = 0; i < o->n_detections; i++) {
+        const ce_detection *d = &o->detections[i];
+        char from[32], to[32];
+        snprintf(from, sizeof from, "%.0f,%.0f", d->xmin * w, d->ymin * h);
+        snprintf(to, sizeof to, "%.0f,%.0f", d->xmax * w, d->ymax * h);
+        printf("  %-14s %5.3f  %11s - %s\n", d->label, d->score, from, to);
+    }
+}
+
+static void print_json(const char *path, const ce_image *img, const ce_cnn_output *o)
+{
+    fputs("{\"file\":", stdout);
+    cli_json_string(stdout, path);
+    printf(",\"width\":%d,\"height\":%d,\"detections\":[",
+           img->source_width > 0 ? img->source_width : img->width,
+           img->source_height > 0 ? img->source_height : img->height);
+    for (int i = 0; i < o->n_detections; i++) {
+        const ce_detection *d = &o->detections[i];
+        printf("%s{\"label\":", i ? "," : "");
+        cli_json_string(stdout, d->label);
+        printf(",\"class_id\":%d,\"score\":%.4f,\"box\":{\"xmin\":%.4f,\"ymin\":%.4f,"
+               "\"xmax\":%.4f,\"ymax\":%.4f}}",
+               d->class_id, d->score, d->xmin, d->ymin, d->xmax, d->ymax);
+    }
+    fputs("]}\n", stdout);
+}
+
+static void print_json_error(const char *path, const char *msg)
+{
+    fputs("{\"file\":", stdout);
+    cli_json_string(stdout, path);
+    fputs(",\"error\":", stdout);
+    cli_json_string(stdout, msg);
+    fputs("}\n", stdout);
 }
