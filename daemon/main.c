@@ -1,7 +1,466 @@
-/* SCAFFOLD: replaced by the daemon issue. */
+/*
+ * capsearchd: watches photo folders and keeps the capsearch index in step with them.
+ *
+ * One libuv loop: the inotify watcher (daemon_watch.c) and the folder walk feed the
+ * pipeline (pipeline.c in libcapindexer), whose workers run the engine; this file reads
+ * the config, opens the database and the model, handles signals (SIGHUP reloads the
+ * config, SIGTERM/SIGINT stop after the running images) and reports to systemd
+ * (READY=1, STATUS=, WATCHDOG=1) and to `capsearch status` (the daemon.* meta keys).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon_watch.h"
+#include "indexer.h"
+
+#define STATUS_INTERVAL_MS 2000
+#define SHUTDOWN_GRACE_MS 20000
+#define MAX_HUNG_WORKERS 4
+
+typedef struct {
+    int argc;
+    char **argv;                /* kept: a reload applies the flags over the new file */
+    const char *config_path;    /* --config, or NULL for the default location */
+    int once;                   /* --once: scan the roots, wait for the queue, exit */
+
+    uv_loop_t loop;
+    cx_config cfg;
+    capdb *db;
+    ce_model *model;
+    cx_pipeline *pipe;
+    dw_watcher *watch;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t status_timer, grace_timer;
+    uint64_t watchdog_usec;
+    int stopping, exit_code;
+    int64_t last_logged_runs;
+} daemon_state;
+
+static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_size);
+static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
+                       char *err, size_t err_size);
+static void print_usage(FILE *out);
+static int open_database(daemon_state *d);
+static void on_signal(uv_signal_t *h, int signum);
+static void reload(daemon_state *d);
+static void on_status_timer(uv_timer_t *t);
+static void publish_status(daemon_state *d, const char *state);
+static void on_pipeline_idle(void *ctx);
+static int on_walk_dir(void *ctx, const char *path);
+static void begin_shutdown(daemon_state *d);
+static void on_grace_timer(uv_timer_t *t);
+static void finish(daemon_state *d);
+static void close_handle(uv_handle_t *h, void *arg);
+
+int main(int argc, char **argv)
 {
-    fputs("capsearchd: not built yet\n", stderr);
-    return 1;
+    daemon_state d;
+    char err[CX_CONFIG_ERR_MAX];
+    memset(&d, 0, sizeof d);
+    d.argc = argc;
+    d.argv = argv;
+    cx_log_init("capsearchd", LOG_INFO);
+
+    cx_config_defaults(&d.cfg);
+    int rc = apply_flags(&d.cfg, argc, argv, &d, err, sizeof err);   /* --help, --config */
+    if (rc > 0) return 0;
+    if (rc == 0) {
+        cx_config_free(&d.cfg);
+        rc = load_config(&d, &d.cfg, err, sizeof err);
+    }
+    if (rc < 0) {
+        cx_log(LOG_ERR, "%s", err);
+        return 2;
+    }
+    cx_log_set_level(d.cfg.log_level);
+    ce_set_blas_threads(1);     /* throughput: one BLAS thread per worker */
+
+    ce_err cerr = {{0}};
+    const char *models = d.cfg.models_dir ? d.cfg.models_dir : ce_default_models_dir();
+    rc = ce_model_open(models, CE_OPEN_DEFAULT, &d.model, &cerr);
+    if (rc < 0) {
+        cx_log(LOG_ERR, "cannot load the model from %s: %s", models, cerr.msg);
+        cx_config_free(&d.cfg);
+        return 1;
+    }
+    cx_log(LOG_INFO, "model %s (%s)", ce_model_version(d.model),
+           ce_model_has_captioner(d.model) ? "captions" : "detections only: tags, no captions");
+    if (open_database(&d) < 0) {
+        ce_model_close(d.model);
+        cx_config_free(&d.cfg);
+        return 1;
+    }
+
+    uv_loop_init(&d.loop);
+    cx_pipeline_options po = {
+        .loop = &d.loop,
+        .db = d.db,
+        .model = d.model,
+        .cfg = &d.cfg,
+        .inflight_key = "daemon.inflight",
+        .on_dir = on_walk_dir,
+        .on_idle = on_pipeline_idle,
+        .ctx = &d,
+    };
+    rc = cx_pipeline_new(&po, &d.pipe, err, sizeof err);
+    if (rc == 0) rc = dw_new(&d.loop, d.pipe, &d.cfg, &d.watch, err, sizeof err);
+    if (rc < 0) {
+        cx_log(LOG_ERR, "%s", err);
+        d.exit_code = 1;
+    } else {
+        uv_signal_init(&d.loop, &d.sig_term);
+        uv_signal_init(&d.loop, &d.sig_int);
+        uv_signal_init(&d.loop, &d.sig_hup);
+        d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+        uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+        uv_signal_start(&d.sig_int, on_signal, SIGINT);
+        uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+        uv_timer_init(&d.loop, &d.status_timer);
+        uv_timer_init(&d.loop, &d.grace_timer);
+        d.status_timer.data = d.grace_timer.data = &d;
+        if (sd_watchdog_enabled(0, &d.watchdog_usec) <= 0) d.watchdog_usec = 0;
+        uint64_t every = STATUS_INTERVAL_MS;
+        if (d.watchdog_usec && d.watchdog_usec / 2000 < every) every = d.watchdog_usec / 2000 + 1;
+        uv_timer_start(&d.status_timer, on_status_timer, 0, every);
+
+        dw_set_config(d.watch, &d.cfg);
+        if (d.cfg.n_roots == 0)
+            cx_log(LOG_WARNING, "no folders to watch: add 'root = /path' to the config "
+                   "and send SIGHUP (systemctl reload capsearchd)");
+        cx_log(LOG_INFO, "started: %d root%s, %d worker%s, database %s", d.cfg.n_roots,
+               d.cfg.n_roots == 1 ? "" : "s", d.cfg.workers, d.cfg.workers == 1 ? "" : "s",
+               d.cfg.db_path);
+        sd_notify(0, "READY=1\nSTATUS=starting the scan");
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+    }
+
+    int hung = d.pipe ? cx_pipeline_hung(d.pipe) : 0;
+    if (d.watch) dw_free(d.watch);
+    if (d.pipe) cx_pipeline_free(d.pipe);
+    uv_walk(&d.loop, close_handle, NULL);
+    uv_run(&d.loop, UV_RUN_NOWAIT);
+    capdb_close(d.db);
+    if (hung > 0) {
+        /* a worker thread is stuck in the engine: joining it would hang forever */
+        cx_log(LOG_WARNING, "%d worker%s still stuck in the engine; exiting without them",
+               hung, hung == 1 ? "" : "s");
+        _exit(d.exit_code);
+    }
+    uv_loop_close(&d.loop);
+    ce_model_close(d.model);
+    cx_config_free(&d.cfg);
+    return d.exit_code;
+}
+
+/* ------------------------------------------------------------------ config */
+
+static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_size)
+{
+    char path[PATH_MAX];
+    cx_config_defaults(cfg);
+    const char *file = d->config_path ? d->config_path : cx_config_default_path(path, sizeof path);
+    int rc = cx_config_load_file(cfg, file, err, err_size);
+    if (rc == -ENOENT && !d->config_path) {
+        /* no config at the default place: the per-user service watches ~/Pictures */
+        const char *home = getenv("HOME");
+        char pictures[PATH_MAX];
+        if (geteuid() != 0 && home && snprintf(pictures, sizeof pictures, "%s/Pictures", home) <
+                                          (int)sizeof pictures && access(pictures, R_OK) == 0)
+            cx_config_set(cfg, "root", pictures, err, err_size);
+        rc = 0;
+    }
+    if (rc == 0) rc = apply_flags(cfg, d->argc, d->argv, NULL, err, err_size);
+    if (rc == 0 && !cfg->db_path) {
+        char db[PATH_MAX];
+        const char *state_dir = getenv("STATE_DIRECTORY");     /* systemd StateDirectory= */
+        if (state_dir && state_dir[0] == '/' && !strchr(state_dir, ':'))
+            snprintf(db, sizeof db, "%s/index.db", state_dir);
+        else
+            capdb_default_path(db, sizeof db);
+        cfg->db_path = strdup(db);
+        if (!cfg->db_path) rc = -ENOMEM;
+    }
+    if (rc < 0) cx_config_free(cfg);
+    return rc;
+}
+
+static const struct option LONG_OPTIONS[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"root", required_argument, NULL, 'r'},
+    {"db", required_argument, NULL, 'd'},
+    {"models", required_argument, NULL, 'm'},
+    {"workers", required_argument, NULL, 'j'},
+    {"exclude", required_argument, NULL, 'x'},
+    {"extensions", required_argument, NULL, 'e'},
+    {"batch-size", required_argument, NULL, 1},
+    {"batch-ms", required_argument, NULL, 2},
+    {"max-pixels", required_argument, NULL, 3},
+    {"time-limit", required_argument, NULL, 4},
+    {"log-level", required_argument, NULL, 5},
+    {"queue-max", required_argument, NULL, 6},
+    {"poll-interval", required_argument, NULL, 7},
+    {"max-watches", required_argument, NULL, 8},
+    {"debug-overflow-every", required_argument, NULL, 9},
+    {"once", no_argument, NULL, 'o'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies the flags onto cfg. With d set (the first pass) it only records --config and
+ * --once and handles --help / --version (returns 1); the config file is read after. */
+static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
+                       char *err, size_t err_size)
+{
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "c:r:d:m:j:x:e:ohV", LONG_OPTIONS, NULL)) != -1) {
+        const char *key = NULL;
+        switch (c) {
+        case 'c': if (d) d->config_path = optarg; continue;
+        case 'o': if (d) d->once = 1; continue;
+        case 'h': print_usage(stdout); return 1;
+        case 'V': printf("capsearchd %s\n", CAPSEARCH_VERSION); return 1;
+        case 'r': key = "root"; break;
+        case 'd': key = "database"; break;
+        case 'm': key = "models"; break;
+        case 'j': key = "workers"; break;
+        case 'x': key = "exclude"; break;
+        case 'e': key = "extensions"; break;
+        case 1: key = "batch_size"; break;
+        case 2: key = "batch_ms"; break;
+        case 3: key = "max_pixels"; break;
+        case 4: key = "time_limit"; break;
+        case 5: key = "log_level"; break;
+        case 6: key = "queue_max"; break;
+        case 7: key = "poll_interval"; break;
+        case 8: key = "max_watches"; break;
+        case 9: key = "debug_overflow_every"; break;
+        default:
+            snprintf(err, err_size, "unknown or incomplete option '%s' (see --help)",
+                     argv[optind - 1]);
+            return -EINVAL;
+        }
+        if (d) continue;
+        char abs[PATH_MAX];
+        const char *value = optarg;
+        if (c == 'r' && optarg[0] != '/') {        /* --root photos: relative to the cwd */
+            if (!realpath(optarg, abs)) {
+                snprintf(err, err_size, "--root %s: %s", optarg, strerror(errno));
+                return -errno;
+            }
+            value = abs;
+        }
+        int rc = cx_config_set(cfg, key, value, err, err_size);
+        if (rc < 0) return rc;
+    }
+    if (optind < argc) {
+        snprintf(err, err_size, "unexpected argument '%s' (folders go after --root)", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void print_usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: capsearchd [OPTIONS]\n\n"
+        "Watches photo folders and keeps the capsearch index up to date.\n\n"
+        "  -c, --config FILE        config file (default /etc/capsearch/capsearchd.conf for\n"
+        "                           root, else $XDG_CONFIG_HOME/capsearch/capsearchd.conf)\n"
+        "  -r, --root DIR           watch DIR (repeatable; adds to the config's roots)\n"
+        "  -d, --db PATH            index database\n"
+        "  -m, --models DIR         model directory\n"
+        "  -j, --workers N          images captioned in parallel\n"
+        "  -x, --exclude GLOB       skip matching names (repeatable)\n"
+        "  -e, --extensions LIST    file extensions to index (\"jpg jpeg png\")\n"
+        "      --batch-size N       results per database transaction\n"
+        "      --batch-ms N         ... or at most this many milliseconds apart\n"
+        "      --max-pixels N       larger images are recorded as failed\n"
+        "      --time-limit SEC     per image; slower files are recorded as failed\n"
+        "      --log-level LEVEL    debug, info, notice, warning, error\n"
+        "      --queue-max N        files queued before the scan and watcher hold back\n"
+        "      --poll-interval SEC  rescan period of folders that cannot be watched\n"
+        "      --max-watches N      use at most N inotify watches (testing the limit)\n"
+        "      --once               index the roots, then exit\n"
+        "  -h, --help, -V, --version\n\n"
+        "Signals: SIGHUP reloads the config, SIGTERM stops after the running images.\n");
+}
+
+static int open_database(daemon_state *d)
+{
+    capdb_err err = {{0}};
+    char dir[PATH_MAX];
+    /* the per-user location's folder may not exist yet */
+    snprintf(dir, sizeof dir, "%s", d->cfg.db_path);
+    for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) break;
+        *slash = '/';
+    }
+    int rc = capdb_open(d->cfg.db_path, CAPDB_OPEN_WRITE, &d->db, &err);
+    if (rc < 0) cx_log(LOG_ERR, "cannot open the index %s: %s", d->cfg.db_path, err.msg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ signals */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    daemon_state *d = h->data;
+    if (signum == SIGHUP) {
+        reload(d);
+        return;
+    }
+    cx_log(LOG_NOTICE, "%s: stopping after the images being read", strsignal(signum));
+    begin_shutdown(d);
+}
+
+/* Reads the config again; the roots are applied live, the rest at the next use. */
+static void reload(daemon_state *d)
+{
+    cx_config fresh;
+    char err[CX_CONFIG_ERR_MAX];
+    sd_notify(0, "RELOADING=1");
+    if (load_config(d, &fresh, err, sizeof err) < 0) {
+        cx_log(LOG_ERR, "reload failed, keeping the old config: %s", err);
+        sd_notify(0, "READY=1");
+        return;
+    }
+    if (strcmp(fresh.db_path, d->cfg.db_path))
+        cx_log(LOG_WARNING, "reload: a new database path takes effect after a restart");
+    if (fresh.workers != d->cfg.workers)
+        cx_log(LOG_WARNING, "reload: a new worker count takes effect after a restart");
+    free(fresh.db_path);
+    fresh.db_path = d->cfg.db_path;
+    d->cfg.db_path = NULL;
+    fresh.workers = d->cfg.workers;
+    /* the pipeline and watcher keep a pointer to d->cfg: swap contents in place */
+    cx_config old = d->cfg;
+    d->cfg = fresh;
+    cx_log_set_level(d->cfg.log_level);
+    dw_set_config(d->watch, &d->cfg);
+    cx_config_free(&old);
+    cx_log(LOG_NOTICE, "config reloaded: %d root%s", d->cfg.n_roots, d->cfg.n_roots == 1 ? "" : "s");
+    sd_notify(0, "READY=1");
+}
+
+/* ------------------------------------------------------------------ status */
+
+static void on_status_timer(uv_timer_t *t)
+{
+    daemon_state *d = t->data;
+    cx_stats st;
+    cx_pipeline_stats(d->pipe, &st);
+    publish_status(d, st.scanning ? "scanning" : "watching");
+    if (d->watchdog_usec) sd_notify(0, "WATCHDOG=1");
+    int hung = cx_pipeline_hung(d->pipe);
+    if (hung >= MAX_HUNG_WORKERS && !d->stopping) {
+        cx_log(LOG_CRIT, "%d workers are stuck in the engine; restarting to get them back", hung);
+        d->exit_code = 1;
+        begin_shutdown(d);
+    }
+}
+
+static void publish_status(daemon_state *d, const char *state)
+{
+    cx_stats st;
+    dw_stats ws;
+    char buf[64], roots[8192];
+    cx_pipeline_stats(d->pipe, &st);
+    dw_get_stats(d->watch, &ws);
+    snprintf(buf, sizeof buf, "%ld", (long)getpid());
+    cx_pipeline_meta_set(d->pipe, "daemon.pid", buf);
+    cx_pipeline_meta_set(d->pipe, "daemon.state", state);
+    snprintf(buf, sizeof buf, "%lld", (long long)st.queued + st.in_flight);
+    cx_pipeline_meta_set(d->pipe, "daemon.queue", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)(st.indexed + st.failed));
+    cx_pipeline_meta_set(d->pipe, "daemon.indexed", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)st.model_runs);
+    cx_pipeline_meta_set(d->pipe, "daemon.model_runs", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)time(NULL));
+    cx_pipeline_meta_set(d->pipe, "daemon.heartbeat", buf);
+    snprintf(buf, sizeof buf, "%d watched, %d polled", ws.watches, ws.unwatched);
+    cx_pipeline_meta_set(d->pipe, "daemon.watches", buf);
+    dw_roots_text(d->watch, roots, sizeof roots);
+    cx_pipeline_meta_set(d->pipe, "daemon.roots", roots);
+    cx_pipeline_meta_set(d->pipe, "daemon.last_error", cx_log_last_error());
+    cx_pipeline_flush(d->pipe);
+
+    char status[256];
+    snprintf(status, sizeof status, "STATUS=%s: indexed %lld, queued %lld%s",
+             state, (long long)(st.indexed + st.failed), (long long)(st.queued + st.in_flight),
+             ws.unwatched ? " (some folders polled: inotify watch limit)" : "");
+    sd_notify(0, status);
+    if (st.model_runs != d->last_logged_runs && !st.queued && !st.in_flight) {
+        d->last_logged_runs = st.model_runs;
+        cx_log(LOG_INFO, "model runs %lld: indexed %lld, failed %lld, moved %lld, removed %lld, "
+               "unchanged %lld", (long long)st.model_runs, (long long)st.indexed,
+               (long long)st.failed, (long long)st.moved, (long long)st.removed,
+               (long long)st.unchanged);
+    }
+}
+
+/* The walk enters a folder: watch it (the watcher is created after the pipeline). */
+static int on_walk_dir(void *ctx, const char *path)
+{
+    daemon_state *d = ctx;
+    return d->watch ? dw_on_dir(d->watch, path) : 0;
+}
+
+static void on_pipeline_idle(void *ctx)
+{
+    daemon_state *d = ctx;
+    if (d->stopping) {
+        finish(d);
+        return;
+    }
+    publish_status(d, "watching");
+    if (d->once) {
+        cx_log(LOG_INFO, "--once: everything indexed");
+        begin_shutdown(d);
+    }
+}
+
+/* ------------------------------------------------------------------ shutdown */
+
+static void begin_shutdown(daemon_state *d)
+{
+    if (d->stopping) return;
+    d->stopping = 1;
+    sd_notify(0, "STOPPING=1");
+    cx_pipeline_stop(d->pipe);
+    uv_timer_start(&d->grace_timer, on_grace_timer, SHUTDOWN_GRACE_MS, 0);
+    if (!cx_pipeline_busy(d->pipe)) finish(d);
+}
+
+static void on_grace_timer(uv_timer_t *t)
+{
+    daemon_state *d = t->data;
+    cx_log(LOG_WARNING, "images still in the engine after %d s; stopping without them",
+           SHUTDOWN_GRACE_MS / 1000);
+    finish(d);
+}
+
+static void finish(daemon_state *d)
+{
+    if (d->stopping == 2) return;
+    d->stopping = 2;
+    publish_status(d, "stopped");
+    uv_stop(&d->loop);
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
 }

@@ -1,0 +1,762 @@
+/*
+ * The inotify watcher: one raw inotify fd on a uv_poll handle, one watch per folder.
+ *
+ * Events → pipeline:
+ *   IN_CLOSE_WRITE, IN_MOVED_TO (unpaired)   file complete → submit (urgent)
+ *   IN_CREATE of a file                      a hard link or a writer that never closes:
+ *                                            submitted once its size and mtime settle
+ *   IN_MOVED_FROM + IN_MOVED_TO (one cookie) rename → rows follow, no model run
+ *   IN_MOVED_FROM alone, after a while       moved out of the trees → rows removed
+ *   IN_DELETE                                rows removed (a folder: every row under it)
+ *   IN_CREATE / IN_MOVED_TO of a folder      watched and walked (files created before
+ *                                            the watch existed are found by the walk)
+ *   IN_Q_OVERFLOW                            events were lost → rescan every root
+ * A folder that cannot be watched (the watch limit, ENOSPC) is logged once, naming
+ * fs.inotify.max_user_watches, and rescanned every poll_interval instead.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon_watch.h"
+
+#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | \
+                    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+#define MOVE_PAIR_MS 500        /* an IN_MOVED_FROM unpaired this long moved out */
+#define SETTLE_MS 3000          /* a created file unchanged this long is complete */
+#define ROOT_RETRY_MS 30000     /* missing roots are looked for again */
+#define MAX_SETTLING 100000
+
+/* ------------------------------------------------------------------ types */
+
+typedef struct watch {
+    int wd;
+    char *path;
+    struct watch *next;
+} watch;
+
+typedef struct pending_move {
+    uint32_t cookie;
+    char *path;
+    int is_dir;
+    uint64_t when_ms;
+    struct pending_move *next;
+} pending_move;
+
+typedef struct settling {
+    char *path;
+    int64_t size, mtime_ns;
+    uint64_t since_ms;
+    struct settling *next;
+} settling;
+
+typedef struct root {
+    char *configured;
+    char *resolved;             /* NULL while missing */
+    struct root *next;
+} root;
+
+struct dw_watcher {
+    uv_loop_t *loop;
+    cx_pipeline *pipe;
+    const cx_config *cfg;
+    int fd;
+    uv_poll_t poll;
+    uv_timer_t timer;           /* moves, settling files, missing roots, polling */
+    int polling;                /* uv_poll started (off while the queue is full) */
+    watch **table;
+    size_t table_size;
+    int n_watches;
+    char **unwatched;
+    int n_unwatched, cap_unwatched;
+    int limit_logged;
+    pending_move *moves;
+    settling *settle;
+    int n_settling;
+    root *roots;
+    uint64_t last_poll_ms, last_root_check_ms;
+    int64_t overflows, events, events_since_overflow;
+    int handles_open;
+};
+
+static void on_readable(uv_poll_t *h, int status, int events);
+static void handle_event(dw_watcher *w, const struct inotify_event *ev);
+static void overflow(dw_watcher *w, const char *why);
+static void on_timer(uv_timer_t *t);
+static void expire_moves(dw_watcher *w, int all);
+static void check_settling(dw_watcher *w);
+static void poll_unwatched(dw_watcher *w);
+static void check_roots(dw_watcher *w);
+static void start_root(dw_watcher *w, root *r);
+static int  add_watch(dw_watcher *w, const char *path);
+static void forget_watches_under(dw_watcher *w, const char *prefix, int rm);
+static void rename_watches(dw_watcher *w, const char *from, const char *to);
+static watch *watch_find(dw_watcher *w, int wd);
+static void watch_put(dw_watcher *w, int wd, const char *path);
+static void watch_del(dw_watcher *w, int wd);
+static void unwatched_add(dw_watcher *w, const char *path);
+static void unwatched_del(dw_watcher *w, const char *path);
+static void settle_add(dw_watcher *w, const char *path);
+static void settle_del(dw_watcher *w, const char *path);
+static int  is_under(const char *path, const char *dir);
+static char *join(const char *dir, const char *name);
+static uint64_t now_ms(void);
+static void update_polling(dw_watcher *w);
+
+/* ------------------------------------------------------------------ lifetime */
+
+int dw_new(uv_loop_t *loop, cx_pipeline *pipe, const cx_config *cfg, dw_watcher **out,
+           char *err, size_t err_size)
+{
+    *out = NULL;
+    dw_watcher *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, err_size, "out of memory");
+        return -ENOMEM;
+    }
+    w->loop = loop;
+    w->pipe = pipe;
+    w->cfg = cfg;
+    w->table_size = 1024;
+    w->table = calloc(w->table_size, sizeof *w->table);
+    w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (!w->table || w->fd < 0) {
+        int e = w->fd < 0 ? errno : ENOMEM;
+        snprintf(err, err_size, "inotify: %s%s", strerror(e),
+                 e == EMFILE ? " (fs.inotify.max_user_instances reached)" : "");
+        if (w->fd >= 0) close(w->fd);
+        free(w->table);
+        free(w);
+        return -e;
+    }
+    uv_poll_init(loop, &w->poll, w->fd);
+    uv_timer_init(loop, &w->timer);
+    w->poll.data = w->timer.data = w;
+    w->handles_open = 2;
+    update_polling(w);
+    uv_timer_start(&w->timer, on_timer, 250, 250);
+    w->last_poll_ms = w->last_root_check_ms = now_ms();
+    *out = w;
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    dw_watcher *w = h->data;
+    w->handles_open--;
+}
+
+void dw_free(dw_watcher *w)
+{
+    if (!w) return;
+    uv_close((uv_handle_t *)&w->poll, on_closed);
+    uv_close((uv_handle_t *)&w->timer, on_closed);
+    while (w->handles_open > 0) uv_run(w->loop, UV_RUN_ONCE);
+    close(w->fd);
+    for (size_t i = 0; i < w->table_size; i++)
+        while (w->table[i]) watch_del(w, w->table[i]->wd);
+    free(w->table);
+    for (int i = 0; i < w->n_unwatched; i++) free(w->unwatched[i]);
+    free(w->unwatched);
+    while (w->moves) {
+        pending_move *m = w->moves;
+        w->moves = m->next;
+        free(m->path);
+        free(m);
+    }
+    while (w->settle) settle_del(w, w->settle->path);
+    while (w->roots) {
+        root *r = w->roots;
+        w->roots = r->next;
+        free(r->configured);
+        free(r->resolved);
+        free(r);
+    }
+    free(w);
+}
+
+/* ------------------------------------------------------------------ roots */
+
+void dw_set_config(dw_watcher *w, const cx_config *cfg)
+{
+    w->cfg = cfg;
+    /* roots no longer configured: stop watching, keep their rows */
+    for (root **link = &w->roots; *link;) {
+        root *r = *link;
+        int keep = 0;
+        for (int i = 0; i < cfg->n_roots; i++)
+            if (!strcmp(cfg->roots[i], r->configured)) keep = 1;
+        if (keep) {
+            link = &r->next;
+            continue;
+        }
+        cx_log(LOG_NOTICE, "no longer watching %s (its rows stay in the index)", r->configured);
+        if (r->resolved) forget_watches_under(w, r->resolved, 1);
+        *link = r->next;
+        free(r->configured);
+        free(r->resolved);
+        free(r);
+    }
+    for (int i = 0; i < cfg->n_roots; i++) {
+        int known = 0;
+        for (root *r = w->roots; r; r = r->next)
+            if (!strcmp(cfg->roots[i], r->configured)) known = 1;
+        if (known) continue;
+        root *r = calloc(1, sizeof *r);
+        if (!r || !(r->configured = strdup(cfg->roots[i]))) {
+            free(r);
+            cx_log(LOG_ERR, "out of memory adding root %s", cfg->roots[i]);
+            continue;
+        }
+        r->next = w->roots;
+        w->roots = r;
+        start_root(w, r);
+    }
+    update_polling(w);
+}
+
+static void start_root(dw_watcher *w, root *r)
+{
+    char resolved[PATH_MAX];
+    struct stat st;
+    if (!realpath(r->configured, resolved)) {
+        int e = errno;
+        cx_log(LOG_WARNING, "root %s: %s%s; looking again every %d s", r->configured, strerror(e),
+               e == ELOOP ? " (symlink loop)" : e == ENOENT ? " (not mounted?)" : "",
+               ROOT_RETRY_MS / 1000);
+        return;
+    }
+    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        cx_log(LOG_WARNING, "root %s is not a folder; looking again every %d s",
+               r->configured, ROOT_RETRY_MS / 1000);
+        return;
+    }
+    r->resolved = strdup(resolved);
+    if (!r->resolved) return;
+    cx_log(LOG_INFO, "watching %s%s%s", r->configured, strcmp(resolved, r->configured) ? " -> " : "",
+           strcmp(resolved, r->configured) ? resolved : "");
+    /* the walk calls dw_on_dir for the root and every folder below: that adds the watches
+     * before the files are listed, so nothing created meanwhile is missed */
+    cx_pipeline_scan(w->pipe, r->resolved, CX_SCAN_VANISHED);
+}
+
+static void check_roots(dw_watcher *w)
+{
+    for (root *r = w->roots; r; r = r->next) {
+        struct stat st;
+        if (!r->resolved) {
+            start_root(w, r);
+        } else if (stat(r->resolved, &st) != 0) {
+            cx_log(LOG_WARNING, "root %s disappeared (unmounted?); its rows stay, looking "
+                   "again every %d s", r->configured, ROOT_RETRY_MS / 1000);
+            forget_watches_under(w, r->resolved, 1);
+            free(r->resolved);
+            r->resolved = NULL;
+        }
+    }
+}
+
+void dw_roots_text(const dw_watcher *w, char *buf, size_t size)
+{
+    size_t used = 0;
+    if (size) buf[0] = '\0';
+    for (root *r = w->roots; r; r = r->next) {
+        int n = snprintf(buf + used, size - used, "%s%s\n", r->resolved ? r->resolved : r->configured,
+                         r->resolved ? "" : " (missing)");
+        if (n < 0 || (size_t)n >= size - used) break;
+        used += (size_t)n;
+    }
+}
+
+void dw_get_stats(const dw_watcher *w, dw_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->watches = w->n_watches;
+    out->unwatched = w->n_unwatched;
+    for (root *r = w->roots; r; r = r->next)
+        if (!r->resolved) out->missing_roots++;
+    out->overflows = w->overflows;
+    out->events = w->events;
+}
+
+/* ------------------------------------------------------------------ watches */
+
+int dw_on_dir(void *watcher, const char *path)
+{
+    dw_watcher *w = watcher;
+    return add_watch(w, path) < 0 ? 1 : 0;
+}
+
+/* Returns 0 when watched or left to polling (walk it), < 0 when the folder must not be
+ * walked (a loop: the same folder is already watched under another path). */
+static int add_watch(dw_watcher *w, const char *path)
+{
+    int wd;
+    int simulated = w->cfg->max_watches > 0 && w->n_watches >= w->cfg->max_watches;
+    if (simulated) {
+        wd = -1;
+        errno = ENOSPC;
+    } else {
+        wd = inotify_add_watch(w->fd, path, WATCH_MASK);
+    }
+    if (wd < 0) {
+        int e = errno;
+        if (e == ENOSPC) {
+            if (!w->limit_logged) {
+                long limit = -1;
+                FILE *f = fopen("/proc/sys/fs/inotify/max_user_watches", "r");
+                if (f) {
+                    if (fscanf(f, "%ld", &limit) != 1) limit = -1;
+                    fclose(f);
+                }
+                cx_log(LOG_ERR, "inotify watch limit reached at %d watches (%s%ld): %s and "
+                       "other folders are rescanned every %d s instead; raise the limit with "
+                       "'sysctl fs.inotify.max_user_watches=524288'", w->n_watches,
+                       simulated ? "simulated by max_watches; fs.inotify.max_user_watches = "
+                                 : "fs.inotify.max_user_watches = ",
+                       limit, path, w->cfg->poll_interval_s);
+                w->limit_logged = 1;
+            }
+            unwatched_add(w, path);
+            return 0;
+        }
+        if (e == ENOENT || e == ENOTDIR) return -1;     /* gone already */
+        cx_log(LOG_WARNING, "cannot watch %s: %s; it is rescanned every %d s instead",
+               path, strerror(e), w->cfg->poll_interval_s);
+        unwatched_add(w, path);
+        return 0;
+    }
+    unwatched_del(w, path);
+    watch *known = watch_find(w, wd);
+    if (known && strcmp(known->path, path)) {
+        struct stat st;
+        /* one inode, two paths: a bind mount (or the old path of a renamed folder) */
+        if (stat(known->path, &st) == 0) {
+            cx_log(LOG_WARNING, "%s is the same folder as %s (bind mount or loop); not "
+                   "walking it twice", path, known->path);
+            return -1;
+        }
+        free(known->path);
+        known->path = strdup(path);
+        return 0;
+    }
+    if (!known) watch_put(w, wd, path);
+    return 0;
+}
+
+static void forget_watches_under(dw_watcher *w, const char *prefix, int rm)
+{
+    for (size_t i = 0; i < w->table_size; i++) {
+        watch *x = w->table[i];
+        while (x) {
+            watch *next = x->next;
+            if (is_under(x->path, prefix)) {
+                if (rm) inotify_rm_watch(w->fd, x->wd);
+                watch_del(w, x->wd);
+            }
+            x = next;
+        }
+    }
+    for (int i = 0; i < w->n_unwatched;) {
+        if (is_under(w->unwatched[i], prefix)) unwatched_del(w, w->unwatched[i]);
+        else i++;
+    }
+}
+
+static void rename_watches(dw_watcher *w, const char *from, const char *to)
+{
+    size_t from_len = strlen(from), to_len = strlen(to);
+    for (size_t i = 0; i < w->table_size; i++) {
+        for (watch *x = w->table[i]; x; x = x->next) {
+            if (!is_under(x->path, from)) continue;
+            const char *rest = x->path + from_len;
+            char *np = malloc(to_len + strlen(rest) + 1);
+            if (!np) continue;
+            memcpy(np, to, to_len);
+            strcpy(np + to_len, rest);
+            free(x->path);
+            x->path = np;
+        }
+    }
+    for (int i = 0; i < w->n_unwatched; i++) {
+        if (!is_under(w->unwatched[i], from)) continue;
+        const char *rest = w->unwatched[i] + from_len;
+        char *np = malloc(to_len + strlen(rest) + 1);
+        if (!np) continue;
+        memcpy(np, to, to_len);
+        strcpy(np + to_len, rest);
+        free(w->unwatched[i]);
+        w->unwatched[i] = np;
+    }
+}
+
+/* ------------------------------------------------------------------ events */
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    dw_watcher *w = h->data;
+    (void)events;
+    if (status < 0) {
+        cx_log(LOG_ERR, "inotify poll: %s", uv_strerror(status));
+        return;
+    }
+    _Alignas(struct inotify_event) char buf[64 * 1024];
+    for (;;) {
+        ssize_t n = read(w->fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) cx_log(LOG_ERR, "reading inotify: %s", strerror(errno));
+            break;
+        }
+        if (n == 0) break;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            w->events++;
+            int every = w->cfg->debug_overflow_every;
+            if (every > 0 && ++w->events_since_overflow >= every) {
+                /* testing knob: lose every event still unread, as the kernel would */
+                w->events_since_overflow = 0;
+                while (read(w->fd, buf, sizeof buf) > 0) {}
+                overflow(w, "simulated by debug_overflow_every");
+                n = 0;
+                break;
+            }
+            handle_event(w, ev);
+        }
+        /* backpressure: a full queue stops reading; the kernel queues (or overflows) */
+        cx_stats st;
+        cx_pipeline_stats(w->pipe, &st);
+        if (st.queued >= w->cfg->queue_max) break;
+    }
+    update_polling(w);
+}
+
+static void handle_event(dw_watcher *w, const struct inotify_event *ev)
+{
+    if (ev->mask & IN_Q_OVERFLOW) {
+        overflow(w, "the kernel's event queue overflowed (fs.inotify.max_queued_events)");
+        return;
+    }
+    watch *x = watch_find(w, ev->wd);
+    if (ev->mask & IN_IGNORED) {
+        if (x) watch_del(w, ev->wd);
+        return;
+    }
+    if (!x) return;
+    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) {
+        for (root *r = w->roots; r; r = r->next)
+            if (r->resolved && !strcmp(r->resolved, x->path))
+                cx_log(LOG_WARNING, "root %s was %s; its rows stay until it is back", x->path,
+                       ev->mask & IN_UNMOUNT ? "unmounted" : ev->mask & IN_DELETE_SELF
+                       ? "deleted" : "moved");
+        return;
+    }
+    if (ev->len == 0 || !ev->name[0]) return;
+    char *path = join(x->path, ev->name);
+    if (!path) return;
+    int is_dir = (ev->mask & IN_ISDIR) != 0;
+    const cx_config *cfg = w->cfg;
+    int wanted = is_dir ? cx_config_wants_dir(cfg, ev->name, path)
+                        : cx_config_wants_file(cfg, ev->name, path);
+
+    if (ev->mask & IN_MOVED_FROM) {
+        settle_del(w, path);
+        pending_move *m = calloc(1, sizeof *m);
+        if (m) {
+            m->cookie = ev->cookie;
+            m->path = path;
+            m->is_dir = is_dir;
+            m->when_ms = now_ms();
+            m->next = w->moves;
+            w->moves = m;
+            path = NULL;
+        }
+    } else if (ev->mask & IN_MOVED_TO) {
+        pending_move *m = NULL;
+        for (pending_move **link = &w->moves; *link; link = &(*link)->next) {
+            if ((*link)->cookie == ev->cookie) {
+                m = *link;
+                *link = m->next;
+                break;
+            }
+        }
+        if (m && wanted) {
+            cx_log(LOG_DEBUG, "rename %s -> %s", m->path, path);
+            if (is_dir) rename_watches(w, m->path, path);
+            cx_pipeline_moved(w->pipe, m->path, path, is_dir);
+        } else if (m) {
+            /* renamed to something not indexed (hidden, other extension) */
+            if (is_dir) forget_watches_under(w, m->path, 1);
+            cx_pipeline_removed(w->pipe, m->path);
+        } else if (wanted) {
+            /* from outside the watched trees, or the pair was split: the content
+             * fingerprint still finds a row whose file is gone */
+            if (is_dir) cx_pipeline_scan(w->pipe, path, CX_SCAN_URGENT);
+            else cx_pipeline_submit(w->pipe, path, 1);
+        }
+        if (m) {
+            free(m->path);
+            free(m);
+        }
+    } else if (ev->mask & IN_CLOSE_WRITE) {
+        settle_del(w, path);
+        if (wanted) cx_pipeline_submit(w->pipe, path, 1);
+    } else if (ev->mask & IN_CREATE) {
+        if (is_dir && wanted) cx_pipeline_scan(w->pipe, path, CX_SCAN_URGENT);
+        else if (!is_dir && wanted) settle_add(w, path);
+    } else if (ev->mask & IN_DELETE) {
+        settle_del(w, path);
+        if (is_dir) forget_watches_under(w, path, 0);
+        cx_pipeline_removed(w->pipe, path);
+    }
+    free(path);
+}
+
+static void overflow(dw_watcher *w, const char *why)
+{
+    w->overflows++;
+    cx_log(LOG_WARNING, "inotify events were lost (%s); rescanning every root", why);
+    expire_moves(w, 1);
+    for (root *r = w->roots; r; r = r->next)
+        if (r->resolved) cx_pipeline_scan(w->pipe, r->resolved, CX_SCAN_VANISHED);
+}
+
+/* ------------------------------------------------------------------ timers */
+
+static void on_timer(uv_timer_t *t)
+{
+    dw_watcher *w = t->data;
+    uint64_t now = now_ms();
+    expire_moves(w, 0);
+    check_settling(w);
+    if (now - w->last_root_check_ms >= ROOT_RETRY_MS) {
+        w->last_root_check_ms = now;
+        check_roots(w);
+    }
+    if (w->n_unwatched > 0 && now - w->last_poll_ms >= (uint64_t)w->cfg->poll_interval_s * 1000) {
+        w->last_poll_ms = now;
+        poll_unwatched(w);
+    }
+    update_polling(w);
+}
+
+static void expire_moves(dw_watcher *w, int all)
+{
+    uint64_t now = now_ms();
+    for (pending_move **link = &w->moves; *link;) {
+        pending_move *m = *link;
+        if (!all && now - m->when_ms < MOVE_PAIR_MS) {
+            link = &m->next;
+            continue;
+        }
+        *link = m->next;
+        struct stat st;
+        if (lstat(m->path, &st) != 0) {
+            /* moved out of every watched tree: gone from our point of view */
+            if (m->is_dir) forget_watches_under(w, m->path, 1);
+            cx_pipeline_removed(w->pipe, m->path);
+        }
+        free(m->path);
+        free(m);
+    }
+}
+
+static void check_settling(dw_watcher *w)
+{
+    uint64_t now = now_ms();
+    for (settling *s = w->settle; s;) {
+        settling *next = s->next;
+        struct stat st;
+        if (lstat(s->path, &st) != 0) {
+            settle_del(w, s->path);
+        } else {
+            int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+            if (mt != s->mtime_ns || st.st_size != s->size) {
+                s->mtime_ns = mt;
+                s->size = st.st_size;
+                s->since_ms = now;
+            } else if (now - s->since_ms >= SETTLE_MS) {
+                cx_pipeline_submit(w->pipe, s->path, 1);
+                settle_del(w, s->path);
+            }
+        }
+        s = next;
+    }
+}
+
+/* Folders without a watch: rescan the topmost ones (the walk covers the rest). */
+static void poll_unwatched(dw_watcher *w)
+{
+    int scanned = 0;
+    for (int i = 0; i < w->n_unwatched; i++) {
+        int covered = 0;
+        for (int k = 0; k < w->n_unwatched && !covered; k++)
+            if (k != i && is_under(w->unwatched[i], w->unwatched[k]) &&
+                strcmp(w->unwatched[i], w->unwatched[k]))
+                covered = 1;
+        if (covered) continue;
+        cx_pipeline_scan(w->pipe, w->unwatched[i], CX_SCAN_VANISHED);
+        scanned++;
+    }
+    cx_log(LOG_DEBUG, "polled %d unwatched folder trees", scanned);
+}
+
+static void update_polling(dw_watcher *w)
+{
+    cx_stats st;
+    cx_pipeline_stats(w->pipe, &st);
+    int full = st.queued >= w->cfg->queue_max;
+    if (w->polling && full) {
+        uv_poll_stop(&w->poll);
+        w->polling = 0;
+        cx_log(LOG_DEBUG, "queue full (%lld): inotify reading paused", (long long)st.queued);
+    } else if (!w->polling && st.queued < w->cfg->queue_max / 2 + 1) {
+        uv_poll_start(&w->poll, UV_READABLE, on_readable);
+        w->polling = 1;
+    }
+}
+
+/* ------------------------------------------------------------------ tables */
+
+static watch *watch_find(dw_watcher *w, int wd)
+{
+    for (watch *x = w->table[(size_t)wd & (w->table_size - 1)]; x; x = x->next)
+        if (x->wd == wd) return x;
+    return NULL;
+}
+
+static void watch_put(dw_watcher *w, int wd, const char *path)
+{
+    if ((size_t)w->n_watches >= w->table_size) {
+        size_t size = w->table_size * 2;
+        watch **table = calloc(size, sizeof *table);
+        if (table) {
+            for (size_t i = 0; i < w->table_size; i++) {
+                while (w->table[i]) {
+                    watch *x = w->table[i];
+                    w->table[i] = x->next;
+                    x->next = table[(size_t)x->wd & (size - 1)];
+                    table[(size_t)x->wd & (size - 1)] = x;
+                }
+            }
+            free(w->table);
+            w->table = table;
+            w->table_size = size;
+        }
+    }
+    watch *x = malloc(sizeof *x);
+    if (!x || !(x->path = strdup(path))) {
+        free(x);
+        inotify_rm_watch(w->fd, wd);
+        return;
+    }
+    x->wd = wd;
+    size_t b = (size_t)wd & (w->table_size - 1);
+    x->next = w->table[b];
+    w->table[b] = x;
+    w->n_watches++;
+}
+
+static void watch_del(dw_watcher *w, int wd)
+{
+    for (watch **link = &w->table[(size_t)wd & (w->table_size - 1)]; *link; link = &(*link)->next) {
+        if ((*link)->wd == wd) {
+            watch *x = *link;
+            *link = x->next;
+            free(x->path);
+            free(x);
+            w->n_watches--;
+            return;
+        }
+    }
+}
+
+static void unwatched_add(dw_watcher *w, const char *path)
+{
+    for (int i = 0; i < w->n_unwatched; i++)
+        if (!strcmp(w->unwatched[i], path)) return;
+    if (w->n_unwatched == w->cap_unwatched) {
+        int cap = w->cap_unwatched ? w->cap_unwatched * 2 : 64;
+        char **bigger = realloc(w->unwatched, sizeof *bigger * (size_t)cap);
+        if (!bigger) return;
+        w->unwatched = bigger;
+        w->cap_unwatched = cap;
+    }
+    char *copy = strdup(path);
+    if (copy) w->unwatched[w->n_unwatched++] = copy;
+}
+
+static void unwatched_del(dw_watcher *w, const char *path)
+{
+    for (int i = 0; i < w->n_unwatched; i++) {
+        if (strcmp(w->unwatched[i], path)) continue;
+        free(w->unwatched[i]);
+        w->unwatched[i] = w->unwatched[--w->n_unwatched];
+        return;
+    }
+}
+
+static void settle_add(dw_watcher *w, const char *path)
+{
+    for (settling *s = w->settle; s; s = s->next)
+        if (!strcmp(s->path, path)) return;
+    if (w->n_settling >= MAX_SETTLING) return;     /* the next rescan finds it */
+    settling *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(path))) {
+        free(s);
+        return;
+    }
+    s->size = -1;
+    s->since_ms = now_ms();
+    s->next = w->settle;
+    w->settle = s;
+    w->n_settling++;
+}
+
+static void settle_del(dw_watcher *w, const char *path)
+{
+    for (settling **link = &w->settle; *link; link = &(*link)->next) {
+        if (!strcmp((*link)->path, path)) {
+            settling *s = *link;
+            *link = s->next;
+            free(s->path);
+            free(s);
+            w->n_settling--;
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static int is_under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return !strncmp(path, dir, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    if (a + b + 2 > PATH_MAX) return NULL;
+    char *s = malloc(a + b + 2);
+    if (!s) return NULL;
+    memcpy(s, dir, a);
+    s[a] = '/';
+    memcpy(s + a + 1, name, b + 1);
+    return s;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
