@@ -94,6 +94,14 @@ typedef struct {
     void *ctx;
 } tap;
 
+static inline float relu6f(float v)
+{
+    /* Not fminf/fmaxf: their NaN rules keep them library calls; these compile to
+     * min/max instructions and vectorise. */
+    v = v > 0.0f ? v : 0.0f;
+    return v < 6.0f ? v : 6.0f;
+}
+
 static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout,
                       int relu6, const float *residual, float *out);
 static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p,
@@ -211,7 +219,7 @@ static void pointwise(const float *in, int pixels, int cin, const conv *p, int c
             const float *r = residual + (size_t)i * cout;
             for (int k = 0; k < cout; k++) o[k] += b[k] + r[k];
         } else if (relu6) {
-            for (int k = 0; k < cout; k++) o[k] = fminf(fmaxf(o[k] + b[k], 0.0f), 6.0f);
+            for (int k = 0; k < cout; k++) o[k] = relu6f(o[k] + b[k]);
         } else {
             for (int k = 0; k < cout; k++) o[k] += b[k];
         }
@@ -249,7 +257,7 @@ static void depthwise(const float *in, int h, int w, int c, int stride, const co
                     for (int k = 0; k < c; k++) o[k] += ip[k] * wp[k];
                 }
             }
-            for (int k = 0; k < c; k++) o[k] = fminf(fmaxf(o[k], 0.0f), 6.0f);
+            for (int k = 0; k < c; k++) o[k] = relu6f(o[k]);
         }
     }
 }
