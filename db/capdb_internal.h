@@ -42,7 +42,7 @@ int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what);
 /* The cached statement, reset and unbound, ready to bind. */
 int capdb__stmt(capdb *db, enum capdb_stmt_id id, sqlite3_stmt **out, capdb_err *err);
 
-/* Registers capdb_matched(), the FTS5 function ranking uses, on a connection. */
+/* Registers capdb_rank(), the FTS5 ranking function searches use, on a connection. */
 int capdb__register_functions(sqlite3 *sql);
 
 /* Migrations: step i takes a database from user_version i to i + 1. */
@@ -59,8 +59,9 @@ char *capdb__path_words(const char *path);
 #define CAPDB_MAX_QUERY_WORDS 32
 int  capdb__query_words(const char *text, char ***words, capdb_err *err);
 void capdb__free_words(char **words, int n);
-/* The FTS5 MATCH expression for words: "w1" OR "w2" ... (each a string literal). */
-char *capdb__fts_expression(char *const *words, int n);
+/* The FTS5 MATCH expression for words: "w1" JOINER "w2" ... (each a string literal;
+ * joiner " OR " or " AND "). */
+char *capdb__fts_expression(char *const *words, int n, const char *joiner);
 
 /* Vector blobs. Concepts: one byte per concept, round(p * 255). Pooled: float32 scale,
  * float32 L2 norm of the int8 values, then int8 values (x ~= q * scale). */

@@ -545,8 +545,11 @@ static void test_words(void)
     char **words;
     int n = capdb__query_words("The Dog, on the BEACH! dog \xFF\xC3(", &words, &err);
     CHECK(n == 2 && strcmp(words[0], "dog") == 0 && strcmp(words[1], "beach") == 0);
-    char *e = capdb__fts_expression(words, n);
+    char *e = capdb__fts_expression(words, n, " OR ");
     CHECK(e && strcmp(e, "\"dog\" OR \"beach\"") == 0);
+    free(e);
+    e = capdb__fts_expression(words, n, " AND ");
+    CHECK(e && strcmp(e, "\"dog\" AND \"beach\"") == 0);
     free(e);
     capdb__free_words(words, n);
     n = capdb__query_words("on the", &words, &err);
@@ -556,7 +559,7 @@ static void test_words(void)
     CHECK(n == 3 && strcmp(words[2], "\xE4\xB8\x8A\xE6\xB5\xB7") == 0);
     capdb__free_words(words, n);
     char *tricky[] = {(char *)"say\"hi"};
-    e = capdb__fts_expression(tricky, 1);
+    e = capdb__fts_expression(tricky, 1, " OR ");
     CHECK(e && strcmp(e, "\"say\"\"hi\"") == 0);
     free(e);
 }
