@@ -44,7 +44,7 @@ int cmd_search(int argc, char **argv)
             .since = o.since,
             .until = o.until,
             .limit = o.limit,
-            .with_snippet = !o.print0,
+            .with_snippet = !o.print0 && !o.json,
         };
         rc = cli_run_query(db, &q, &o, NULL);
     }

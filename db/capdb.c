@@ -289,6 +289,11 @@ static int check_version(capdb *db, int mode, capdb_err *err)
 
     int rc = exec(db, "PRAGMA journal_mode = WAL", err);
     if (rc) return rc;
+    /* Keep -wal and -shm when the writer closes: a reader that cannot create files in
+     * the folder (a user reading the system service's database) can open a WAL
+     * database only when they exist. */
+    int persist = 1;
+    sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     if (version == CAPDB_SCHEMA_VERSION_LATEST) return 0;
     if ((rc = capdb_begin(db, err))) return rc;
     /* Another writer may have migrated between our read and our lock. */
