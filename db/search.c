@@ -71,8 +71,15 @@ int capdb_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_err 
     memset(out, 0, sizeof *out);
     if (!q) return capdb__fail(err, -EINVAL, "no query");
     int limit = q->limit > 0 ? q->limit : 20;
-    if (q->pooled && q->n_pooled > 0) return search_similar(db, q, limit, out, err);
-    return search_text(db, q, limit, out, err);
+    /* One read transaction: every statement of the search sees the same snapshot while
+     * the daemon commits beside us. */
+    int own_txn = sqlite3_get_autocommit(db->sql);
+    if (own_txn && sqlite3_exec(db->sql, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return capdb__sqlfail(db, err, sqlite3_errcode(db->sql), "starting a search");
+    int rc = q->pooled && q->n_pooled > 0 ? search_similar(db, q, limit, out, err)
+                                          : search_text(db, q, limit, out, err);
+    if (own_txn) sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
+    return rc;
 }
 
 void capdb_results_free(capdb_results *res)
