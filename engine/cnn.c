@@ -84,7 +84,6 @@ struct cnn_state {
     float *h;          /* predictor depthwise output */
     float *box;        /* [1917][4] box encodings */
     float *logits;     /* [1917][91] class logits */
-    float *scores;     /* [1917][91] post-processing scratch */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -200,7 +199,7 @@ int cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
     tap t = {fn, ctx};
     ce_resize_input(img, st->input);
     forward(net, st, out, &t);
-    ce_postprocess(st->box, st->logits, net->anchors, net->box_scales, st->scores, out);
+    ce_postprocess(st->box, st->logits, net->anchors, net->box_scales, out);
     return 0;
 }
 
@@ -535,9 +534,8 @@ int cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
     st->h = malloc(sizeof(float) * 19 * 19 * 576);
     st->box = malloc(sizeof(float) * CE_NUM_ANCHORS * 4);
     st->logits = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
-    st->scores = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
     if (!st->input || !st->cols || !st->x || !st->y || !st->d || !st->e || !st->h ||
-        !st->box || !st->logits || !st->scores)
+        !st->box || !st->logits)
         goto oom;
     *out = st;
     return 0;
@@ -559,6 +557,5 @@ void cnn_state_free(cnn_state *st)
     free(st->h);
     free(st->box);
     free(st->logits);
-    free(st->scores);
     free(st);
 }

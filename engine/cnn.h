@@ -53,12 +53,11 @@ void ce_resize_input(const ce_image *img, float *out);
  * builds it for this model. */
 void ce_anchors_generate(float anchors[CE_NUM_ANCHORS][4]);
 
-/* From the raw box encodings [1917][4] and class logits [1917][91]: class_max, and the
- * detections after the score threshold and per-class NMS. `scores` is scratch of
- * 1917*91 floats. */
+/* From the raw box encodings [1917][4] and class logits [1917][91]: class_max (sigmoid
+ * scores), and the detections after the score threshold and per-class NMS. */
 void ce_postprocess(const float *box_encodings, const float *class_logits,
                     const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
-                    float *scores, ce_cnn_output *out);
+                    ce_cnn_output *out);
 
 /* COCO label of a class id 1..90, NULL for the ids COCO leaves unused. */
 const char *ce_coco_label(int class_id);

@@ -15,6 +15,7 @@ typedef struct {
     int anchor;
 } candidate;
 
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 static void decode_box(const float *enc, const float anchor[4], const float scales[4], float box[4]);
 static float iou(const float *a, const float *b);
 static int by_score_desc(const void *a, const void *b);
@@ -22,18 +23,20 @@ static void keep_best(ce_cnn_output *out, const ce_detection *d);
 
 void ce_postprocess(const float *box_encodings, const float *class_logits,
                     const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
-                    float *scores, ce_cnn_output *out)
+                    ce_cnn_output *out)
 {
     const int n = CE_NUM_ANCHORS, k = CE_NUM_CLASSES;
-    for (int c = 0; c < k; c++) out->class_max[c] = 0.0f;
+    /* The sigmoid is monotonic: the best score of a class is the sigmoid of its best
+     * logit, and only logits near or above logit(threshold) can pass it, so 91 + a few
+     * sigmoids replace 1917 x 91. */
+    float max_logit[CE_NUM_CLASSES];
+    for (int c = 0; c < k; c++) max_logit[c] = -INFINITY;
     for (int a = 0; a < n; a++) {
         const float *l = class_logits + (size_t)a * k;
-        float *s = scores + (size_t)a * k;
-        for (int c = 0; c < k; c++) {
-            s[c] = 1.0f / (1.0f + expf(-l[c]));
-            if (s[c] > out->class_max[c]) out->class_max[c] = s[c];
-        }
+        for (int c = 0; c < k; c++) max_logit[c] = l[c] > max_logit[c] ? l[c] : max_logit[c];
     }
+    for (int c = 0; c < k; c++) out->class_max[c] = sigmoid(max_logit[c]);
+    const float logit_floor = logf(CE_SCORE_THRESHOLD / (1.0f - CE_SCORE_THRESHOLD)) - 1e-3f;
 
     out->n_detections = 0;
     candidate cand[CE_NUM_ANCHORS];
@@ -43,7 +46,9 @@ void ce_postprocess(const float *box_encodings, const float *class_logits,
         if (!label || out->class_max[c] < CE_SCORE_THRESHOLD) continue;
         int m = 0;
         for (int a = 0; a < n; a++) {
-            float s = scores[(size_t)a * k + c];
+            float l = class_logits[(size_t)a * k + c];
+            if (l < logit_floor) continue;
+            float s = sigmoid(l);
             if (s >= CE_SCORE_THRESHOLD) cand[m++] = (candidate){s, a};
         }
         qsort(cand, (size_t)m, sizeof *cand, by_score_desc);
