@@ -1,0 +1,618 @@
+/*
+ * The captioner: CNN features -> visual-concept probabilities -> LSTM decoder with beam
+ * search. Weights come from models/captioner.csw, written by models/train/export.py; the
+ * PyTorch twin of every computation here is models/train/decoder.py and
+ * models/train/concept_head.py, and tests/caption checks both give the same numbers.
+ */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "caption_internal.h"
+#include "internal.h"
+#include "weights.h"
+
+#define CAPTIONER_FILE "captioner.csw"
+#define MAX_BEAM 16
+#define TOKEN_PAD 0
+#define TOKEN_EOS 1
+#define TOKEN_UNK 2
+#define TAG_MIN_SCORE 0.25f
+
+/* One live hypothesis of the beam search; its LSTM state lives in the scratch arrays. */
+typedef struct {
+    int tokens[CE_MAX_CAPTION];
+    int n;
+    float score;                       /* sum of log-probabilities */
+} hypothesis;
+
+typedef struct {
+    float score;
+    int beam, token;
+} candidate;
+
+struct ce_captioner_scratch {
+    const ce_captioner *cap;
+    float *raw, *features, *hidden1, *probs, *cond, *cvec, *cond_gates;
+    float *h, *c, *h_next, *c_next, *gates, *inputs, *logits;
+    hypothesis *live, *next_live;
+};
+
+static int load_config(ce_captioner *cap, ce_err *err);
+static int load_strings(const ce_weights *w, const char *name, int expect, const char ***out,
+                        char **storage, ce_err *err);
+static int load_tensors(ce_captioner *cap, ce_err *err);
+static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s, const ce_cnn_output *cnn);
+static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts);
+static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s);
+static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n_beams,
+                         const int *tokens);
+static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
+                       int *best, int *best_n, float *best_score);
+static int blocked(const hypothesis *hyp, int token, int ngram);
+static void log_softmax(float *v, int n);
+static void sigmoid_inplace(float *v, int n);
+static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
+                      ce_caption *out);
+static void render_caption(const ce_captioner *cap, const int *tokens, int n, char *out, size_t size);
+static uint32_t fnv1a(uint32_t h, const void *data, size_t n);
+
+/* ------------------------------------------------------------------ public */
+
+int ce_caption_run(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
+                   ce_caption *out, ce_err *err)
+{
+    ce_err scratch_err;
+    if (!err) err = &scratch_err;
+    ce_captioner_scratch *s = session ? ce_session_captioner_scratch(session) : NULL;
+    if (!s || !cnn || !out) {
+        snprintf(err->msg, sizeof err->msg, s ? "caption: missing argument" : "caption: the model has no captioner");
+        return s ? -EINVAL : -ENOENT;
+    }
+    const ce_captioner *cap = s->cap;
+    int width = opt && opt->beam_width ? opt->beam_width : 3;
+    int max_len = opt && opt->max_length ? opt->max_length : 20;
+    if (width < 1 || width > MAX_BEAM || max_len < 1 || max_len > CE_MAX_CAPTION / 4) {
+        snprintf(err->msg, sizeof err->msg, "caption: beam width must be 1..%d and length 1..%d",
+                 MAX_BEAM, CE_MAX_CAPTION / 4);
+        return -EINVAL;
+    }
+    memset(out, 0, sizeof *out);
+    head_forward(cap, s, cnn);
+    set_condition(cap, s, s->probs);
+    decoder_start(cap, s);
+    int tokens[CE_MAX_CAPTION], n = 0;
+    float score = 0;
+    beam_search(cap, s, width, max_len, tokens, &n, &score);
+    render_caption(cap, tokens, n, out->caption, sizeof out->caption);
+    out->log_prob = score;
+    out->n_concepts = cap->n_concepts;
+    out->concepts = s->probs;
+    fill_tags(cap, cnn, s->probs, out);
+    return 0;
+}
+
+int ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err)
+{
+    ce_err scratch_err;
+    if (!err) err = &scratch_err;
+    *out = NULL;
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", models_dir, CAPTIONER_FILE) >= sizeof path) {
+        snprintf(err->msg, sizeof err->msg, "models directory path too long");
+        return -ENAMETOOLONG;
+    }
+    ce_captioner *cap = calloc(1, sizeof *cap);
+    if (!cap) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = ce_weights_open(path, &cap->weights, err);
+    if (rc < 0) {
+        free(cap);
+        return rc;
+    }
+    if ((rc = load_config(cap, err)) < 0 || (rc = load_tensors(cap, err)) < 0 ||
+        (rc = caption_text_init(cap, err)) < 0) {
+        /* Prefix the message with the file name, truncating its end if need be. */
+        const size_t prefix = sizeof CAPTIONER_FILE + 1;
+        memmove(err->msg + prefix, err->msg, sizeof err->msg - prefix);
+        err->msg[sizeof err->msg - 1] = 0;
+        memcpy(err->msg, CAPTIONER_FILE ": ", prefix);
+        ce_captioner_close(cap);
+        return rc == -ENOENT ? -EBADMSG : rc;
+    }
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < ce_weights_count(cap->weights); i++) {
+        const ce_tensor *t = ce_weights_at(cap->weights, i);
+        size_t width = t->dtype == CE_DT_U8 ? 1 : 4;
+        h = fnv1a(h, t->name, strlen(t->name));
+        h = fnv1a(h, t->data, t->count * width);
+    }
+    snprintf(cap->version, sizeof cap->version, "cap-%08x", h);
+    *out = cap;
+    return 0;
+}
+
+void ce_captioner_close(ce_captioner *cap)
+{
+    if (!cap) return;
+    caption_text_free(cap);
+    free(cap->words);
+    free(cap->word_storage);
+    free(cap->concepts);
+    free(cap->concept_storage);
+    ce_weights_close(cap->weights);
+    free(cap);
+}
+
+const char *ce_captioner_version(const ce_captioner *cap) { return cap->version; }
+
+int ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err)
+{
+    *out = NULL;
+    ce_captioner_scratch *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    size_t H = (size_t)cap->hidden, V = (size_t)cap->n_words, B = MAX_BEAM;
+    s->cap = cap;
+    s->raw = malloc(sizeof(float) * (size_t)cap->feat_dim);
+    s->features = malloc(sizeof(float) * (size_t)cap->feat_dim);
+    s->cvec = malloc(sizeof(float) * (size_t)cap->cond);
+    s->hidden1 = malloc(sizeof(float) * (size_t)cap->head_hidden);
+    s->probs = malloc(sizeof(float) * (size_t)cap->n_concepts);
+    s->cond = malloc(sizeof(float) * (size_t)cap->n_concepts);
+    s->cond_gates = malloc(sizeof(float) * 4 * H);
+    s->h = malloc(sizeof(float) * B * H);
+    s->c = malloc(sizeof(float) * B * H);
+    s->h_next = malloc(sizeof(float) * B * H);
+    s->c_next = malloc(sizeof(float) * B * H);
+    s->gates = malloc(sizeof(float) * B * 4 * H);
+    s->inputs = malloc(sizeof(float) * B * (size_t)cap->emb);
+    s->logits = malloc(sizeof(float) * B * V);
+    s->live = malloc(sizeof(hypothesis) * B);
+    s->next_live = malloc(sizeof(hypothesis) * B);
+    if (!s->raw || !s->cvec || !s->features || !s->hidden1 || !s->probs || !s->cond || !s->cond_gates || !s->h ||
+        !s->c || !s->h_next || !s->c_next || !s->gates || !s->inputs || !s->logits || !s->live ||
+        !s->next_live)
+        goto oom;
+    *out = s;
+    return 0;
+oom:
+    ce_captioner_scratch_free(s);
+    snprintf(err->msg, sizeof err->msg, "out of memory");
+    return -ENOMEM;
+}
+
+void ce_captioner_scratch_free(ce_captioner_scratch *s)
+{
+    if (!s) return;
+    free(s->raw);
+    free(s->cvec);
+    free(s->features);
+    free(s->hidden1);
+    free(s->probs);
+    free(s->cond);
+    free(s->cond_gates);
+    free(s->h);
+    free(s->c);
+    free(s->h_next);
+    free(s->c_next);
+    free(s->gates);
+    free(s->inputs);
+    free(s->logits);
+    free(s->live);
+    free(s->next_live);
+    free(s);
+}
+
+/* ------------------------------------------------------------------ pieces (also used by the golden test) */
+
+int caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
+                                   const float *features, float *probs)
+{
+    const int F = cap->feat_dim, Hh = cap->head_hidden, K = cap->n_concepts;
+    for (int i = 0; i < F; i++) s->features[i] = (features[i] - cap->feat_mean[i]) * cap->feat_scale[i];
+    memcpy(s->hidden1, cap->head_b1, sizeof(float) * (size_t)Hh);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, Hh, F, 1.0f, cap->head_w1, F, s->features, 1, 1.0f,
+                s->hidden1, 1);
+    for (int i = 0; i < Hh; i++) s->hidden1[i] = s->hidden1[i] > 0 ? s->hidden1[i] : 0;
+    memcpy(probs, cap->head_b2, sizeof(float) * (size_t)K);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, K, Hh, 1.0f, cap->head_w2, Hh, s->hidden1, 1, 1.0f,
+                probs, 1);
+    sigmoid_inplace(probs, K);
+    return 0;
+}
+
+int caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+                            int width, int max_len, int *tokens, int *n_tokens, float *score,
+                            float *first_logits)
+{
+    set_condition(cap, s, concepts);
+    decoder_start(cap, s);
+    if (first_logits) {
+        /* The first step from the start token (leaves the start state in s->h, s->c). */
+        int start = TOKEN_EOS;
+        decoder_step(cap, s, 1, &start);
+        memcpy(first_logits, s->logits, sizeof(float) * (size_t)cap->n_words);
+    }
+    return beam_search(cap, s, width, max_len, tokens, n_tokens, score);
+}
+
+/* ------------------------------------------------------------------ loading */
+
+static int load_config(ce_captioner *cap, ce_err *err)
+{
+    const ce_tensor *t = ce_weights_get(cap->weights, "config/sizes", CE_DT_I32, err, 1, 8);
+    if (!t) return -EBADMSG;
+    const int32_t *v = t->data;
+    cap->n_words = v[0];
+    cap->n_concepts = v[1];
+    cap->emb = v[2];
+    cap->hidden = v[3];
+    cap->cond = v[4];
+    cap->feat_dim = v[5];
+    cap->head_hidden = v[6];
+    cap->ngram_block = v[7];
+    const ce_tensor *f = ce_weights_get(cap->weights, "config/search", CE_DT_F32, err, 1, 2);
+    if (!f) return -EBADMSG;
+    cap->length_alpha = ((const float *)f->data)[0];
+    cap->cond_gamma = ((const float *)f->data)[1];
+    if (cap->n_words < 4 || cap->n_concepts < 1 || cap->emb < 1 || cap->hidden < 1 || cap->cond < 1 ||
+        cap->feat_dim != CAPTION_FEAT_DIM || cap->head_hidden < 1 || cap->ngram_block < 0 ||
+        cap->n_words > 1000000 || cap->n_concepts > 100000 || cap->hidden > 8192 ||
+        cap->emb > 8192 || cap->cond > 8192 || cap->head_hidden > 8192 ||
+        !(cap->length_alpha >= 0 && cap->length_alpha <= 4) || !(cap->cond_gamma > 0 && cap->cond_gamma <= 8)) {
+        snprintf(err->msg, sizeof err->msg, "config/sizes out of range");
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+static int load_tensors(ce_captioner *cap, ce_err *err)
+{
+    const ce_weights *w = cap->weights;
+    const int V = cap->n_words, K = cap->n_concepts, E = cap->emb, H = cap->hidden, C = cap->cond;
+    const int F = cap->feat_dim, Hh = cap->head_hidden;
+    int rc = load_strings(w, "vocab/words", V, &cap->words, &cap->word_storage, err);
+    if (rc < 0) return rc;
+    if ((rc = load_strings(w, "concepts/words", K, &cap->concepts, &cap->concept_storage, err)) < 0)
+        return rc;
+    if (!(cap->feat_mean = ce_weights_f32(w, "head/feat_mean", err, 1, F)) ||
+        !(cap->feat_scale = ce_weights_f32(w, "head/feat_scale", err, 1, F)) ||
+        !(cap->head_w1 = ce_weights_f32(w, "head/w1", err, 2, Hh, F)) ||
+        !(cap->head_b1 = ce_weights_f32(w, "head/b1", err, 1, Hh)) ||
+        !(cap->head_w2 = ce_weights_f32(w, "head/w2", err, 2, K, Hh)) ||
+        !(cap->head_b2 = ce_weights_f32(w, "head/b2", err, 1, K)) ||
+        !(cap->cin_w = ce_weights_f32(w, "dec/cin_w", err, 2, C, K)) ||
+        !(cap->cin_b = ce_weights_f32(w, "dec/cin_b", err, 1, C)) ||
+        !(cap->init_h_w = ce_weights_f32(w, "dec/init_h_w", err, 2, H, C)) ||
+        !(cap->init_h_b = ce_weights_f32(w, "dec/init_h_b", err, 1, H)) ||
+        !(cap->init_c_w = ce_weights_f32(w, "dec/init_c_w", err, 2, H, C)) ||
+        !(cap->init_c_b = ce_weights_f32(w, "dec/init_c_b", err, 1, H)) ||
+        !(cap->emb_w = ce_weights_f32(w, "dec/emb", err, 2, V, E)) ||
+        !(cap->w_ih = ce_weights_f32(w, "dec/w_ih", err, 2, 4 * H, E + C)) ||
+        !(cap->w_hh = ce_weights_f32(w, "dec/w_hh", err, 2, 4 * H, H)) ||
+        !(cap->lstm_b = ce_weights_f32(w, "dec/b", err, 1, 4 * H)) ||
+        !(cap->out_w = ce_weights_f32(w, "dec/out_w", err, 2, V, H)) ||
+        !(cap->out_b = ce_weights_f32(w, "dec/out_b", err, 1, V)))
+        return -EBADMSG;
+    const ce_tensor *cc = ce_weights_get(w, "concepts/class_concepts", CE_DT_I32, err, 2,
+                                         CE_NUM_CLASSES, 2);
+    if (!cc) return -EBADMSG;
+    cap->class_concepts = cc->data;
+    for (int i = 0; i < CE_NUM_CLASSES * 2; i++)
+        if (cap->class_concepts[i] < -1 || cap->class_concepts[i] >= K) {
+            snprintf(err->msg, sizeof err->msg, "concepts/class_concepts out of range");
+            return -EBADMSG;
+        }
+    return 0;
+}
+
+/* A uint8 tensor of `expect` NUL-terminated strings, back to back. */
+static int load_strings(const ce_weights *w, const char *name, int expect, const char ***out,
+                        char **storage, ce_err *err)
+{
+    const ce_tensor *t = ce_weights_find(w, name);
+    if (!t || t->dtype != CE_DT_U8 || t->rank != 1) {
+        snprintf(err->msg, sizeof err->msg, "%s missing or not a uint8 vector", name);
+        return -EBADMSG;
+    }
+    *storage = malloc(t->count + 1);
+    *out = calloc((size_t)expect, sizeof **out);
+    if (!*storage || !*out) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    memcpy(*storage, t->data, t->count);
+    (*storage)[t->count] = 0;
+    size_t pos = 0;
+    for (int i = 0; i < expect; i++) {
+        if (pos >= t->count) {
+            snprintf(err->msg, sizeof err->msg, "%s holds fewer than %d strings", name, expect);
+            return -EBADMSG;
+        }
+        (*out)[i] = *storage + pos;
+        pos += strlen(*storage + pos) + 1;
+    }
+    if (pos != t->count) {
+        snprintf(err->msg, sizeof err->msg, "%s holds more than %d strings", name, expect);
+        return -EBADMSG;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ concept head */
+
+/* Features the head sees; the same layout as models/train/features.py head_features(). */
+static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s, const ce_cnn_output *cnn)
+{
+    caption_head_features(cnn, s->raw);
+    caption_concepts_from_features(cap, s, s->raw, s->probs);
+}
+
+void caption_head_features(const ce_cnn_output *cnn, float *f)
+{
+    memcpy(f, cnn->pooled, sizeof cnn->pooled);
+    f += CE_POOLED_DIM;
+    memcpy(f, cnn->mid_pooled, sizeof cnn->mid_pooled);
+    f += CE_MID_DIM;
+    memcpy(f, cnn->class_max, sizeof cnn->class_max);
+    f += CE_NUM_CLASSES;
+    /* How many confident boxes of each class: the evidence for "two", "group", "herd". */
+    memset(f, 0, sizeof(float) * CE_NUM_CLASSES);
+    int n = cnn->n_detections < CE_MAX_DETECTIONS ? cnn->n_detections : CE_MAX_DETECTIONS;
+    for (int i = 0; i < n; i++) {
+        int id = cnn->detections[i].class_id;
+        if (id > 0 && id < CE_NUM_CLASSES && cnn->detections[i].score >= 0.5f) f[id] += 1.0f;
+    }
+    for (int i = 0; i < CE_NUM_CLASSES; i++) f[i] = logf(1.0f + f[i]);
+}
+
+/* ------------------------------------------------------------------ decoder */
+
+/* The decoder sees the concept probabilities sharpened by gamma (1 = as they are). */
+static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts)
+{
+    for (int i = 0; i < cap->n_concepts; i++) {
+        float p = concepts[i] < 0 ? 0 : concepts[i] > 1 ? 1 : concepts[i];
+        s->cond[i] = cap->cond_gamma == 1.0f ? p : powf(p, cap->cond_gamma);
+    }
+}
+
+/* Computes the conditioning (constant over the steps) and the initial state of beam 0. */
+static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s)
+{
+    const int K = cap->n_concepts, H = cap->hidden, C = cap->cond, E = cap->emb;
+    float *cbuf = s->cvec;
+    memcpy(cbuf, cap->cin_b, sizeof(float) * (size_t)C);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, C, K, 1.0f, cap->cin_w, K, s->cond, 1, 1.0f, cbuf, 1);
+    for (int i = 0; i < C; i++) cbuf[i] = cbuf[i] > 0 ? cbuf[i] : 0;
+    memcpy(s->h, cap->init_h_b, sizeof(float) * (size_t)H);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, H, C, 1.0f, cap->init_h_w, C, cbuf, 1, 1.0f, s->h, 1);
+    memcpy(s->c, cap->init_c_b, sizeof(float) * (size_t)H);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, H, C, 1.0f, cap->init_c_w, C, cbuf, 1, 1.0f, s->c, 1);
+    for (int i = 0; i < H; i++) {
+        s->h[i] = tanhf(s->h[i]);
+        s->c[i] = tanhf(s->c[i]);
+    }
+    /* The conditioning's share of the input gates: W_ih[:, E:] c + b, once per image. */
+    memcpy(s->cond_gates, cap->lstm_b, sizeof(float) * 4 * (size_t)H);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, 4 * H, C, 1.0f, cap->w_ih + E, E + C, cbuf, 1, 1.0f,
+                s->cond_gates, 1);
+}
+
+/* One LSTM step for n beams (states s->h/s->c rows) -> s->h_next/c_next and s->logits. */
+static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n, const int *tokens)
+{
+    const int H = cap->hidden, E = cap->emb, C = cap->cond, V = cap->n_words;
+    for (int b = 0; b < n; b++) {
+        memcpy(s->inputs + (size_t)b * E, cap->emb_w + (size_t)tokens[b] * E, sizeof(float) * (size_t)E);
+        memcpy(s->gates + (size_t)b * 4 * H, s->cond_gates, sizeof(float) * 4 * (size_t)H);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, E, 1.0f, s->inputs, E,
+                cap->w_ih, E + C, 1.0f, s->gates, 4 * H);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, H, 1.0f, s->h, H,
+                cap->w_hh, H, 1.0f, s->gates, 4 * H);
+    for (int b = 0; b < n; b++) {
+        const float *g = s->gates + (size_t)b * 4 * H;
+        const float *c_prev = s->c + (size_t)b * H;
+        float *h_out = s->h_next + (size_t)b * H, *c_out = s->c_next + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float i_g = 1.0f / (1.0f + expf(-g[j]));
+            float f_g = 1.0f / (1.0f + expf(-g[H + j]));
+            float g_g = tanhf(g[2 * H + j]);
+            float o_g = 1.0f / (1.0f + expf(-g[3 * H + j]));
+            c_out[j] = f_g * c_prev[j] + i_g * g_g;
+            h_out[j] = o_g * tanhf(c_out[j]);
+        }
+    }
+    for (int b = 0; b < n; b++)
+        memcpy(s->logits + (size_t)b * V, cap->out_b, sizeof(float) * (size_t)V);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, H, 1.0f, s->h_next, H,
+                cap->out_w, H, 1.0f, s->logits, V);
+}
+
+/* ------------------------------------------------------------------ beam search */
+
+/* Orders candidates best first; ties go to the lower beam, then the lower token, so that
+ * the result never depends on the sort algorithm (the PyTorch twin breaks ties alike). */
+static int candidate_cmp(const void *pa, const void *pb)
+{
+    const candidate *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    if (a->beam != b->beam) return a->beam < b->beam ? -1 : 1;
+    return (a->token > b->token) - (a->token < b->token);
+}
+
+/* Keeps `width` live hypotheses; one that emits <eos> is finished and scored by its
+ * log-probability over length^alpha. At max_len only <eos> is allowed, so every search
+ * ends within max_len + 1 steps. Returns the number of tokens of the best caption. */
+static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
+                       int *best, int *best_n, float *best_score)
+{
+    const int H = cap->hidden, V = cap->n_words, keep = 2 * width;
+    candidate pool[MAX_BEAM * 2 * MAX_BEAM];
+    int tokens_in[MAX_BEAM];
+    int n_live = 1, have_best = 0, n_finished = 0;
+    float best_norm = -FLT_MAX;
+    s->live[0].n = 0;
+    s->live[0].score = 0;
+    *best_n = 0;
+    *best_score = 0;
+    for (int step = 0; step <= max_len && n_live > 0; step++) {
+        for (int b = 0; b < n_live; b++)
+            tokens_in[b] = s->live[b].n ? s->live[b].tokens[s->live[b].n - 1] : TOKEN_EOS;
+        decoder_step(cap, s, n_live, tokens_in);
+        int n_pool = 0;
+        for (int b = 0; b < n_live; b++) {
+            const hypothesis *hyp = &s->live[b];
+            float *lp = s->logits + (size_t)b * V;
+            log_softmax(lp, V);
+            candidate top[2 * MAX_BEAM];
+            int n_top = 0;
+            for (int t = 0; t < V; t++) {
+                if (t == TOKEN_PAD || t == TOKEN_UNK) continue;
+                if (t == TOKEN_EOS ? hyp->n == 0 : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block)))
+                    continue;
+                float sc = hyp->score + lp[t];
+                if (n_top == keep && sc <= top[n_top - 1].score) continue;
+                int at = n_top < keep ? n_top++ : keep - 1;
+                while (at > 0 && top[at - 1].score < sc) {
+                    top[at] = top[at - 1];
+                    at--;
+                }
+                top[at] = (candidate){sc, b, t};
+            }
+            memcpy(pool + n_pool, top, sizeof(candidate) * (size_t)n_top);
+            n_pool += n_top;
+        }
+        qsort(pool, (size_t)n_pool, sizeof *pool, candidate_cmp);
+        int n_next = 0;
+        for (int i = 0; i < n_pool && n_next < width; i++) {
+            const hypothesis *from = &s->live[pool[i].beam];
+            if (pool[i].token == TOKEN_EOS) {
+                float norm = pool[i].score / powf((float)(from->n + 1), cap->length_alpha);
+                if (!have_best || norm > best_norm) {
+                    have_best = 1;
+                    best_norm = norm;
+                    memcpy(best, from->tokens, sizeof(int) * (size_t)from->n);
+                    *best_n = from->n;
+                    *best_score = norm;
+                }
+                n_finished++;
+                continue;
+            }
+            hypothesis *to = &s->next_live[n_next];
+            *to = *from;
+            to->tokens[to->n++] = pool[i].token;
+            to->score = pool[i].score;
+            /* h_next/c_next hold this step's states by old beam; h/c take them by new beam. */
+            memcpy(s->h + (size_t)n_next * H, s->h_next + (size_t)pool[i].beam * H, sizeof(float) * (size_t)H);
+            memcpy(s->c + (size_t)n_next * H, s->c_next + (size_t)pool[i].beam * H, sizeof(float) * (size_t)H);
+            n_next++;
+        }
+        hypothesis *swap = s->live;
+        s->live = s->next_live;
+        s->next_live = swap;
+        n_live = n_next;
+        if (n_finished >= width) break;
+    }
+    return *best_n;
+}
+
+/* No immediate repetition, and no n-gram (n = ngram_block) that the caption holds already. */
+static int blocked(const hypothesis *hyp, int token, int ngram)
+{
+    if (hyp->n > 0 && hyp->tokens[hyp->n - 1] == token) return 1;
+    if (ngram < 2 || hyp->n < ngram - 1) return 0;
+    const int *tail = hyp->tokens + hyp->n - (ngram - 1);
+    for (int start = 0; start + ngram <= hyp->n; start++) {
+        if (hyp->tokens[start + ngram - 1] != token) continue;
+        if (memcmp(hyp->tokens + start, tail, sizeof(int) * (size_t)(ngram - 1)) == 0) return 1;
+    }
+    return 0;
+}
+
+static void log_softmax(float *v, int n)
+{
+    float mx = v[0];
+    for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)(v[i] - mx));
+    float lse = mx + (float)log(sum);
+    for (int i = 0; i < n; i++) v[i] -= lse;
+}
+
+static void sigmoid_inplace(float *v, int n)
+{
+    for (int i = 0; i < n; i++) v[i] = 1.0f / (1.0f + expf(-v[i]));
+}
+
+/* ------------------------------------------------------------------ output */
+
+static int add_tag(ce_caption *out, const char *word, float score)
+{
+    for (int i = 0; i < out->n_tags; i++)
+        if (strcmp(out->tags[i].word, word) == 0) {
+            if (score > out->tags[i].score) out->tags[i].score = score;
+            return 0;
+        }
+    if (out->n_tags == CE_MAX_TAGS) {
+        int worst = 0;
+        for (int i = 1; i < out->n_tags; i++)
+            if (out->tags[i].score < out->tags[worst].score) worst = i;
+        if (out->tags[worst].score >= score) return 0;
+        out->tags[worst] = (ce_tag){word, score};
+        return 0;
+    }
+    out->tags[out->n_tags++] = (ce_tag){word, score};
+    return 0;
+}
+
+static int tag_cmp(const void *pa, const void *pb)
+{
+    const ce_tag *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return strcmp(a->word, b->word);
+}
+
+/* Detected objects by their labels, then the confident concepts, best first. */
+static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
+                      ce_caption *out)
+{
+    int n = cnn->n_detections < CE_MAX_DETECTIONS ? cnn->n_detections : CE_MAX_DETECTIONS;
+    for (int i = 0; i < n; i++)
+        if (cnn->detections[i].label) add_tag(out, cnn->detections[i].label, cnn->detections[i].score);
+    for (int k = 0; k < cap->n_concepts; k++)
+        if (probs[k] >= TAG_MIN_SCORE) add_tag(out, cap->concepts[k], probs[k]);
+    qsort(out->tags, (size_t)out->n_tags, sizeof *out->tags, tag_cmp);
+}
+
+/* Words joined by spaces, clitics ("'s", "n't") attached to the word before. */
+static void render_caption(const ce_captioner *cap, const int *tokens, int n, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const char *w = cap->words[tokens[i]];
+        int attach = w[0] == '\'' || strcmp(w, "n't") == 0;
+        size_t need = strlen(w) + (len && !attach ? 1 : 0);
+        if (len + need + 1 > size) break;
+        if (len && !attach) out[len++] = ' ';
+        memcpy(out + len, w, strlen(w) + 1);
+        len += strlen(w);
+    }
+}
+
+static uint32_t fnv1a(uint32_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}

@@ -1,0 +1,56 @@
+/*
+ * Private to the captioner (caption.c, text.c) and its tests: the loaded captioner and
+ * the pieces of the pipeline that tests/caption drives one by one against the PyTorch
+ * golden vectors.
+ */
+#ifndef CAPENGINE_CAPTION_INTERNAL_H
+#define CAPENGINE_CAPTION_INTERNAL_H
+
+#include <stdint.h>
+
+#include "internal.h"
+#include "weights.h"
+
+/* The concept head's input: pooled 1280 + mid_pooled 576 + class_max 91 + log(1 + boxes
+ * per class with score >= 0.5) 91, the layout of models/train/features.py. */
+#define CAPTION_FEAT_DIM (CE_POOLED_DIM + CE_MID_DIM + 2 * CE_NUM_CLASSES)
+
+typedef struct {
+    const char *word;
+    int concept;
+} caption_lookup;
+
+struct ce_captioner {
+    ce_weights *weights;
+    char version[32];
+    int n_words, n_concepts, emb, hidden, cond, feat_dim, head_hidden, ngram_block;
+    float length_alpha, cond_gamma;
+    const char **words;              /* n_words: 0 <pad>, 1 <eos>, 2 <unk> */
+    char *word_storage;
+    const char **concepts;           /* n_concepts */
+    char *concept_storage;
+    const int32_t *class_concepts;   /* [91][2] COCO class -> concept index or -1 */
+    const float *feat_mean, *feat_scale, *head_w1, *head_b1, *head_w2, *head_b2;
+    const float *cin_w, *cin_b, *init_h_w, *init_h_b, *init_c_w, *init_c_b;
+    const float *emb_w, *w_ih, *w_hh, *lstm_b, *out_w, *out_b;
+    caption_lookup *lookup;          /* concept words and aliases, sorted by word */
+    int n_lookup;
+};
+
+/* text.c: the word -> concept table built from concepts/words and concepts/alias. */
+int  caption_text_init(ce_captioner *cap, ce_err *err);
+void caption_text_free(ce_captioner *cap);
+/* Concept index of one lowercase word (plural rules and aliases applied), or -1. */
+int  caption_text_lookup(const ce_captioner *cap, const char *word);
+
+/* caption.c: the stages of ce_caption_run. */
+void caption_head_features(const ce_cnn_output *cnn, float *features);
+int  caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
+                                    const float *features, float *probs);
+/* Beam search from a concept vector; first_logits (n_words, may be NULL) receives the raw
+ * logits of the first step. Returns the token count written to tokens. */
+int  caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+                             int width, int max_len, int *tokens, int *n_tokens, float *score,
+                             float *first_logits);
+
+#endif

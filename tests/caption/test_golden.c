@@ -1,0 +1,120 @@
+/*
+ * The C captioner against the PyTorch golden vectors (tests/caption/golden.csw, written by
+ * models/train/export.py together with models/captioner.csw): concept head probabilities
+ * and first-step logits within 1e-3, and the same beam-search tokens at widths 1, 3, 5.
+ *
+ *   test_golden MODELS_DIR GOLDEN.csw
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "caption_internal.h"
+
+#define TOL 1e-3f
+
+static int failures;
+
+static float max_abs_diff(const float *a, const float *b, size_t n, size_t *at);
+static void check(int ok, const char *what, int row, double value);
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: test_golden MODELS_DIR GOLDEN.csw\n");
+        return 2;
+    }
+    ce_err err = {{0}};
+    ce_captioner *cap = NULL;
+    ce_captioner_scratch *s = NULL;
+    ce_weights *gold = NULL;
+    if (ce_captioner_open(argv[1], &cap, &err) < 0 || ce_captioner_scratch_new(cap, &s, &err) < 0 ||
+        ce_weights_open(argv[2], &gold, &err) < 0) {
+        fprintf(stderr, "test_golden: %s\n", err.msg);
+        return 1;
+    }
+    const int F = cap->feat_dim, K = cap->n_concepts, V = cap->n_words;
+    const ce_tensor *feats = ce_weights_find(gold, "golden/features");
+    const ce_tensor *probs = ce_weights_find(gold, "golden/probs");
+    const ce_tensor *conds = ce_weights_find(gold, "golden/concepts");
+    const ce_tensor *logits = ce_weights_find(gold, "golden/first_logits");
+    if (!feats || !probs || !conds || !logits || feats->rank != 2 || feats->dims[1] != (uint32_t)F ||
+        probs->dims[1] != (uint32_t)K || conds->dims[1] != (uint32_t)K || logits->dims[1] != (uint32_t)V ||
+        logits->dims[0] != conds->dims[0]) {
+        fprintf(stderr, "test_golden: golden file does not match the captioner (re-export both)\n");
+        return 1;
+    }
+    float *p = malloc(sizeof(float) * (size_t)K), *l = malloc(sizeof(float) * (size_t)V);
+    for (uint32_t i = 0; i < feats->dims[0]; i++) {
+        caption_concepts_from_features(cap, s, (const float *)feats->data + (size_t)i * F, p);
+        size_t at;
+        float d = max_abs_diff(p, (const float *)probs->data + (size_t)i * K, (size_t)K, &at);
+        check(d <= TOL, "concept probabilities", (int)i, d);
+    }
+    int tokens[CE_MAX_CAPTION], n;
+    float score;
+    for (uint32_t i = 0; i < conds->dims[0]; i++) {
+        caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, 1, 20, tokens, &n,
+                                &score, l);
+        size_t at;
+        float d = max_abs_diff(l, (const float *)logits->data + (size_t)i * V, (size_t)V, &at);
+        check(d <= TOL, "first-step logits", (int)i, d);
+    }
+    static const int widths[] = {1, 3, 5};
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        char name[64];
+        snprintf(name, sizeof name, "golden/tokens_w%d", widths[w]);
+        const ce_tensor *tok = ce_weights_find(gold, name);
+        snprintf(name, sizeof name, "golden/score_w%d", widths[w]);
+        const ce_tensor *sc = ce_weights_find(gold, name);
+        if (!tok || !sc || tok->dims[0] != conds->dims[0]) {
+            fprintf(stderr, "test_golden: %s missing\n", name);
+            return 1;
+        }
+        const int len = (int)tok->dims[1];
+        for (uint32_t i = 0; i < conds->dims[0]; i++) {
+            caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, widths[w], len - 1,
+                                    tokens, &n, &score, NULL);
+            const int32_t *want = (const int32_t *)tok->data + (size_t)i * (size_t)len;
+            int same = 1;
+            for (int j = 0; j < len; j++)
+                if ((j < n ? tokens[j] : -1) != want[j]) same = 0;
+            printf("width %d, input %u:", widths[w], i);
+            for (int j = 0; j < n; j++) printf(" %s", cap->words[tokens[j]]);
+            printf("  (%.4f)\n", score);
+            check(same, "beam search", (int)i, 0);
+            float want_score = ((const float *)sc->data)[i];
+            check(fabsf(score - want_score) <= TOL, "beam score", (int)i,
+                  fabsf(score - want_score));
+        }
+    }
+    free(p);
+    free(l);
+    ce_weights_close(gold);
+    ce_captioner_scratch_free(s);
+    ce_captioner_close(cap);
+    if (failures) fprintf(stderr, "test_golden: %d failures\n", failures);
+    return failures ? 1 : 0;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n, size_t *at)
+{
+    float worst = 0;
+    *at = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= worst)) {
+            worst = d;
+            *at = i;
+        }
+    }
+    return worst;
+}
+
+static void check(int ok, const char *what, int row, double value)
+{
+    if (ok) return;
+    failures++;
+    fprintf(stderr, "FAIL %s, input %d (%g)\n", what, row, value);
+}
