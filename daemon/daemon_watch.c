@@ -293,6 +293,24 @@ int dw_on_dir(void *watcher, const char *path)
     return add_watch(w, path) < 0 ? 1 : 0;
 }
 
+void dw_on_file(void *watcher, const char *path, int urgent)
+{
+    dw_watcher *w = watcher;
+    struct stat st;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (lstat(path, &st) == 0) {
+        int64_t age_ms = ((int64_t)now.tv_sec - (int64_t)st.st_mtim.tv_sec) * 1000 +
+                         ((int64_t)now.tv_nsec - (int64_t)st.st_mtim.tv_nsec) / 1000000;
+        if (age_ms < SETTLE_MS && age_ms > -SETTLE_MS) {
+            /* IN_CLOSE_WRITE submits it sooner if its writer is still at work */
+            settle_add(w, path);
+            return;
+        }
+    }
+    cx_pipeline_submit(w->pipe, path, urgent);
+}
+
 /* Returns 0 when watched or left to polling (walk it), < 0 when the folder must not be
  * walked (a loop: the same folder is already watched under another path). */
 static int add_watch(dw_watcher *w, const char *path)

@@ -26,6 +26,9 @@ void dw_free(dw_watcher *w);
 void dw_set_config(dw_watcher *w, const cx_config *cfg);
 /* The pipeline's on_dir hook: watches a folder the walk enters. */
 int  dw_on_dir(void *watcher, const char *path);
+/* The pipeline's on_file hook: a file the walk found is submitted, or, when modified in
+ * the last seconds (perhaps still being written), submitted once it has settled. */
+void dw_on_file(void *watcher, const char *path, int urgent);
 void dw_get_stats(const dw_watcher *w, dw_stats *out);
 /* Roots, resolved, one per line (for daemon.roots). */
 void dw_roots_text(const dw_watcher *w, char *buf, size_t size);

@@ -110,6 +110,9 @@ typedef struct {
     /* Called for each folder the walk enters (after the filters); return 0 to walk it.
      * The daemon adds its inotify watch here. NULL = walk everything wanted. */
     int (*on_dir)(void *ctx, const char *path);
+    /* Called for each wanted file the walk finds; NULL = cx_pipeline_submit. The daemon
+     * holds back files modified in the last seconds: they may still be being written. */
+    void (*on_file)(void *ctx, const char *path, int urgent);
     /* Called when the queues are empty, nothing is in flight and no walk is running. */
     void (*on_idle)(void *ctx);
     void *ctx;

@@ -55,6 +55,7 @@ static void on_status_timer(uv_timer_t *t);
 static void publish_status(daemon_state *d, const char *state);
 static void on_pipeline_idle(void *ctx);
 static int on_walk_dir(void *ctx, const char *path);
+static void on_walk_file(void *ctx, const char *path, int urgent);
 static void begin_shutdown(daemon_state *d);
 static void on_grace_timer(uv_timer_t *t);
 static void finish(daemon_state *d);
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
         .cfg = &d.cfg,
         .inflight_key = "daemon.inflight",
         .on_dir = on_walk_dir,
+        .on_file = on_walk_file,
         .on_idle = on_pipeline_idle,
         .ctx = &d,
     };
@@ -415,6 +417,13 @@ static int on_walk_dir(void *ctx, const char *path)
 {
     daemon_state *d = ctx;
     return d->watch ? dw_on_dir(d->watch, path) : 0;
+}
+
+static void on_walk_file(void *ctx, const char *path, int urgent)
+{
+    daemon_state *d = ctx;
+    if (d->watch && !d->once) dw_on_file(d->watch, path, urgent);
+    else cx_pipeline_submit(d->pipe, path, urgent);
 }
 
 static void on_pipeline_idle(void *ctx)

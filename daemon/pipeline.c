@@ -564,7 +564,8 @@ static int walk_step(cx_pipeline *p, int budget)
             }
         } else if (type == DT_REG && cx_config_wants_file(cfg, de->d_name, child)) {
             p->stats.seen++;
-            cx_pipeline_submit(p, child, p->walk_urgent);
+            if (p->opt.on_file) p->opt.on_file(p->opt.ctx, child, p->walk_urgent);
+            else cx_pipeline_submit(p, child, p->walk_urgent);
         }
         /* symlinks are not followed: a link loop cannot trap the walk */
         free(child);

@@ -1,0 +1,679 @@
+#!/usr/bin/env python3
+"""Integration tests for capsearchd: the real daemon process on real temporary folders,
+real inotify, the real model and a real SQLite index.
+
+    daemon_test.py --bin DIR --photos DIR SCENARIO
+
+Each scenario starts capsearchd (and restarts or kills it where the scenario says so),
+changes files the way users and programs do, and checks the index with SQLite and with
+`capsearch` searches. Exit 0 pass, 1 fail, 77 skipped (no sample photos or no model).
+Test images are re-encoded from the Debian darknet sample photos (djpeg/cjpeg) and made
+distinct by bytes after the JPEG end marker, which decoders ignore.
+"""
+import argparse
+import os
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+SKIP = 77
+PHOTOS = ["dog", "eagle", "giraffe", "horses", "kite", "person", "scream"]
+
+
+class Failure(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ the daemon under test
+
+class Daemon:
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.root = os.path.join(work, "photos")
+        self.db = os.path.join(work, "index.db")
+        self.log = os.path.join(work, "daemon.log")
+        self.proc = None
+        os.makedirs(self.root, exist_ok=True)
+
+    def start(self, *extra, root=True, wait=True):
+        cmd = [os.path.join(self.args.bin, "daemon", "capsearchd"), "--db", self.db,
+               "--workers", "2", "--batch-ms", "200", "--poll-interval", "1",
+               "--log-level", "debug", "--time-limit", "120"]
+        if root:
+            cmd += ["--root", self.root]
+        cmd += list(extra)
+        env = dict(os.environ)
+        env.pop("JOURNAL_STREAM", None)
+        logf = open(self.log, "a")
+        logf.write("==== start: %s\n" % " ".join(cmd))
+        logf.flush()
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=env)
+        logf.close()
+        if wait:
+            started = time.time()
+            self.wait(lambda: self.meta("daemon.pid") == str(self.proc.pid), 60,
+                      "the daemon to publish its pid")
+            print("  daemon pid %d up in %.1f s" % (self.proc.pid, time.time() - started))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Failure("the daemon did not stop within 60 s of SIGTERM")
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def sql(self, query, params=()):
+        if not os.path.exists(self.db):
+            return []
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=30)
+        try:
+            return con.execute(query, params).fetchall()
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return []
+            raise
+        finally:
+            con.close()
+
+    def meta(self, key):
+        rows = self.sql("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def model_runs(self):
+        """The daemon's model-run counter, once it has published its settled value."""
+        time.sleep(2.5)           # the status timer writes daemon.* every 2 s
+        return int(self.meta("daemon.model_runs") or 0)
+
+    def rows(self, under=None):
+        q = "SELECT path, status, error, caption, tags FROM images"
+        rows = self.sql(q)
+        if under:
+            rows = [r for r in rows if r[0].startswith(under + "/")]
+        return {r[0]: r for r in rows}
+
+    def wait(self, cond, timeout, what):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc is not None and not self.alive():
+                raise Failure("the daemon died (exit %s) while waiting for %s"
+                              % (self.proc.returncode, what))
+            if cond():
+                return
+            time.sleep(0.2)
+        raise Failure("timed out after %d s waiting for %s" % (timeout, what))
+
+    def wait_indexed(self, paths, timeout, status=0):
+        paths = set(paths)
+
+        def done():
+            rows = self.rows()
+            return all(p in rows and rows[p][1] == status for p in paths)
+        try:
+            self.wait(done, timeout, "%d files to be indexed" % len(paths))
+        except Failure as e:
+            rows = self.rows()
+            missing = [p for p in sorted(paths) if p not in rows or rows[p][1] != status]
+            raise Failure("%s: %d of %d files not indexed (status %d), e.g. %s"
+                          % (e, len(missing), len(paths), status, missing[:3]))
+
+    def wait_gone(self, paths, timeout):
+        paths = set(paths)
+        self.wait(lambda: not (paths & set(self.rows())), timeout,
+                  "%d rows to be removed" % len(paths))
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def search(self, *words, under=None):
+        cmd = [os.path.join(self.args.bin, "cli", "capsearch"), "--db", self.db, "-n", "100000",
+               "-0"]
+        if under:
+            cmd += ["--dir", under]
+        out = subprocess.run(cmd + ["--"] + list(words), capture_output=True, timeout=120)
+        if out.returncode not in (0, 1):
+            raise Failure("capsearch search failed: %s" % out.stderr.decode(errors="replace"))
+        return set(p.decode() for p in out.stdout.split(b"\0") if p)
+
+
+# ------------------------------------------------------------------ test images
+
+class Images:
+    """Small JPEGs re-encoded from the sample photos; variant n of photo k is unique."""
+
+    def __init__(self, photos_dir, work):
+        self.base = {}
+        for name in PHOTOS:
+            src = os.path.join(photos_dir, name + ".jpg")
+            for scale, gray in (("1/4", False), ("1/8", True)):
+                cmd = "djpeg -scale %s %s %s | cjpeg -quality 85" % (
+                    scale, "-grayscale" if gray else "", src)
+                data = subprocess.run(["sh", "-c", cmd], capture_output=True, check=True).stdout
+                self.base["%s%s" % (name, "-gray" if gray else "")] = data
+        self.names = sorted(self.base)
+        self.counter = 0
+
+    def write(self, path, kind=None):
+        """Writes a unique image; returns the base name it came from."""
+        self.counter += 1
+        kind = kind or self.names[self.counter % len(self.names)]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".part~"
+        with open(path, "wb") as f:
+            f.write(self.base[kind] + b"capsearch-test-%d" % self.counter)
+        del tmp
+        return kind
+
+    def bytes_of(self, kind):
+        self.counter += 1
+        return self.base[kind] + b"capsearch-test-%d" % self.counter
+
+
+# ------------------------------------------------------------------ scenarios
+
+def scenario_index200(args, d, img):
+    """200 images copied in (nested folders) → all indexed and searchable; a concurrent
+    `capsearch index` of another folder into the same database succeeds."""
+    d.start()
+    staging = os.path.join(d.work, "staging")
+    kinds = {}
+    for i in range(200):
+        p = os.path.join(staging, "album%d" % (i % 5), "img%03d.jpg" % i)
+        kinds[p] = img.write(p)
+    # copy in with cp -r, as a user would: folders arrive with their files in them
+    subprocess.run(["cp", "-r"] + [os.path.join(staging, x) for x in sorted(os.listdir(staging))]
+                   + [d.root], check=True)
+    expected = {p.replace(staging, d.root): k for p, k in kinds.items()}
+    other = os.path.join(d.work, "other")
+    for i in range(10):
+        img.write(os.path.join(other, "o%d.jpg" % i), "horses")
+    cli = subprocess.run([os.path.join(args.bin, "cli", "capsearch"), "index", "--db", d.db,
+                          "--jobs", "1", other], capture_output=True, timeout=300)
+    if cli.returncode != 0:
+        raise Failure("capsearch index beside the daemon failed: %s" % cli.stderr.decode())
+    d.wait_indexed(expected, 600)
+    rows = d.rows()
+    if len([p for p in rows if p.startswith(other + "/")]) != 10:
+        raise Failure("capsearch index rows missing")
+    # the same pixels give the same tags; each kind is found by its first tag
+    by_kind = {}
+    for p, k in expected.items():
+        by_kind.setdefault(k, set()).add(p)
+    searched = 0
+    for k, paths in sorted(by_kind.items()):
+        tags = {rows[p][4] for p in paths}
+        if len(tags) != 1:
+            raise Failure("variants of %s got different tags: %s" % (k, tags))
+        tag = (tags.pop() or "").split()
+        if not tag:
+            continue
+        found = d.search(tag[0], under=d.root)
+        if not paths <= found:
+            raise Failure("search '%s' misses %d %s images" % (tag[0], len(paths - found), k))
+        searched += 1
+    if searched < 5:
+        raise Failure("only %d image kinds had tags to search" % searched)
+    if d.model_runs() != 200:
+        raise Failure("expected 200 model runs, got %s" % d.meta("daemon.model_runs"))
+    d.stop()
+    if d.meta("daemon.state") != "stopped":
+        raise Failure("daemon.state after SIGTERM is %r" % d.meta("daemon.state"))
+
+
+def scenario_slow_write(args, d, img):
+    """A file written slowly in chunks is captioned once, after it is complete."""
+    d.start()
+    d.wait(lambda: d.meta("daemon.state") == "watching", 60, "the initial scan")
+    runs0 = d.model_runs()
+    data = img.bytes_of("dog")
+    path = os.path.join(d.root, "slow.jpg")
+    chunks = 12
+    with open(path, "wb") as f:
+        for i in range(chunks):
+            f.write(data[i * len(data) // chunks:(i + 1) * len(data) // chunks])
+            f.flush()
+            time.sleep(0.4)
+            if path in d.rows():
+                raise Failure("the half-written file was indexed after chunk %d" % (i + 1))
+    d.wait_indexed([path], 120)
+    runs = d.model_runs()
+    if runs - runs0 != 1:
+        raise Failure("expected exactly 1 model run for the slow file, got %d" % (runs - runs0))
+    # a hard link appears without IN_CLOSE_WRITE: it is picked up once it settles
+    link = os.path.join(d.root, "linked.jpg")
+    os.link(path, link)
+    d.wait_indexed([link], 60)
+    d.stop()
+
+
+def scenario_rename(args, d, img):
+    """Renames of files and folder trees keep captions without model runs; moves while the
+    daemon is down are found by content; deletes remove rows and search hits."""
+    files = []
+    for i in range(4):
+        files.append(os.path.join(d.root, "trip", "day%d" % (i % 2), "p%d.jpg" % i))
+        img.write(files[-1], "horses" if i % 2 else "dog")
+    files.append(os.path.join(d.root, "single.jpg"))
+    img.write(files[-1], "giraffe")
+    d.start()
+    d.wait_indexed(files, 300)
+    before = d.rows()
+    runs0 = d.model_runs()
+
+    # a file rename
+    new_single = os.path.join(d.root, "renamed.jpg")
+    os.rename(files[4], new_single)
+    # a folder tree rename
+    new_trip = os.path.join(d.root, "holiday")
+    os.rename(os.path.join(d.root, "trip"), new_trip)
+    moved = {f.replace(os.path.join(d.root, "trip"), new_trip): f for f in files[:4]}
+    moved[new_single] = files[4]
+    d.wait_indexed(moved, 60)
+    d.wait_gone(files, 60)
+    after = d.rows()
+    for new, old in moved.items():
+        if after[new][3:] != before[old][3:]:
+            raise Failure("%s lost its caption/tags on rename" % new)
+    # into a folder created after the start, and a rename of that folder right away
+    fresh = os.path.join(new_trip, "fresh")
+    os.mkdir(fresh)
+    dest = os.path.join(fresh, "p0.jpg")
+    os.rename(os.path.join(new_trip, "day0", "p0.jpg"), dest)
+    os.rename(fresh, os.path.join(new_trip, "fresh2"))
+    dest = os.path.join(new_trip, "fresh2", "p0.jpg")
+    d.wait_indexed([dest], 60)
+    runs = d.model_runs()
+    if runs != runs0:
+        raise Failure("renames re-ran the model: %d runs before, %d after" % (runs0, runs))
+
+    # moved while the daemon is down: the startup scan pairs them by fingerprint
+    d.stop()
+    offline = os.path.join(d.root, "offline.jpg")
+    os.rename(new_single, offline)
+    d.start()
+    d.wait_indexed([offline], 120)
+    d.wait_gone([new_single], 60)
+    if d.rows()[offline][3:] != before[files[4]][3:]:
+        raise Failure("an offline move lost its tags")
+    if d.model_runs() != 0:
+        raise Failure("an offline move re-ran the model (%s runs)" % d.meta("daemon.model_runs"))
+
+    # deletes: a file, a tree, and a file moved out of the watched folders
+    tag = (d.rows()[offline][4] or "giraffe").split()[0]
+    os.unlink(offline)
+    shutil.rmtree(os.path.join(new_trip, "day1"))
+    outside = os.path.join(d.work, "outside.jpg")
+    os.rename(dest, outside)
+    gone = [offline, dest] + [m for m in moved if "/day1/" in m]
+    d.wait_gone(gone, 60)
+    if offline in d.search(tag, under=d.root):
+        raise Failure("a deleted file is still found by search")
+    d.stop()
+
+
+def scenario_bad_files(args, d, img):
+    """Zero-byte, truncated, not-an-image and 30000x30000 files → failed rows, daemon alive."""
+    d.start()
+    good = img.bytes_of("dog")
+    bad = {}
+    bad["zero.jpg"] = b""
+    bad["truncated.jpg"] = good[:len(good) // 2]
+    bad["text.jpg"] = b"this is not an image at all\n" * 10
+    bad["huge.jpg"] = huge_jpeg(good)
+    bad["huge.png"] = huge_png()
+    bad["garbage.png"] = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
+    for name, data in bad.items():
+        with open(os.path.join(d.root, name), "wb") as f:
+            f.write(data)
+    paths = [os.path.join(d.root, n) for n in bad]
+    d.wait_indexed(paths, 120, status=1)
+    rows = d.rows()
+    for p in paths:
+        if not rows[p][2]:
+            raise Failure("%s failed without an error message" % p)
+        print("  %s: %s" % (os.path.basename(p), rows[p][2]))
+    if not d.alive():
+        raise Failure("the daemon died on bad files")
+    # failed files are not retried until they change ...
+    runs = d.model_runs()
+    d.stop()
+    d.start()
+    d.wait(lambda: d.meta("daemon.state") == "watching", 60, "the restart scan")
+    if d.model_runs() != 0:
+        raise Failure("failed files were retried without a change")
+    # ... and are retried when they do
+    with open(os.path.join(d.root, "zero.jpg"), "wb") as f:
+        f.write(img.bytes_of("dog"))
+    d.wait_indexed([os.path.join(d.root, "zero.jpg")], 60)
+    del runs
+    d.stop()
+
+
+def scenario_crash_marker(args, d, img):
+    """A file that was in the engine when the process died is retried once; a file in the
+    engine at two deaths in a row is recorded failed and not retried."""
+    a = os.path.join(d.root, "a.jpg")
+    b = os.path.join(d.root, "b.jpg")
+    img.write(a, "dog")
+    img.write(b, "kite")
+    d.start("--once", wait=False)
+    if d.proc.wait(300) != 0:
+        raise Failure("capsearchd --once exited with %d" % d.proc.returncode)
+    d.proc = None
+    d.wait_indexed([a, b], 1)
+    with open(b, "ab") as f:          # changed: it must be looked at again
+        f.write(b"x")
+    con = sqlite3.connect(d.db, timeout=30)
+    con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('daemon.inflight', ?)",
+                ("2\t%s\n1\t%s\n" % (a, b),))
+    con.commit()
+    con.close()
+    d.start()
+    d.wait_indexed([a], 60, status=1)
+    d.wait_indexed([b], 60, status=0)
+    if "crashed" not in (d.rows()[a][2] or ""):
+        raise Failure("the crash-looping file's error does not say so: %r" % d.rows()[a][2])
+    d.stop()
+
+
+def scenario_burst(args, d, img, count, kill):
+    """count files created in a burst → none lost; with kill, the daemon is killed -9 in
+    the middle and restarted: no duplicates, nothing missing, integrity ok."""
+    d.start()
+    d.wait(lambda: d.meta("daemon.state") == "watching", 60, "the initial scan")
+    paths = []
+    started = time.time()
+    done = threading.Event()
+
+    def writer():
+        for i in range(count):
+            p = os.path.join(d.root, "burst%02d" % (i % 20), "b%05d.jpg" % i)
+            img.write(p)
+            paths.append(p)
+        done.set()
+    t = threading.Thread(target=writer)
+    t.start()
+    if kill:
+        d.wait(lambda: len(d.rows()) >= count // 5, 600, "a fifth of the burst indexed")
+        d.kill9()
+        print("  killed -9 with %d rows indexed, %d files written" % (len(d.rows()), len(paths)))
+        d.proc = None
+        time.sleep(1)
+        d.start()
+    t.join()
+    print("  %d files written in %.1f s" % (count, time.time() - started))
+    d.wait_indexed(paths, max(600, count // 2))
+    print("  all indexed after %.1f s" % (time.time() - started))
+    check_consistent(d, paths)
+    d.stop()
+
+
+def scenario_overflow(args, d, img):
+    """Lost inotify events (simulated every 25 events, and a real kernel queue overflow
+    with fs.inotify.max_queued_events lowered when running as root) → rescan, all indexed."""
+    d.start("--debug-overflow-every", "25")
+    paths = []
+    for i in range(150):
+        p = os.path.join(d.root, "ov%d" % (i % 3), "f%03d.jpg" % i)
+        img.write(p)
+        paths.append(p)
+    d.wait_indexed(paths, 600)
+    if "events were lost" not in d.log_text():
+        raise Failure("no overflow was logged")
+    d.stop()
+
+    knob = "/proc/sys/fs/inotify/max_queued_events"
+    if os.geteuid() != 0 or not os.access(knob, os.W_OK):
+        print("  not root: the real kernel overflow is not exercised")
+        return
+    with open(knob) as f:
+        saved = f.read().strip()
+    try:
+        with open(knob, "w") as f:
+            f.write("16")
+        d.start()     # the inotify instance takes the limit when it is created
+    finally:
+        with open(knob, "w") as f:
+            f.write(saved)
+    os.kill(d.proc.pid, signal.SIGSTOP)     # nobody reads: the kernel queue overflows
+    more = []
+    for i in range(100):
+        p = os.path.join(d.root, "ov1", "k%03d.jpg" % i)   # watched: events queue up
+        img.write(p)
+        more.append(p)
+    os.kill(d.proc.pid, signal.SIGCONT)
+    d.wait_indexed(paths + more, 600)
+    if "event queue overflowed" not in d.log_text():
+        raise Failure("the kernel overflow was not logged")
+    d.stop()
+
+
+def scenario_watch_limit(args, d, img):
+    """With room for 3 watches, the other folders are polled: everything is still indexed,
+    changes in unwatched folders are picked up, and the log names the sysctl."""
+    deep = d.root
+    paths = []
+    for level in range(8):
+        deep = os.path.join(deep, "level%d" % level)
+        p = os.path.join(deep, "before.jpg")
+        img.write(p)
+        paths.append(p)
+    d.start("--max-watches", "3")
+    d.wait_indexed(paths, 300)
+    log = d.log_text()
+    if "fs.inotify.max_user_watches" not in log:
+        raise Failure("the watch limit was not logged with the sysctl name")
+    added = []
+    deep = d.root
+    for level in range(8):
+        deep = os.path.join(deep, "level%d" % level)
+        p = os.path.join(deep, "after.jpg")
+        img.write(p)
+        added.append(p)
+    newdir = os.path.join(deep, "newdir", "x.jpg")
+    img.write(newdir)
+    d.wait_indexed(added + [newdir], 120)
+    os.unlink(paths[-1])
+    d.wait_gone([paths[-1]], 60)
+    d.stop()
+
+
+def scenario_reload(args, d, img):
+    """SIGHUP re-reads the config: a root added is scanned and watched, a root removed is
+    no longer watched."""
+    a, b = d.root, os.path.join(d.work, "second")
+    fa, fb = os.path.join(a, "a.jpg"), os.path.join(b, "b.jpg")
+    img.write(fa, "dog")
+    img.write(fb, "eagle")
+    conf = os.path.join(d.work, "capsearchd.conf")
+    with open(conf, "w") as f:
+        f.write("# test\nroot = %s\nworkers = 1\n" % a)
+    d.start("--config", conf, root=False)
+    d.wait_indexed([fa], 120)
+    with open(conf, "w") as f:
+        f.write("root = %s\nroot = %s\n" % (a, b))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_indexed([fb], 120)
+    fb2 = os.path.join(b, "b2.jpg")
+    img.write(fb2, "kite")
+    d.wait_indexed([fb2], 60)
+    with open(conf, "w") as f:
+        f.write("root = %s\n" % b)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait(lambda: "config reloaded: 1 root" in d.log_text(), 30, "the second reload")
+    fa2 = os.path.join(a, "a2.jpg")
+    img.write(fa2, "kite")
+    time.sleep(4)
+    if fa2 in d.rows():
+        raise Failure("a file in a removed root was indexed")
+    # a bad config keeps the old one
+    with open(conf, "w") as f:
+        f.write("root = %s\nworkers = lots\n" % b)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait(lambda: "reload failed" in d.log_text(), 30, "the bad reload to be refused")
+    if "capsearchd.conf:2:" not in d.log_text():
+        raise Failure("the config error does not name file and line")
+    d.stop()
+
+
+def scenario_config_errors(args, d, img):
+    """Bad configs and flags are refused with the file and line, exit status 2."""
+    conf = os.path.join(d.work, "bad.conf")
+    cases = [
+        ("root = /tmp\n\nbogus_key = 1\n", "bad.conf:3: unknown key"),
+        ("workers = 0\n", "bad.conf:1: workers"),
+        ("root = relative/path\n", "not an absolute path"),
+        ("log_level = loud\n", "unknown level"),
+        ("just words\n", "expected 'key = value'"),
+        ("root = \"/unterminated\n", "unterminated quote"),
+    ]
+    exe = os.path.join(args.bin, "daemon", "capsearchd")
+    for text, want in cases:
+        with open(conf, "w") as f:
+            f.write(text)
+        r = subprocess.run([exe, "--config", conf, "--db", d.db], capture_output=True, timeout=60)
+        err = r.stderr.decode(errors="replace")
+        if r.returncode != 2 or want not in err:
+            raise Failure("config %r: exit %d, stderr %r (wanted %r)" % (text, r.returncode, err, want))
+    r = subprocess.run([exe, "--workers", "-3", "--db", d.db], capture_output=True, timeout=60)
+    if r.returncode != 2:
+        raise Failure("--workers -3 accepted")
+    r = subprocess.run([exe, "--config", os.path.join(d.work, "missing.conf")],
+                       capture_output=True, timeout=60)
+    if r.returncode != 2 or "missing.conf" not in r.stderr.decode():
+        raise Failure("a missing --config file is not an error")
+
+
+# ------------------------------------------------------------------ helpers
+
+def check_consistent(d, paths):
+    rows = d.sql("SELECT path, status FROM images")
+    names = [r[0] for r in rows]
+    if len(names) != len(set(names)):
+        raise Failure("duplicate rows")
+    want = set(paths)
+    have = set(names)
+    if want - have:
+        raise Failure("%d files missing from the index" % len(want - have))
+    stale = [p for p in have if not os.path.exists(p)]
+    if stale:
+        raise Failure("%d rows for files that do not exist, e.g. %s" % (len(stale), stale[:2]))
+    failed = [r[0] for r in rows if r[1] != 0 and r[0] in want]
+    if failed:
+        raise Failure("%d files failed, e.g. %s" % (len(failed), failed[:2]))
+    ok = d.sql("PRAGMA integrity_check")
+    if ok != [("ok",)]:
+        raise Failure("integrity_check: %s" % ok[:3])
+    fts = d.sql("SELECT count(*) FROM images_fts")
+    if fts and fts[0][0] != len(names):
+        raise Failure("FTS has %d rows for %d images" % (fts[0][0], len(names)))
+
+
+def huge_jpeg(data):
+    """The same JPEG with its frame header claiming 30000 x 30000 pixels."""
+    b = bytearray(data)
+    i = 2
+    while i + 9 < len(b):
+        if b[i] != 0xFF:
+            raise Failure("unexpected JPEG layout")
+        marker = b[i + 1]
+        length = struct.unpack(">H", b[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            b[i + 5:i + 9] = struct.pack(">HH", 30000, 30000)
+            return bytes(b)
+        i += 2 + length
+    raise Failure("no SOF marker found")
+
+
+def huge_png():
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+SCENARIOS = {
+    "index200": scenario_index200,
+    "slow_write": scenario_slow_write,
+    "rename": scenario_rename,
+    "bad_files": scenario_bad_files,
+    "crash_marker": scenario_crash_marker,
+    "kill9": lambda a, d, i: scenario_burst(a, d, i, 400, True),
+    "burst5000": lambda a, d, i: scenario_burst(a, d, i, 5000, False),
+    "kill9_burst5000": lambda a, d, i: scenario_burst(a, d, i, 5000, True),
+    "overflow": scenario_overflow,
+    "watch_limit": scenario_watch_limit,
+    "reload": scenario_reload,
+    "config_errors": scenario_config_errors,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True, help="the build directory")
+    ap.add_argument("--photos", required=True, help="the darknet sample photos")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    args = ap.parse_args()
+
+    if not all(os.path.exists(os.path.join(args.photos, p + ".jpg")) for p in PHOTOS):
+        print("skip: no sample photos in %s (tests/data/fetch_photos.sh)" % args.photos)
+        return SKIP
+    if not shutil.which("djpeg") or not shutil.which("cjpeg"):
+        print("skip: djpeg/cjpeg (libjpeg-turbo-progs) not installed")
+        return SKIP
+    models = os.environ.get("CAPSEARCH_MODELS") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "models")
+    if not os.path.exists(os.path.join(models, "ssdlite_mobilenet_v2_coco.csw")):
+        print("skip: no converted backbone in %s (models/backbone/fetch_and_convert.sh)" % models)
+        return SKIP
+
+    work = tempfile.mkdtemp(prefix="capsearchd-%s-" % args.scenario)
+    d = Daemon(args, work)
+    rc = 1
+    try:
+        img = Images(args.photos, work)
+        started = time.time()
+        SCENARIOS[args.scenario](args, d, img)
+        print("PASS %s (%.1f s)" % (args.scenario, time.time() - started))
+        rc = 0
+    except Failure as e:
+        print("FAIL %s: %s" % (args.scenario, e))
+    finally:
+        if d.alive():
+            d.proc.kill()
+            d.proc.wait()
+        if rc != 0 and os.path.exists(d.log):
+            lines = d.log_text().splitlines()
+            print("---- daemon log (last 40 lines of %d) ----" % len(lines))
+            print("\n".join(lines[-40:]))
+        if args.keep or rc != 0:
+            print("kept %s" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
