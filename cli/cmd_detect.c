@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "capengine.h"
 #include "cli.h"
@@ -53,9 +52,10 @@ int cmd_detect(int argc, char **argv)
         ce_model_close(model);
         return cli_error("%s", err.msg);
     }
-    /* One image at a time: latency matters, so BLAS may use every core. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    ce_set_blas_threads(cores > 0 ? (int)cores : 1);
+    /* One BLAS thread: this network's matrices are small, and measured (tests/bench/cnn)
+     * a second thread made each image slower, badly so when other work shares the cores
+     * (OpenBLAS threads spin while they wait). */
+    ce_set_blas_threads(1);
 
     ce_cnn_output *out = calloc(1, sizeof *out);
     if (!out) {
