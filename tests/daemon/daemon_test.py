@@ -76,6 +76,8 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
             raise Failure("the daemon did not stop within 60 s of SIGTERM")
+        if self.proc.returncode != 0:
+            raise Failure("the daemon exited with %d after SIGTERM" % self.proc.returncode)
 
     def kill9(self):
         self.proc.kill()
@@ -656,6 +658,10 @@ def main():
         img = Images(args.photos, work)
         started = time.time()
         SCENARIOS[args.scenario](args, d, img)
+        log = d.log_text() if os.path.exists(d.log) else ""
+        for bad in ("Sanitizer", "runtime error:", "LeakSanitizer"):
+            if bad in log:
+                raise Failure("the daemon log reports a sanitizer problem (%s)" % bad)
         print("PASS %s (%.1f s)" % (args.scenario, time.time() - started))
         rc = 0
     except Failure as e:
