@@ -254,6 +254,24 @@ check(json.loads(p.stdout)["daemon"]["running"] is False, "a dead pid is not run
 p = run("status", "--db", os.path.join(WORK, "missing.db"))
 check(p.returncode == 2 and b"capsearch index" in p.stderr, "status without a database")
 
+# ------------------------------------------------------------------ a writer at work
+# WAL: searching while the daemon holds a write transaction neither waits nor fails.
+import sqlite3
+writer = sqlite3.connect(LIB, isolation_level=None, timeout=1)
+writer.execute("BEGIN IMMEDIATE")
+writer.execute("INSERT INTO meta(key, value) VALUES('daemon.state', 'scanning')"
+               " ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+t0 = time.monotonic()
+p = run("dog", db=LIB)
+check(p.returncode == 0 and time.monotonic() - t0 < 3, "search during a write transaction", p.stderr)
+p = run("status", "--json", db=LIB)
+check(p.returncode == 0 and json.loads(p.stdout)["daemon"]["state"] is None,
+      "status reads the last committed state", p.stdout)
+writer.execute("COMMIT")
+writer.close()
+p = run("status", "--json", db=LIB)
+check(json.loads(p.stdout)["daemon"]["state"] == "scanning", "status after the commit", p.stdout)
+
 # ------------------------------------------------------------------ default database location
 xdg = os.path.join(WORK, "xdg")
 os.makedirs(os.path.join(xdg, "capsearch"), exist_ok=True)
