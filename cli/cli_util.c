@@ -296,6 +296,11 @@ static void print_text_hit(FILE *out, const capdb_hit *h, int color)
     if (text && *text) {
         fputs("  ", out);
         put_sanitised(out, text, h->snippet != NULL, color);
+    } else if (h->tags && *h->tags) {
+        /* no caption (a model without the captioner): what was detected */
+        fputs("  [", out);
+        put_sanitised(out, h->tags, 0, 0);
+        fputc(']', out);
     }
     fputc('\n', out);
 }
