@@ -404,23 +404,33 @@ def scenario_burst(args, d, img, count, kill):
     d.wait(lambda: d.meta("daemon.state") == "watching", 60, "the initial scan")
     paths = []
     started = time.time()
-    done = threading.Event()
+    half_done, resume = threading.Event(), threading.Event()
 
     def writer():
         for i in range(count):
+            if i == count // 2:
+                half_done.set()
+                if kill:
+                    resume.wait(600)
             p = os.path.join(d.root, "burst%02d" % (i % 20), "b%05d.jpg" % i)
             img.write(p)
             paths.append(p)
-        done.set()
+            if kill and i > count // 2:
+                time.sleep(0.002)   # the restart happens while files keep coming
     t = threading.Thread(target=writer)
     t.start()
     if kill:
-        d.wait(lambda: len(d.rows()) >= count // 5, 600, "a fifth of the burst indexed")
+        # half the files written and some indexed: kill -9 in the middle of the work,
+        # write more while it is down, restart while the burst goes on
+        half_done.wait(600)
+        d.wait(lambda: len(d.rows()) >= 10, 600, "the first files indexed")
         d.kill9()
         print("  killed -9 with %d rows indexed, %d files written" % (len(d.rows()), len(paths)))
         d.proc = None
-        time.sleep(1)
+        resume.set()
+        time.sleep(0.5)
         d.start()
+        print("  restarted with %d files written" % len(paths))
     t.join()
     print("  %d files written in %.1f s" % (count, time.time() - started))
     d.wait_indexed(paths, max(600, count // 2))
