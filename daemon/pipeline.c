@@ -67,6 +67,8 @@ typedef struct job {
     int slot;                    /* model slot, -1 none */
     ce_session *session;
     int abandoned;               /* passed its time limit; the worker result is dropped */
+    int kept_slot_session;       /* abandoned without a replacement session: the slot's
+                                    own session stays with it until the worker returns */
     uint64_t started_ms;
     struct job *next;            /* waiting_model list / in-flight list */
 
@@ -840,8 +842,8 @@ static void model_after(uv_work_t *w, int status)
         p->hung--;
         cx_log(LOG_NOTICE, "%s: the worker came back after %.0f s; result dropped",
                j->path, (double)(now_ms() - j->started_ms) / 1000.0);
-        if (j->session) ce_session_free(j->session);
-        else p->slot_busy[j->slot] = 0;      /* it kept the slot's own session */
+        if (j->kept_slot_session) p->slot_busy[j->slot] = 0;
+        else ce_session_free(j->session);   /* the slot got a fresh one */
         job_finish(j);
         return;
     }
@@ -875,12 +877,12 @@ static void on_time_limit(uv_timer_t *t)
     ce_err err = {{0}};
     if (ce_session_new(p->opt.model, &fresh, &err) == 0) {
         p->sessions[j->slot] = fresh;
+        p->slot_busy[j->slot] = 0;
     } else {
         /* no replacement: the slot stays busy until the worker returns */
         cx_log(LOG_ERR, "new engine session: %s", err.msg);
-        j->session = NULL;
+        j->kept_slot_session = 1;
     }
-    if (fresh) p->slot_busy[j->slot] = 0;
     j->e->attempt = 0;
     record_failure(p, j->path, &j->st, j->fingerprint, msg);
     write_inflight(p, 1);

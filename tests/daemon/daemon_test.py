@@ -370,6 +370,41 @@ def scenario_bad_files(args, d, img):
     d.stop()
 
 
+def scenario_time_limit(args, d, img):
+    """An image slower than the per-image time limit (a 20000x20000 PNG, several seconds
+    of inflate with a 1 s limit) is recorded failed; the slot gets a fresh session and
+    the next files are indexed while the old worker is still busy."""
+    d.start("--time-limit", "1", "--max-pixels", "500000000", "--workers", "1")
+    slow = os.path.join(d.root, "slow.png")
+    big_png(slow, 20000, 20000)
+    d.wait_indexed([slow], 120, status=1)
+    err = d.rows()[slow][2] or ""
+    if "time limit" not in err:
+        raise Failure("the slow image failed for another reason: %r" % err)
+    good = os.path.join(d.root, "after.jpg")
+    img.write(good, "dog")
+    d.wait_indexed([good], 120)
+    d.wait(lambda: "came back" in d.log_text(), 300, "the stuck worker to return")
+    d.stop()
+
+
+def big_png(path, width, height):
+    """A valid RGB PNG of the given size (all grey), written in streamed rows."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    z = zlib.compressobj(9)
+    row = b"\0" + b"\x80" * (3 * width)
+    parts = [z.compress(row) for _ in range(height)]
+    parts.append(z.flush())
+    with open(path + ".tmp", "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
+        f.write(chunk(b"IDAT", b"".join(parts)))
+        f.write(chunk(b"IEND", b""))
+    os.rename(path + ".tmp", path)
+
+
 def scenario_crash_marker(args, d, img):
     """A file that was in the engine when the process died is retried once; a file in the
     engine at two deaths in a row is recorded failed and not retried."""
@@ -631,6 +666,7 @@ SCENARIOS = {
     "rename": scenario_rename,
     "bad_files": scenario_bad_files,
     "crash_marker": scenario_crash_marker,
+    "time_limit": scenario_time_limit,
     "kill9": lambda a, d, i: scenario_burst(a, d, i, 400, True),
     "burst5000": lambda a, d, i: scenario_burst(a, d, i, 5000, False),
     "kill9_burst5000": lambda a, d, i: scenario_burst(a, d, i, 5000, True),
