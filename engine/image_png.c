@@ -53,6 +53,7 @@ typedef struct {
 
 static int decode_run(png_job *job);
 static int ihdr_size(const uint8_t *d, size_t n, uint32_t *w, uint32_t *h);
+static int chunk_past_end(const uint8_t *d, size_t n, char type[5]);
 static void set_transforms(png_job *job);
 static void push_row(png_job *job, uint32_t y, const uint8_t *src);
 static void read_exif(png_job *job);
@@ -64,11 +65,21 @@ int ce_decode_png(const uint8_t *data, size_t size, const ce_decode_params *para
                   ce_image *img, int *orientation, ce_err *err)
 {
     uint32_t w, h;
-    if (ihdr_size(data, size, &w, &h) && (int64_t)w * h > params->max_pixels) {
-        ce_image_error(err, "PNG is %ux%u = %lld pixels, over the limit of %lld "
-                       "(refused before decoding)", w, h, (long long)w * h,
+    /* unsigned: two 32-bit sides can exceed INT64_MAX (found by fuzzing) */
+    if (ihdr_size(data, size, &w, &h) && (uint64_t)w * h > (uint64_t)params->max_pixels) {
+        ce_image_error(err, "PNG is %ux%u = %llu pixels, over the limit of %lld "
+                       "(refused before decoding)", w, h, (unsigned long long)w * h,
                        (long long)params->max_pixels);
         return -E2BIG;
+    }
+    /* libpng 1.6.39 allocates an eXIf chunk's claimed length before reading it, whatever
+     * png_set_chunk_malloc_max says: a 70-byte file claimed 700 MB (found by fuzzing).
+     * The whole file is in memory, so a chunk longer than what is left is refused here. */
+    char chunk[5];
+    if (chunk_past_end(data, size, chunk)) {
+        ce_image_error(err, "corrupt or truncated PNG: a %s chunk runs past the end of the "
+                       "file", chunk);
+        return -EBADMSG;
     }
 
     png_job *job = calloc(1, sizeof *job);
@@ -185,6 +196,28 @@ static int ihdr_size(const uint8_t *d, size_t n, uint32_t *w, uint32_t *h)
     *w = (uint32_t)d[16] << 24 | (uint32_t)d[17] << 16 | (uint32_t)d[18] << 8 | d[19];
     *h = (uint32_t)d[20] << 24 | (uint32_t)d[21] << 16 | (uint32_t)d[22] << 8 | d[23];
     return 1;
+}
+
+/* Walks the chunks up to IEND; returns 1 (type set, printable) when one claims more bytes
+ * than the file has left. A file that just ends between chunks is left to libpng. */
+static int chunk_past_end(const uint8_t *d, size_t n, char type[5])
+{
+    size_t pos = 8;
+    while (n >= pos + 8) {
+        uint32_t len = (uint32_t)d[pos] << 24 | (uint32_t)d[pos + 1] << 16 |
+                       (uint32_t)d[pos + 2] << 8 | d[pos + 3];
+        if (memcmp(d + pos + 4, "IEND", 4) == 0) return 0;
+        if ((uint64_t)len + 12 > n - pos) {
+            for (int i = 0; i < 4; i++) {
+                uint8_t c = d[pos + 4 + i];
+                type[i] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ? (char)c : '?';
+            }
+            type[4] = '\0';
+            return 1;
+        }
+        pos += (size_t)len + 12;
+    }
+    return 0;
 }
 
 static void set_transforms(png_job *job)
