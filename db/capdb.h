@@ -104,7 +104,11 @@ int capdb_foreach_path(capdb *db, const char *prefix,
  * written by capsearchd every few seconds and read by `capsearch status`:
  * "daemon.pid", "daemon.state" (scanning / watching / stopped), "daemon.queue" (files
  * waiting), "daemon.indexed" (files done since start), "daemon.heartbeat" (unix seconds),
- * "daemon.roots" (watched folders, one per line), "daemon.last_error". */
+ * "daemon.roots" (watched folders, one per line), "daemon.last_error"; also
+ * "daemon.model_runs" (images given to the engine since start: tests assert renames add
+ * none), "daemon.watches" ("N watched, M polled"), and the crash markers
+ * "daemon.inflight" / "index.inflight" ("attempt<TAB>path" lines of the files in the
+ * engine, committed before it opens them). */
 int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err);
 /* Returns 1 found (value copied), 0 absent, < 0 error. */
 int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_err *err);
