@@ -273,7 +273,8 @@ header() {
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
        git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "- Load average (1, 5, 15 min) before: $1; after: $2 — the machine is shared:" \
-       "with a load above the core count, every wall-clock figure is slower than on an idle machine"
+       "with a load above the core count, every wall-clock figure is slower than on an idle machine;" \
+       "the benchmarks ran at niceness $(nice)"
   echo "- Command: \`tests/bench/run_all.sh$([ "$QUICK" = 1 ] && echo ' --quick') $(realpath --relative-to="$ROOT" "$BUILD_DIR")\`, $(( $3 / 60 )) min $(( $3 % 60 )) s"
   echo
 }

@@ -10,6 +10,8 @@ usage: run.py --build BUILD_DIR [--quick] [--count N] [--workers N] [--stage-pho
   --workers N       model runs in parallel, for both the CLI (--jobs) and the daemon
                     (--workers); default: the number of CPUs
   --stage-photos N  photos timed stage by stage (default 200)
+  --models DIR      the model folder (default $CAPSEARCH_MODELS, else models/ of the
+                    source tree); with a captioner.csw there, captions are timed too
   --results FILE    append the RESULT lines there too (tests/bench/run_all.sh reads them)
 
 Prints a Markdown section on stdout, progress on stderr. Needs, built in BUILD_DIR:
@@ -41,7 +43,8 @@ def main():
     ap.add_argument("--count", type=int)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--stage-photos", type=int)
-    ap.add_argument("--models", default=os.path.join(ROOT, "models"))
+    ap.add_argument("--models", default=os.environ.get("CAPSEARCH_MODELS") or
+                    os.path.join(ROOT, "models"))
     ap.add_argument("--results")
     args = ap.parse_args()
     count = args.count or (100 if args.quick else 1000)
@@ -75,7 +78,7 @@ def main():
 
     log(f"stages: bench_stages on {min(stage_photos, len(files))} photos")
     stages_out = subprocess.run(
-        ["nice", "-n", "0", bins["bench_stages"], "--db", os.path.join(work, "stages.db"),
+        [bins["bench_stages"], "--db", os.path.join(work, "stages.db"),
          "--models", args.models, "--limit", str(stage_photos), root],
         check=False, capture_output=True, text=True)
     sys.stderr.write(stages_out.stderr)
@@ -97,8 +100,6 @@ def main():
 def make_photos(tool, sources, work, count):
     """Makes the missing photos (two generators in parallel); a changed make_photos.c
     throws the old ones away."""
-    if not sources or not os.path.isdir(sources):
-        sources = os.path.join(os.path.dirname(os.path.dirname(tool)), "photos")
     fetch = os.path.join(ROOT, "tests", "data", "fetch_photos.sh")
     subprocess.run([fetch, sources], check=True, stdout=sys.stderr)
     photos = os.path.join(work, "photos")
