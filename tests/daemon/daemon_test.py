@@ -582,6 +582,37 @@ def scenario_reload(args, d, img):
     d.stop()
 
 
+def scenario_odd_roots(args, d, img):
+    """A root that is a symlink loop, a root that is not there yet (unmounted), and a
+    symlink loop inside a root are logged, not fatal; the missing root is picked up when
+    it appears; the rows of a root that disappears are kept."""
+    loop_root = os.path.join(d.work, "looproot")
+    os.symlink(loop_root, loop_root)
+    missing = os.path.join(d.work, "later")
+    os.symlink(d.root, os.path.join(d.root, "up"))        # a loop if links were followed
+    a = os.path.join(d.root, "sub", "a.jpg")
+    img.write(a, "dog")
+    d.start("--root", loop_root, "--root", missing)
+    d.wait_indexed([a], 120)
+    log = d.log_text()
+    if "symlink loop" not in log or "not mounted?" not in log:
+        raise Failure("the symlink-loop root and the missing root were not both logged")
+    os.mkdir(missing)
+    m = os.path.join(missing, "m.jpg")
+    img.write(m, "kite")
+    d.wait_indexed([m], 90)          # roots are looked for again every 30 s
+    d.stop()
+    # the root vanishes while the daemon is down (an unmounted disk): rows stay
+    away = d.root + "-unmounted"
+    os.rename(d.root, away)
+    d.start("--root", missing)
+    d.wait(lambda: d.meta("daemon.state") == "watching", 60, "the scan")
+    time.sleep(3)
+    if a not in d.rows():
+        raise Failure("the rows of an unmounted root were deleted")
+    d.stop()
+
+
 def scenario_config_errors(args, d, img):
     """Bad configs and flags are refused with the file and line, exit status 2."""
     conf = os.path.join(d.work, "bad.conf")
@@ -674,6 +705,7 @@ SCENARIOS = {
     "watch_limit": scenario_watch_limit,
     "reload": scenario_reload,
     "config_errors": scenario_config_errors,
+    "odd_roots": scenario_odd_roots,
 }
 
 
