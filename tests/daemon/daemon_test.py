@@ -41,6 +41,7 @@ class Daemon:
         self.db = os.path.join(work, "index.db")
         self.log = os.path.join(work, "daemon.log")
         self.proc = None
+        self.preexec = None         # e.g. drop to another user before exec
         os.makedirs(self.root, exist_ok=True)
 
     def start(self, *extra, root=True, wait=True):
@@ -52,10 +53,13 @@ class Daemon:
         cmd += list(extra)
         env = dict(os.environ)
         env.pop("JOURNAL_STREAM", None)
+        env["HOME"] = self.work         # no stray user config; readable by any user
+        env.pop("XDG_CONFIG_HOME", None)
         logf = open(self.log, "a")
         logf.write("==== start: %s\n" % " ".join(cmd))
         logf.flush()
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=env,
+                                     preexec_fn=self.preexec)
         logf.close()
         if wait:
             started = time.time()
@@ -613,6 +617,42 @@ def scenario_odd_roots(args, d, img):
     d.stop()
 
 
+def scenario_permissions(args, d, img):
+    """Unreadable folders and files are logged (and the files recorded failed), never
+    fatal; the daemon runs as an unprivileged user (nobody) for this, so it needs root."""
+    if os.geteuid() != 0:
+        print("skip: needs root to run the daemon as another user")
+        sys.exit(SKIP)
+    ok = os.path.join(d.root, "ok.jpg")
+    secret_dir = os.path.join(d.root, "secret")
+    hidden_file = os.path.join(secret_dir, "s.jpg")
+    locked = os.path.join(d.root, "locked.jpg")
+    img.write(ok, "dog")
+    img.write(hidden_file, "kite")
+    img.write(locked, "horses")
+    os.chmod(secret_dir, 0o700)
+    os.chmod(locked, 0o600)
+    for p in (d.work, d.root):
+        os.chmod(p, 0o777)
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    d.preexec = drop
+    d.start()
+    d.wait_indexed([ok], 120)
+    d.wait_indexed([locked], 60, status=1)
+    err = d.rows()[locked][2] or ""
+    if "ermission" not in err:
+        raise Failure("the unreadable file's error does not say so: %r" % err)
+    d.wait(lambda: "cannot read folder %s: Permission denied" % secret_dir in d.log_text(),
+           30, "the unreadable folder to be logged")
+    if not d.alive():
+        raise Failure("the daemon died on permission errors")
+    d.stop()
+
+
 def scenario_config_errors(args, d, img):
     """Bad configs and flags are refused with the file and line, exit status 2."""
     conf = os.path.join(d.work, "bad.conf")
@@ -705,6 +745,7 @@ SCENARIOS = {
     "watch_limit": scenario_watch_limit,
     "reload": scenario_reload,
     "config_errors": scenario_config_errors,
+    "permissions": scenario_permissions,
     "odd_roots": scenario_odd_roots,
 }
 
