@@ -51,6 +51,7 @@ typedef struct pending_move {
 
 typedef struct settling {
     char *path;
+    int urgent;                 /* an event's file (else one the walk found) */
     int64_t size, mtime_ns;
     uint64_t since_ms;
     struct settling *next;
@@ -102,7 +103,7 @@ static void watch_put(dw_watcher *w, int wd, const char *path);
 static void watch_del(dw_watcher *w, int wd);
 static void unwatched_add(dw_watcher *w, const char *path);
 static void unwatched_del(dw_watcher *w, const char *path);
-static void settle_add(dw_watcher *w, const char *path);
+static void settle_add(dw_watcher *w, const char *path, int urgent);
 static void settle_del(dw_watcher *w, const char *path);
 static int  is_under(const char *path, const char *dir);
 static char *join(const char *dir, const char *name);
@@ -304,7 +305,7 @@ void dw_on_file(void *watcher, const char *path, int urgent)
                          ((int64_t)now.tv_nsec - (int64_t)st.st_mtim.tv_nsec) / 1000000;
         if (age_ms < SETTLE_MS && age_ms > -SETTLE_MS) {
             /* IN_CLOSE_WRITE submits it sooner if its writer is still at work */
-            settle_add(w, path);
+            settle_add(w, path, urgent);
             return;
         }
     }
@@ -528,7 +529,7 @@ static void handle_event(dw_watcher *w, const struct inotify_event *ev)
         if (wanted) cx_pipeline_submit(w->pipe, path, 1);
     } else if (ev->mask & IN_CREATE) {
         if (is_dir && wanted) cx_pipeline_scan(w->pipe, path, CX_SCAN_URGENT);
-        else if (!is_dir && wanted) settle_add(w, path);
+        else if (!is_dir && wanted) settle_add(w, path, 1);
     } else if (ev->mask & IN_DELETE) {
         settle_del(w, path);
         if (is_dir) forget_watches_under(w, path, 0);
@@ -601,7 +602,7 @@ static void check_settling(dw_watcher *w)
                 s->size = st.st_size;
                 s->since_ms = now;
             } else if (now - s->since_ms >= SETTLE_MS) {
-                cx_pipeline_submit(w->pipe, s->path, 1);
+                cx_pipeline_submit(w->pipe, s->path, s->urgent);
                 settle_del(w, s->path);
             }
         }
@@ -721,10 +722,14 @@ static void unwatched_del(dw_watcher *w, const char *path)
     }
 }
 
-static void settle_add(dw_watcher *w, const char *path)
+static void settle_add(dw_watcher *w, const char *path, int urgent)
 {
-    for (settling *s = w->settle; s; s = s->next)
-        if (!strcmp(s->path, path)) return;
+    for (settling *s = w->settle; s; s = s->next) {
+        if (!strcmp(s->path, path)) {
+            s->urgent |= urgent;
+            return;
+        }
+    }
     if (w->n_settling >= MAX_SETTLING) return;     /* the next rescan finds it */
     settling *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
@@ -732,6 +737,7 @@ static void settle_add(dw_watcher *w, const char *path)
         return;
     }
     s->size = -1;
+    s->urgent = urgent;
     s->since_ms = now_ms();
     s->next = w->settle;
     w->settle = s;

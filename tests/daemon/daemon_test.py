@@ -653,6 +653,32 @@ def scenario_permissions(args, d, img):
     d.stop()
 
 
+def scenario_priority(args, d, img):
+    """A file that arrives while the startup scan's backlog is being worked through is
+    indexed ahead of that backlog."""
+    backlog = []
+    for i in range(400):
+        p = os.path.join(d.root, "old%d" % (i % 4), "o%03d.jpg" % i)
+        img.write(p)
+        os.utime(p, (time.time() - 3600, time.time() - 3600))   # a library, not new files
+        backlog.append(p)
+    d.start("--workers", "1")
+    d.wait(lambda: len(d.rows()) >= 5, 300, "the backlog to start")
+    fresh = os.path.join(d.root, "old0", "fresh.jpg")
+    img.write(fresh, "giraffe")
+    left = len(backlog) - len(d.rows())
+    d.wait_indexed([fresh], 120)
+    ids = dict(d.sql("SELECT path, id FROM images"))
+    later = [p for p in backlog if p in ids and ids[p] > ids[fresh]]
+    not_yet = [p for p in backlog if p not in ids]
+    print("  fresh file indexed with %d of the %d backlog files left then still to go"
+          % (len(later) + len(not_yet), left))
+    if left > 50 and len(later) + len(not_yet) < left - 20:
+        raise Failure("the new file waited behind the backlog")
+    d.wait_indexed(backlog, 600)
+    d.stop()
+
+
 def scenario_config_errors(args, d, img):
     """Bad configs and flags are refused with the file and line, exit status 2."""
     conf = os.path.join(d.work, "bad.conf")
@@ -745,6 +771,7 @@ SCENARIOS = {
     "watch_limit": scenario_watch_limit,
     "reload": scenario_reload,
     "config_errors": scenario_config_errors,
+    "priority": scenario_priority,
     "permissions": scenario_permissions,
     "odd_roots": scenario_odd_roots,
 }
