@@ -119,6 +119,7 @@ int cmd_index(int argc, char **argv)
         .inflight_key = "index.inflight",
         .on_idle = on_idle,
         .ctx = &r,
+        .stop_on_write_error = 1,
     };
     int rc = cx_pipeline_new(&po, &r.pipe, err, sizeof err);
     if (rc == 0) {
@@ -150,10 +151,15 @@ int cmd_index(int argc, char **argv)
     double secs = now_s() - r.started;
     if (!quiet)
         printf("%s%lld indexed, %lld failed, %lld moved, %lld removed, %lld unchanged "
-               "in %.1f s (%.1f images/s)\n", r.interrupted ? "interrupted: " : "",
+               "in %.1f s (%.1f images/s)\n",
+               st.write_errors ? "stopped, not all saved: " : r.interrupted ? "interrupted: " : "",
                (long long)st.indexed, (long long)st.failed, (long long)st.moved,
                (long long)st.removed, (long long)st.unchanged, secs,
                secs > 0 ? (double)st.model_runs / secs : 0.0);
+    if (st.write_errors > 0)
+        return cli_error("index: stopped: could not write to %s (see above); the images "
+                         "indexed before are kept, run 'capsearch index' again once it is "
+                         "writable", db_path);
     if (r.interrupted) return EXIT_TROUBLE;
     return st.failed > 0 && st.indexed == 0 && st.moved == 0 && st.unchanged == 0
                ? EXIT_TROUBLE : EXIT_MATCH;

@@ -98,6 +98,8 @@ typedef struct {
     int64_t model_runs;      /* images handed to the engine */
     int64_t seen;            /* files the walk found (progress total) */
     int scanning;            /* a walk is in progress */
+    int64_t write_errors;    /* batches that could not start or commit (disk full, read-only,
+                                locked past the retries): their changes wait for the next scan */
 } cx_stats;
 
 typedef struct {
@@ -116,6 +118,10 @@ typedef struct {
     /* Called when the queues are empty, nothing is in flight and no walk is running. */
     void (*on_idle)(void *ctx);
     void *ctx;
+    /* 1: the first batch that cannot start or commit stops the pipeline (cx_pipeline_stop)
+     * and no write waits on the database after it (`capsearch index`: better a clear error
+     * now than minutes of retries per file). 0: carry on, the next scan redoes the work. */
+    int stop_on_write_error;
 } cx_pipeline_options;
 
 int  cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, char *err, size_t err_size);

@@ -153,6 +153,7 @@ static void run_vanished(cx_pipeline *p);
 static void recover_inflight(cx_pipeline *p);
 static void write_inflight(cx_pipeline *p, int commit_now);
 static int  batch_begin(cx_pipeline *p);
+static void write_failed(cx_pipeline *p);
 static void batch_op_done(cx_pipeline *p);
 static void on_batch_timer(uv_timer_t *t);
 static entry *entry_find(cx_pipeline *p, const char *path);
@@ -404,6 +405,7 @@ int cx_pipeline_flush(cx_pipeline *p)
     }
     p->in_tx = 0;
     p->tx_ops = 0;
+    if (rc < 0) write_failed(p);
     return rc;
 }
 
@@ -461,6 +463,10 @@ static void on_idle(uv_idle_t *h)
  * more can be done now: a loop waiting for workers must sleep, not spin. */
 static void pump(cx_pipeline *p)
 {
+    if (p->opt.stop_on_write_error && p->stats.write_errors > 0 && !p->stopped) {
+        cx_pipeline_stop(p);
+        p->was_busy = 1;        /* on_idle must come even if nothing had started yet */
+    }
     if (!p->stopped) {
         /* hashed jobs waiting for a model slot go first: their file is known new */
         while (p->waiting_model && p->model_busy - p->hung < p->workers) {
@@ -1110,6 +1116,7 @@ static int batch_begin(cx_pipeline *p)
 {
     capdb_err err = {{0}};
     if (p->in_tx) return 0;
+    if (p->opt.stop_on_write_error && p->stats.write_errors > 0) return -EIO;
     int rc = 0;
     for (int attempt = 0; attempt < COMMIT_RETRIES; attempt++) {
         rc = capdb_begin(p->opt.db, &err);
@@ -1118,12 +1125,20 @@ static int batch_begin(cx_pipeline *p)
     }
     if (rc < 0) {
         cx_log(LOG_ERR, "starting an index transaction: %s", err.msg);
+        write_failed(p);
         return rc;
     }
     p->in_tx = 1;
     p->tx_ops = 0;
     uv_timer_start(&p->batch_timer, on_batch_timer, (uint64_t)p->opt.cfg->batch_ms, 0);
     return 0;
+}
+
+/* The stop itself waits for pump(): callers of batch_begin may be walking the queues. */
+static void write_failed(cx_pipeline *p)
+{
+    p->stats.write_errors++;
+    if (p->opt.stop_on_write_error) schedule(p);
 }
 
 static void batch_op_done(cx_pipeline *p)
