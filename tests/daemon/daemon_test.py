@@ -42,6 +42,7 @@ class Daemon:
         self.log = os.path.join(work, "daemon.log")
         self.proc = None
         self.preexec = None         # e.g. drop to another user before exec
+        self.env_extra = {}
         os.makedirs(self.root, exist_ok=True)
 
     def start(self, *extra, root=True, wait=True):
@@ -55,6 +56,7 @@ class Daemon:
         env.pop("JOURNAL_STREAM", None)
         env["HOME"] = self.work         # no stray user config; readable by any user
         env.pop("XDG_CONFIG_HOME", None)
+        env.update(self.env_extra)
         logf = open(self.log, "a")
         logf.write("==== start: %s\n" % " ".join(cmd))
         logf.flush()
@@ -679,6 +681,46 @@ def scenario_priority(args, d, img):
     d.stop()
 
 
+def scenario_notify(args, d, img):
+    """The sd_notify protocol as systemd sees it (a NOTIFY_SOCKET of our own): READY=1,
+    STATUS= with the counts, WATCHDOG=1 pings at the WATCHDOG_USEC pace, RELOADING=1 on
+    SIGHUP, STOPPING=1 on SIGTERM."""
+    import socket
+    sock_path = os.path.join(d.work, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    f = os.path.join(d.root, "n.jpg")
+    img.write(f, "dog")
+    d.env_extra = {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "2000000"}
+    d.start(wait=False)
+    d.env_extra = {}
+    got = []
+
+    def drain(seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+    drain(6)
+    d.wait_indexed([f], 60)
+    d.proc.send_signal(signal.SIGHUP)
+    drain(1.5)
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(60)
+    drain(0.5)
+    sock.close()
+    text = "\n".join(got)
+    for want in ("READY=1", "WATCHDOG=1", "RELOADING=1", "STOPPING=1", "STATUS=watching: indexed 1, queued 0"):
+        if want not in text:
+            raise Failure("no %r among the notifications: %r" % (want, got[:8]))
+    pings = sum(m.count("WATCHDOG=1") for m in got)
+    if pings < 4:
+        raise Failure("only %d watchdog pings in ~8 s with WatchdogSec=2" % pings)
+
+
 def scenario_config_errors(args, d, img):
     """Bad configs and flags are refused with the file and line, exit status 2."""
     conf = os.path.join(d.work, "bad.conf")
@@ -771,6 +813,7 @@ SCENARIOS = {
     "watch_limit": scenario_watch_limit,
     "reload": scenario_reload,
     "config_errors": scenario_config_errors,
+    "notify": scenario_notify,
     "priority": scenario_priority,
     "permissions": scenario_permissions,
     "odd_roots": scenario_odd_roots,
