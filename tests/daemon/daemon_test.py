@@ -721,6 +721,43 @@ def scenario_notify(args, d, img):
         raise Failure("only %d watchdog pings in ~8 s with WatchdogSec=2" % pings)
 
 
+def scenario_cli_index(args, d, img):
+    """`capsearch index` (the same pipeline, once): new files indexed, a rerun touches
+    nothing, renames keep rows without model runs, deletes are removed, bad input fails."""
+    exe = [os.path.join(args.bin, "cli", "capsearch"), "index", "--db", d.db, "--jobs", "2"]
+
+    def run(*extra, want_rc=0):
+        r = subprocess.run(exe + list(extra), capture_output=True, timeout=600)
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        if r.returncode != want_rc:
+            raise Failure("capsearch index %s: exit %d (wanted %d): %s"
+                          % (" ".join(extra), r.returncode, want_rc, out))
+        return out
+    files = []
+    for i in range(12):
+        files.append(os.path.join(d.root, "y%d" % (i % 3), "c%02d.jpg" % i))
+        img.write(files[-1])
+    with open(os.path.join(d.root, "broken.jpg"), "wb") as f:
+        f.write(b"not a jpeg")
+    out = run(d.root)
+    if "12 indexed, 1 failed" not in out:
+        raise Failure("first run: %s" % out)
+    out = run(d.root)
+    if "0 indexed, 0 failed, 0 moved, 0 removed, 13 unchanged" not in out:
+        raise Failure("second run re-did work: %s" % out)
+    os.rename(files[0], files[0] + ".moved.jpg")
+    os.rename(os.path.join(d.root, "y1"), os.path.join(d.root, "y1-renamed"))
+    os.unlink(files[2])
+    out = run(d.root)
+    if "0 indexed, 0 failed, 5 moved, 1 removed" not in out:
+        raise Failure("moves/deletes: %s" % out)
+    run("--jobs", "0", d.root, want_rc=2)
+    run(os.path.join(d.work, "no-such-folder"), want_rc=2)
+    run(want_rc=2)
+    if len(d.rows()) != 12:
+        raise Failure("expected 12 rows, got %d" % len(d.rows()))
+
+
 def scenario_config_errors(args, d, img):
     """Bad configs and flags are refused with the file and line, exit status 2."""
     conf = os.path.join(d.work, "bad.conf")
@@ -813,6 +850,7 @@ SCENARIOS = {
     "watch_limit": scenario_watch_limit,
     "reload": scenario_reload,
     "config_errors": scenario_config_errors,
+    "cli_index": scenario_cli_index,
     "notify": scenario_notify,
     "priority": scenario_priority,
     "permissions": scenario_permissions,
