@@ -25,6 +25,10 @@ int cmd_index(int argc, char **argv);
 /* Prints "capsearch: <message>" to stderr; returns EXIT_TROUBLE for `return cli_error(...)`. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* cli_error("%s", msg) for a database error, plus how to rebuild when SQLite says the file
+ * is damaged ("malformed", "not a database"). Returns EXIT_TROUBLE. */
+int cli_db_error(const char *msg);
+
 /* Writes s as a JSON string literal (quotes included). Bytes that are not valid UTF-8
  * (file names may hold any) become U+FFFD so the output is always valid JSON. */
 void cli_json_string(FILE *out, const char *s);

@@ -23,6 +23,16 @@ int cli_error(const char *fmt, ...)
     return EXIT_TROUBLE;
 }
 
+int cli_db_error(const char *msg)
+{
+    cli_error("%s", msg);
+    if (strstr(msg, "malformed") || strstr(msg, "not a database"))
+        fputs("  the index is damaged; it holds nothing the photos cannot give again: delete it\n"
+              "  (the file and its -wal and -shm files) and rebuild it with 'capsearch index DIR...'\n"
+              "  or by restarting capsearchd\n", stderr);
+    return EXIT_TROUBLE;
+}
+
 /* Length of the valid UTF-8 sequence starting at s, or 0 when it is not one. */
 static int utf8_sequence_length(const unsigned char *s)
 {
@@ -249,7 +259,7 @@ int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size)
         return cli_error("no index at %s\n"
                          "  create one with 'capsearch index DIR...', or start the daemon "
                          "(systemctl --user start capsearchd, or capsearchd)", path);
-    if (rc < 0) return cli_error("%s", err.msg);
+    if (rc < 0) return cli_db_error(err.msg);
     return 0;
 }
 
@@ -265,7 +275,7 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
     capdb_results res;
     capdb_err err = {{0}};
     int rc = capdb_search(db, q, &res, &err);
-    if (rc < 0) return cli_error("%s", err.msg);
+    if (rc < 0) return cli_db_error(err.msg);
     int color = !o->json && !o->print0 && cli_stdout_is_tty();
     int shown = 0;
     for (int i = 0; i < res.n && shown < o->limit; i++) {

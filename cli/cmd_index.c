@@ -103,7 +103,7 @@ int cmd_index(int argc, char **argv)
     if (capdb_open(db_path, CAPDB_OPEN_WRITE, &db, &derr) < 0) {
         ce_model_close(model);
         cx_config_free(&cfg);
-        return cli_error("index: %s: %s", db_path, derr.msg);
+        return cli_db_error(derr.msg);
     }
 
     index_run r;

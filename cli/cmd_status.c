@@ -103,7 +103,7 @@ static int gather(capdb *db, status_info *st, failure_list *fl)
     st->schema_version = capdb_schema_version(db);
     if (capdb_counts_get(db, &st->counts, &err) < 0 ||
         capdb_foreach_failure(db, FAILURES_SHOWN, collect_failure, fl, &err) < 0)
-        return cli_error("%s", err.msg);
+        return cli_db_error(err.msg);
     meta(db, "model_version", st->model_version, sizeof st->model_version);
     meta(db, "daemon.state", st->state, sizeof st->state);
     meta(db, "daemon.queue", st->queue, sizeof st->queue);

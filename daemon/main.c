@@ -42,6 +42,8 @@ typedef struct {
     uint64_t watchdog_usec;
     int stopping, exit_code;
     int64_t last_logged_runs;
+    dev_t db_dev;               /* the index file opened: another one there means it was */
+    ino_t db_ino;               /* deleted or replaced under us */
 } daemon_state;
 
 static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_size);
@@ -49,6 +51,7 @@ static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
                        char *err, size_t err_size);
 static void print_usage(FILE *out);
 static int open_database(daemon_state *d);
+static int index_lost(daemon_state *d, char *why, size_t size);
 static void on_signal(uv_signal_t *h, int signum);
 static void reload(daemon_state *d);
 static void on_status_timer(uv_timer_t *t);
@@ -311,7 +314,48 @@ static int open_database(daemon_state *d)
     }
     int rc = capdb_open(d->cfg.db_path, CAPDB_OPEN_WRITE, &d->db, &err);
     if (rc < 0) cx_log(LOG_ERR, "cannot open the index %s: %s", d->cfg.db_path, err.msg);
+    struct stat st;
+    if (rc == 0 && stat(d->cfg.db_path, &st) == 0) {
+        d->db_dev = st.st_dev;
+        d->db_ino = st.st_ino;
+    }
     return rc;
+}
+
+/* The index deleted, replaced or damaged under us: nothing written from now on would be
+ * found again. Say why; a damaged file is moved aside (PATH.damaged), and the -wal / -shm
+ * of a lost one removed, so that the next start (systemd restarts us) creates a fresh
+ * index and its startup scan rebuilds it from the photos. */
+static int index_lost(daemon_state *d, char *why, size_t size)
+{
+    const char *path = d->cfg.db_path;
+    char side[PATH_MAX + 16], aside[PATH_MAX + 16];
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT) return 0;
+        snprintf(why, size, "the index %s was deleted", path);
+    } else if (st.st_dev != d->db_dev || st.st_ino != d->db_ino) {
+        snprintf(why, size, "the index %s was replaced by another file", path);
+        return 1;
+    } else {
+        char head[16] = {0};
+        FILE *f = fopen(path, "rb");
+        size_t got = f ? fread(head, 1, sizeof head, f) : 0;
+        if (f) fclose(f);
+        const char *last = cx_log_last_error();
+        int damaged = strstr(last, "disk image is malformed") || strstr(last, "file is not a database") ||
+                      (got == sizeof head && memcmp(head, "SQLite format 3", 16) != 0);
+        if (!damaged) return 0;
+        snprintf(aside, sizeof aside, "%s.damaged", path);
+        int moved = rename(path, aside) == 0;
+        snprintf(why, size, "the index %s is damaged%s%s", path, moved ? "; moved to " : "",
+                 moved ? aside : "");
+    }
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ signals */
@@ -361,6 +405,13 @@ static void reload(daemon_state *d)
 static void on_status_timer(uv_timer_t *t)
 {
     daemon_state *d = t->data;
+    char why[2 * PATH_MAX + 64];
+    if (!d->stopping && index_lost(d, why, sizeof why)) {
+        cx_log(LOG_CRIT, "%s: exiting; the next start builds a new index from the photos", why);
+        d->exit_code = 1;
+        begin_shutdown(d);
+        return;
+    }
     cx_stats st;
     cx_pipeline_stats(d->pipe, &st);
     publish_status(d, st.scanning ? "scanning" : "watching");

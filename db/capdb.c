@@ -84,6 +84,13 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
     }
     sqlite3_extended_result_codes(db->sql, 1);
     sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
+    /* SQLite quietly opens a file it may not write read-only; every write would then fail
+     * one by one (found by the read-only fault test). */
+    if (!db->readonly && sqlite3_db_readonly(db->sql, "main") == 1) {
+        capdb_close(db);
+        return capdb__fail(err, -EROFS, "%s is read-only (file permissions or a read-only "
+                           "file system): cannot write the index", path);
+    }
 
     if (capdb__register_functions(db->sql) != 0) {
         capdb_close(db);

@@ -1,0 +1,546 @@
+#!/usr/bin/env python3
+"""Storage and environment faults, through the real binaries (issue 6).
+
+Each scenario breaks one thing a real machine breaks — the disk fills, another writer
+holds the database, the database is read-only, deleted or damaged under the daemon, the
+model file is missing or corrupt, an image claims billions of pixels — and checks what
+the user sees (exit status and message text) and that nothing already indexed is lost.
+
+Usage: test_faults.py --bin BUILD_DIR --models DIR --photos DIR --work DIR SCENARIO
+Exit 0 pass, 1 fail, 77 skipped (no sample photos, or a scenario that needs root).
+"""
+import argparse
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+
+PHOTOS = ["dog", "eagle", "giraffe", "horses", "kite", "person", "scream"]
+
+
+class Failure(Exception):
+    def __init__(self, what, detail=""):
+        super().__init__(what + (("\n--- details ---\n" + detail) if detail else ""))
+
+
+class Skip(Exception):
+    pass
+
+
+def expect(cond, what, detail=""):
+    if not cond:
+        raise Failure(what, detail)
+
+
+# ------------------------------------------------------------------ helpers
+
+class Env:
+    def __init__(self, args, scenario):
+        self.args = args
+        self.capsearch = os.path.join(args.bin, "cli", "capsearch")
+        self.capsearchd = os.path.join(args.bin, "daemon", "capsearchd")
+        self.work = os.path.join(os.path.abspath(args.work), scenario)
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.makedirs(self.work)
+        self.mounts = []
+
+    def cleanup(self):
+        for m in reversed(self.mounts):
+            subprocess.run(["umount", "-l", m], stderr=subprocess.DEVNULL)
+
+    def run(self, *cmd, timeout=300, preexec=None):
+        started = time.time()
+        p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                           errors="replace", timeout=timeout, preexec_fn=preexec,
+                           env=self.env())
+        p.seconds = time.time() - started
+        p.text = "$ %s\nexit %d after %.1f s\nstdout:\n%s\nstderr:\n%s" % (
+            " ".join(str(c) for c in cmd), p.returncode, p.seconds, p.stdout, p.stderr)
+        if os.environ.get("FAULTS_VERBOSE"):
+            print(p.text)
+        expect(p.returncode >= 0, "killed by signal %d" % -p.returncode, p.text)
+        for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer", "Segmentation"):
+            expect(bad not in p.stderr, "sanitizer or crash report", p.text)
+        return p
+
+    def env(self):
+        env = dict(os.environ)
+        env["HOME"] = self.work
+        env.pop("XDG_CONFIG_HOME", None)
+        env.pop("XDG_DATA_HOME", None)
+        env.pop("CAPSEARCH_DB", None)
+        env.pop("JOURNAL_STREAM", None)
+        env["CAPSEARCH_MODELS"] = self.args.models
+        env["NO_COLOR"] = "1"
+        return env
+
+    def index(self, db, *dirs, **kw):
+        return self.run(self.capsearch, "index", "--db", db, "--jobs", "2", *dirs, **kw)
+
+    def photos_dir(self, name, copies=1):
+        """A folder with `copies` copies of the sample photos (distinct bytes each, so
+        that no copy is taken for a move of another)."""
+        d = os.path.join(self.work, name)
+        os.makedirs(d, exist_ok=True)
+        for c in range(copies):
+            for p in PHOTOS:
+                data = open(os.path.join(self.args.photos, p + ".jpg"), "rb").read()
+                out = os.path.join(d, "%s-%02d.jpg" % (p, c) if copies > 1 else p + ".jpg")
+                # bytes after the JPEG's end marker: ignored by decoders, new fingerprint
+                with open(out, "wb") as f:
+                    f.write(data + (b"copy %d" % c if copies > 1 else b""))
+        return d
+
+    def mount_tmpfs(self, path, size, readonly=False):
+        if os.geteuid() != 0:
+            raise Skip("mounting a tmpfs needs root")
+        os.makedirs(path, exist_ok=True)
+        opts = "size=%s" % size + (",ro" if readonly else "")
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise Skip("cannot mount a tmpfs here: " + p.stderr.strip())
+        self.mounts.append(path)
+
+    def remount(self, path, opts):
+        subprocess.run(["mount", "-o", "remount," + opts, path], check=True)
+
+
+def rows(db):
+    """{path: status} of every row, read with SQLite directly (not through our code)."""
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
+    try:
+        return dict(con.execute("SELECT path, status FROM images").fetchall())
+    finally:
+        con.close()
+
+
+def integrity(db):
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def expect_kept(before, db, what):
+    after = rows(db)
+    lost = [p for p in before if p not in after]
+    expect(not lost, "%s: indexed rows lost: %s" % (what, lost[:5]))
+    expect(integrity(db) == "ok", "%s: integrity_check: %s" % (what, integrity(db)))
+
+
+def expect_search_finds(env, db, word, path_part):
+    p = env.run(env.capsearch, "--db", db, word)
+    expect(p.returncode == 0 and path_part in p.stdout,
+           "searching '%s' should find %s" % (word, path_part), p.text)
+
+
+class Daemon:
+    def __init__(self, env, root, db):
+        self.env, self.root, self.db = env, root, db
+        self.log = os.path.join(env.work, "daemon.log")
+        self.proc = None
+
+    def start(self):
+        cmd = [self.env.capsearchd, "--db", self.db, "--root", self.root, "--workers", "2",
+               "--batch-ms", "200", "--log-level", "info"]
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=self.env.env())
+        logf.close()
+
+    def log_text(self):
+        return open(self.log, errors="replace").read()
+
+    def wait_rows(self, n, timeout=180):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            expect(self.proc.poll() is None, "the daemon exited early (%s)" % self.proc.returncode,
+                   self.log_text())
+            try:
+                if os.path.exists(self.db) and sum(1 for s in rows(self.db).values() if s == 0) >= n:
+                    return
+            except sqlite3.Error:
+                pass
+            time.sleep(0.3)
+        raise Failure("the daemon did not index %d photos in %d s" % (n, timeout), self.log_text())
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Failure("the daemon kept running %d s after its index was lost" % timeout,
+                          self.log_text())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise Failure("the daemon did not stop within 60 s of SIGTERM", self.log_text())
+            expect(rc == 0, "the daemon exited %d after SIGTERM" % rc, self.log_text())
+
+
+# ------------------------------------------------------------------ scenarios
+
+def scenario_disk_full(env):
+    """The database's file system fills up during `capsearch index` (a 400 KiB tmpfs)."""
+    full = os.path.join(env.work, "small")
+    env.mount_tmpfs(full, "400k")
+    db = os.path.join(full, "index.db")
+    first = env.photos_dir("first")
+    p = env.index(db, first)
+    expect(p.returncode == 0, "indexing 7 photos onto the empty tmpfs", p.text)
+    before = rows(db)
+    expect(len(before) == 7, "7 rows before the disk fills, got %d" % len(before))
+
+    lib = env.photos_dir("library", copies=8)
+    p = env.index(db, first, lib)
+    expect(p.returncode == 2, "exit status 2 when the disk fills", p.text)
+    expect("database or disk is full" in p.stderr, "the message says the disk is full", p.text)
+    expect("could not write to %s" % db in p.stderr and "again" in p.stderr,
+           "the message says what was not saved and what to do", p.text)
+    expect(p.seconds < 60, "stops promptly (%.0f s)" % p.seconds, p.text)
+    expect_kept(before, db, "after the disk filled")
+    expect_search_finds(env, db, "dog", "/first/dog.jpg")
+
+    env.remount(full, "size=64m")          # the user frees space
+    p = env.index(db, first, lib)
+    expect(p.returncode == 0, "indexing again once there is space", p.text)
+    expect(len(rows(db)) == 7 + 56, "all 63 photos indexed after space was freed, got %d"
+           % len(rows(db)), p.text)
+
+
+def scenario_file_size_limit(env):
+    """The same without root: RLIMIT_FSIZE stops the database growing (SIGXFSZ ignored,
+    so writes fail with EFBIG as on a quota)."""
+    db = os.path.join(env.work, "index.db")
+    first = env.photos_dir("first")
+    p = env.index(db, first)
+    expect(p.returncode == 0, "first index", p.text)
+    before = rows(db)
+    biggest = max(os.path.getsize(db + s) for s in ("", "-wal", "-shm") if os.path.exists(db + s))
+    limit = biggest + 16 * 1024
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    lib = env.photos_dir("library", copies=8)
+    p = env.index(db, first, lib, preexec=limited)
+    expect(p.returncode == 2, "exit status 2 when the file cannot grow", p.text)
+    expect("could not write to %s" % db in p.stderr, "the message says the index was not written",
+           p.text)
+    expect_kept(before, db, "after the size limit")
+    p = env.index(db, first, lib)
+    expect(p.returncode == 0 and len(rows(db)) == 63, "all photos indexed without the limit", p.text)
+
+
+def hold_write_lock(db, seconds, ready):
+    con = sqlite3.connect(db, timeout=30, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('fault.test', 'held')")
+    ready.set()
+    time.sleep(seconds)
+    con.execute("ROLLBACK")
+    con.close()
+
+
+def scenario_locked_wait(env):
+    """Another writer holds a write transaction for 3 s: `capsearch index` waits for it."""
+    db = os.path.join(env.work, "index.db")
+    first = env.photos_dir("first")
+    expect(env.index(db, first).returncode == 0, "first index")
+    before = rows(db)
+    ready = threading.Event()
+    t = threading.Thread(target=hold_write_lock, args=(db, 3, ready))
+    t.start()
+    ready.wait()
+    lib = env.photos_dir("library", copies=2)
+    p = env.index(db, first, lib)
+    t.join()
+    expect(p.returncode == 0, "index waits for the other writer and succeeds", p.text)
+    expect("locked" not in p.stderr, "no lock error after a short wait", p.text)
+    expect_kept(before, db, "after waiting for the lock")
+    expect(len(rows(db)) == 21, "21 rows, got %d" % len(rows(db)), p.text)
+
+
+def scenario_locked_timeout(env):
+    """Another writer never lets go: a clear error after the retries, nothing lost."""
+    db = os.path.join(env.work, "index.db")
+    first = env.photos_dir("first")
+    expect(env.index(db, first).returncode == 0, "first index")
+    before = rows(db)
+    ready = threading.Event()
+    t = threading.Thread(target=hold_write_lock, args=(db, 120, ready), daemon=True)
+    t.start()
+    ready.wait()
+    lib = env.photos_dir("library")
+    p = env.index(db, lib, timeout=110)
+    expect(p.returncode == 2, "exit status 2 while another writer holds the lock", p.text)
+    expect("database is locked" in p.stderr and "could not write" in p.stderr,
+           "the message says the database is locked", p.text)
+    expect(p.seconds < 100, "gives up within the retry budget (%.0f s)" % p.seconds, p.text)
+    # searching still works beside the writer (WAL readers)
+    expect_search_finds(env, db, "dog", "/first/dog.jpg")
+
+
+def scenario_readonly(env):
+    """The database on a read-only file system: searches work, indexing says why not."""
+    db_dir = os.path.join(env.work, "ro")
+    env.mount_tmpfs(db_dir, "64m")
+    db = os.path.join(db_dir, "index.db")
+    first = env.photos_dir("first")
+    expect(env.index(db, first).returncode == 0, "first index")
+    before = rows(db)
+    env.remount(db_dir, "ro")
+    expect_search_finds(env, db, "dog", "/first/dog.jpg")
+    p = env.run(env.capsearch, "status", "--db", db)
+    expect(p.returncode == 0 and "7 indexed" in p.stdout, "status on a read-only index", p.text)
+    lib = env.photos_dir("library")
+    p = env.index(db, lib)
+    expect(p.returncode == 2, "exit status 2 indexing into a read-only database", p.text)
+    expect("readonly" in p.stderr or "read-only" in p.stderr, "the message says read-only", p.text)
+    expect(p.seconds < 60, "fails promptly (%.0f s)" % p.seconds, p.text)
+    expect_kept(before, db, "read-only")
+
+
+def scenario_db_deleted(env):
+    """The index is deleted while capsearchd runs: the daemon says so and exits 1 (systemd
+    restarts it); `capsearch` says how to create one; the next start rebuilds it."""
+    lib = env.photos_dir("library")
+    db = os.path.join(env.work, "db", "index.db")
+    d = Daemon(env, lib, db)
+    d.start()
+    try:
+        d.wait_rows(7)
+        for s in ("", "-wal", "-shm"):
+            if os.path.exists(db + s):
+                os.unlink(db + s)
+        rc = d.wait_exit(30)
+        expect(rc == 1, "the daemon exits 1 when its index is deleted (got %s)" % rc, d.log_text())
+        expect("was deleted" in d.log_text(), "the daemon log says the index was deleted",
+               d.log_text())
+        p = env.run(env.capsearch, "--db", db, "dog")
+        expect(p.returncode == 2 and "no index at" in p.stderr and "capsearch index" in p.stderr,
+               "capsearch says there is no index and how to create one", p.text)
+        d.start()
+        d.wait_rows(7)
+        expect_search_finds(env, db, "dog", "/library/dog.jpg")
+    finally:
+        d.stop()
+
+
+def scenario_db_corrupt(env):
+    """The index file is overwritten with garbage while capsearchd runs: the daemon moves
+    it aside and exits 1; the next start rebuilds. A damaged file met by `capsearch` gets
+    an error that says how to rebuild."""
+    lib = env.photos_dir("library")
+    db = os.path.join(env.work, "db", "index.db")
+    d = Daemon(env, lib, db)
+    d.start()
+    try:
+        d.wait_rows(7)
+        size = os.path.getsize(db)
+        with open(db, "r+b") as f:
+            f.write(b"\xde\xad\xbe\xef" * (size // 4))
+        rc = d.wait_exit(30)
+        expect(rc == 1, "the daemon exits 1 when its index is damaged (got %s)" % rc, d.log_text())
+        expect("is damaged" in d.log_text() and os.path.exists(db + ".damaged"),
+               "the daemon says the index is damaged and moves it aside", d.log_text())
+        d.start()
+        d.wait_rows(7)
+        expect_search_finds(env, db, "dog", "/library/dog.jpg")
+    finally:
+        d.stop()
+
+    garbage = os.path.join(env.work, "garbage.db")
+    with open(garbage, "wb") as f:
+        f.write(b"\xde\xad\xbe\xef" * 25000)
+    for cmd in (["--db", garbage, "dog"], ["status", "--db", garbage],
+                ["index", "--db", garbage, lib]):
+        p = env.run(env.capsearch, *cmd)
+        expect(p.returncode == 2, "exit status 2 on a damaged index", p.text)
+        expect("not a database" in p.stderr and "rebuild" in p.stderr and "capsearch index" in p.stderr,
+               "the message says the index is damaged and how to rebuild it", p.text)
+
+
+def scenario_model_missing(env):
+    """No model files: every command that needs the network says which file is missing."""
+    empty = os.path.join(env.work, "no-models")
+    os.makedirs(empty)
+    db = os.path.join(env.work, "index.db")
+    first = env.photos_dir("first")
+    expect(env.index(db, first).returncode == 0, "first index")
+    before = rows(db)
+    photo = os.path.join(first, "dog.jpg")
+    for cmd in ([env.capsearch, "index", "--db", db, "--models", empty, first],
+                [env.capsearch, "detect", "--models", empty, photo],
+                [env.capsearchd, "--db", db, "--models", empty, "--root", first, "--once"]):
+        p = env.run(*cmd)
+        expect(p.returncode in (1, 2), "non-zero exit without a model", p.text)
+        expect("ssdlite_mobilenet_v2_coco.csw" in p.stderr, "the message names the missing file",
+               p.text)
+    expect_kept(before, db, "model missing")
+
+
+def corrupt_models(env, name, damage):
+    src = os.path.join(env.args.models, "ssdlite_mobilenet_v2_coco.csw")
+    d = os.path.join(env.work, name)
+    os.makedirs(d)
+    data = bytearray(open(src, "rb").read())
+    with open(os.path.join(d, "ssdlite_mobilenet_v2_coco.csw"), "wb") as f:
+        f.write(damage(data))
+    return d
+
+
+def scenario_model_corrupt(env):
+    """A truncated or damaged backbone file: a clear error, non-zero exit, no crash."""
+    db = os.path.join(env.work, "index.db")
+    first = env.photos_dir("first")
+    expect(env.index(db, first).returncode == 0, "first index")
+    before = rows(db)
+
+    def bad_magic(b):
+        b[0:8] = b"CSWEIGHX"
+        return b
+
+    def huge_count(b):
+        b[12:16] = struct.pack("<I", 0xFFFFFFF0)
+        return b
+
+    cases = {
+        "truncated": lambda b: b[:len(b) // 2],
+        "header-only": lambda b: b[:20],
+        "bad-magic": bad_magic,
+        "tensor-count": huge_count,
+        "empty": lambda b: b"",
+    }
+    photo = os.path.join(first, "dog.jpg")
+    for name, damage in cases.items():
+        models = corrupt_models(env, name, damage)
+        for cmd in ([env.capsearch, "index", "--db", db, "--models", models, first],
+                    [env.capsearch, "detect", "--models", models, photo]):
+            p = env.run(*cmd)
+            expect(p.returncode == 2, "%s model: exit status 2" % name, p.text)
+            expect("ssdlite_mobilenet_v2_coco.csw" in p.stderr, "%s model: the message names "
+                   "the file" % name, p.text)
+    expect_kept(before, db, "model corrupt")
+
+
+def png_claiming(width, height):
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body +
+                struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = b"\x00" + b"\x80" * 3 * 16
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) +
+            chunk(b"IDAT", zlib.compress(row * 16)) + chunk(b"IEND", b""))
+
+
+def jpeg_claiming(photo, width, height):
+    data = bytearray(open(photo, "rb").read())
+    i = 2
+    while i + 9 < len(data):
+        expect(data[i] == 0xFF, "walking the sample JPEG's markers")
+        marker, seglen = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            data[i + 5:i + 9] = struct.pack(">HH", height, width)
+            return bytes(data)
+        i += 2 + seglen
+    raise Failure("no SOF marker in the sample JPEG")
+
+
+def scenario_huge_image(env):
+    """Images whose headers claim billions of pixels are refused by the pixel limit before
+    any pixel memory is taken; the rest of the folder is indexed."""
+    lib = env.photos_dir("library")
+    with open(os.path.join(lib, "huge.png"), "wb") as f:
+        f.write(png_claiming(100000, 100000))
+    with open(os.path.join(lib, "huge.jpg"), "wb") as f:
+        f.write(jpeg_claiming(os.path.join(env.args.photos, "dog.jpg"), 65000, 65000))
+    db = os.path.join(env.work, "index.db")
+
+    def cap_memory():
+        # 4 GiB of address space: decoding a claimed 10 G-pixel image would need 30 GiB
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    asan = "AddressSanitizer" in open(env.capsearch, "rb").read().decode("latin-1")
+    p = env.index(db, lib, preexec=None if asan else cap_memory)
+    expect(p.returncode == 0, "the folder is indexed despite the huge images", p.text)
+    r = rows(db)
+    expect(sum(1 for s in r.values() if s == 0) == 7, "the 7 photos indexed", p.text)
+    for name in ("huge.png", "huge.jpg"):
+        expect(r.get(os.path.join(lib, name)) == 1, "%s recorded as failed" % name, p.text)
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    errors = [e for (e,) in con.execute("SELECT error FROM images WHERE status = 1")]
+    con.close()
+    expect(len(errors) == 2 and all("over the limit" in e for e in errors),
+           "the recorded reason is the pixel limit: %s" % errors)
+    for name in ("huge.png", "huge.jpg"):
+        p = env.run(env.capsearch, "detect", os.path.join(lib, name),
+                    preexec=None if asan else cap_memory)
+        expect(p.returncode == 2 and "over the limit" in p.stderr,
+               "capsearch detect refuses %s by the pixel limit" % name, p.text)
+    p = env.run(env.capsearch, "status", "--db", db)
+    expect("over the limit" in p.stdout + p.stderr, "status lists the refused images", p.text)
+
+
+SCENARIOS = {
+    "disk_full": scenario_disk_full,
+    "file_size_limit": scenario_file_size_limit,
+    "locked_wait": scenario_locked_wait,
+    "locked_timeout": scenario_locked_timeout,
+    "readonly": scenario_readonly,
+    "db_deleted": scenario_db_deleted,
+    "db_corrupt": scenario_db_corrupt,
+    "model_missing": scenario_model_missing,
+    "model_corrupt": scenario_model_corrupt,
+    "huge_image": scenario_huge_image,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True, help="the build folder (cli/capsearch, daemon/capsearchd)")
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--photos", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("scenario", choices=sorted(SCENARIOS))
+    args = ap.parse_args()
+    if not all(os.path.exists(os.path.join(args.photos, p + ".jpg")) for p in PHOTOS):
+        print("skipped: no sample photos in %s (tests/data/fetch_photos.sh)" % args.photos)
+        return 77
+    if not os.path.exists(os.path.join(args.models, "ssdlite_mobilenet_v2_coco.csw")):
+        print("skipped: no backbone in %s (models/backbone/fetch_and_convert.sh)" % args.models)
+        return 77
+    env = Env(args, args.scenario)
+    try:
+        SCENARIOS[args.scenario](env)
+    except Skip as e:
+        print("skipped: %s" % e)
+        return 77
+    except Failure as e:
+        print("FAIL %s: %s" % (args.scenario, e))
+        return 1
+    finally:
+        env.cleanup()
+    print("ok %s" % args.scenario)
+    shutil.rmtree(env.work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
