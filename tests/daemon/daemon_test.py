@@ -659,7 +659,7 @@ def scenario_priority(args, d, img):
     """A file that arrives while the startup scan's backlog is being worked through is
     indexed ahead of that backlog."""
     backlog = []
-    for i in range(400):
+    for i in range(250):
         p = os.path.join(d.root, "old%d" % (i % 4), "o%03d.jpg" % i)
         img.write(p)
         os.utime(p, (time.time() - 3600, time.time() - 3600))   # a library, not new files
