@@ -8,6 +8,7 @@
  *   IN_MOVED_FROM + IN_MOVED_TO (one cookie) rename → rows follow, no model run
  *   IN_MOVED_FROM alone, after a while       moved out of the trees → rows removed
  *   IN_DELETE                                rows removed (a folder: every row under it)
+ *   IN_ATTRIB of a file                      looked at again (chmod made it readable)
  *   IN_CREATE / IN_MOVED_TO of a folder      watched and walked (files created before
  *                                            the watch existed are found by the walk)
  *   IN_Q_OVERFLOW                            events were lost → rescan every root
@@ -27,7 +28,7 @@
 #include "daemon_watch.h"
 
 #define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | \
-                    IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+                    IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 #define MOVE_PAIR_MS 500        /* an IN_MOVED_FROM unpaired this long moved out */
 #define SETTLE_MS 3000          /* a created file unchanged this long is complete */
 #define ROOT_RETRY_MS 30000     /* missing roots are looked for again */
@@ -530,6 +531,8 @@ static void handle_event(dw_watcher *w, const struct inotify_event *ev)
     } else if (ev->mask & IN_CREATE) {
         if (is_dir && wanted) cx_pipeline_scan(w->pipe, path, CX_SCAN_URGENT);
         else if (!is_dir && wanted) settle_add(w, path, 1);
+    } else if (ev->mask & IN_ATTRIB) {
+        if (!is_dir && wanted) cx_pipeline_recheck(w->pipe, path);
     } else if (ev->mask & IN_DELETE) {
         settle_del(w, path);
         if (is_dir) forget_watches_under(w, path, 0);

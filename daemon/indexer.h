@@ -131,6 +131,10 @@ void cx_pipeline_free(cx_pipeline *p);
 
 /* A file appeared or changed (urgent: ahead of the walk backlog). */
 void cx_pipeline_submit(cx_pipeline *p, const char *path, int urgent);
+/* Its metadata changed (chmod, chown): look again even if size and mtime are the same
+ * (a file recorded failed as unreadable becomes readable). Costs a hash, not a model run,
+ * when the content is unchanged. */
+void cx_pipeline_recheck(cx_pipeline *p, const char *path);
 /* A file or a folder (every row under it) is gone. */
 void cx_pipeline_removed(cx_pipeline *p, const char *path);
 /* A file or folder was renamed inside the watched trees: rows follow, no model run. */

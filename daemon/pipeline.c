@@ -52,6 +52,7 @@ typedef struct entry {
     int state;                   /* E_* */
     int dirty;                   /* changed again while running: run once more */
     int attempt;                 /* model starts that never completed (crash marker) */
+    int force;                   /* hash it even when size and mtime are unchanged */
     struct entry *next;          /* hash chain */
 } entry;
 
@@ -318,6 +319,13 @@ void cx_pipeline_submit(cx_pipeline *p, const char *path, int urgent)
         fifo_push(&p->urgent, path);
     }
     schedule(p);
+}
+
+void cx_pipeline_recheck(cx_pipeline *p, const char *path)
+{
+    cx_pipeline_submit(p, path, 1);
+    entry *e = entry_find(p, path);
+    if (e) e->force = 1;
 }
 
 void cx_pipeline_removed(cx_pipeline *p, const char *path)
@@ -607,8 +615,11 @@ static void dispatch_path(cx_pipeline *p, entry *e)
         return;
     }
     const char *version = ce_model_version(p->opt.model);
-    if (old.id && same_file_state(&old, &st) && e->attempt == 0 &&
-        (old.status == CAPDB_STATUS_FAILED || !strcmp(old.model_version, version))) {
+    int same = old.id && same_file_state(&old, &st);
+    int current = old.status == CAPDB_STATUS_FAILED || !strcmp(old.model_version, version);
+    int force = e->force;
+    e->force = 0;
+    if (same && current && e->attempt == 0 && !force) {
         p->stats.unchanged++;
         entry_remove(p, e);
         return;
@@ -633,7 +644,7 @@ static void dispatch_path(cx_pipeline *p, entry *e)
         job_finish(j);
         return;
     }
-    if (old.id && same_file_state(&old, &st) && old.fingerprint) {
+    if (same && old.fingerprint && (!current || e->attempt > 0)) {
         /* same bytes, an older model (or a crash retry): caption again, no hashing */
         j->fingerprint = old.fingerprint;
         start_model(p, j);

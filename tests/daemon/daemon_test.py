@@ -621,7 +621,8 @@ def scenario_odd_roots(args, d, img):
 
 def scenario_permissions(args, d, img):
     """Unreadable folders and files are logged (and the files recorded failed), never
-    fatal; the daemon runs as an unprivileged user (nobody) for this, so it needs root."""
+    fatal, and a file made readable (chmod) is indexed; the daemon runs as an unprivileged
+    user (nobody) for this, so it needs root."""
     if os.geteuid() != 0:
         print("skip: needs root to run the daemon as another user")
         sys.exit(SKIP)
@@ -652,6 +653,8 @@ def scenario_permissions(args, d, img):
            30, "the unreadable folder to be logged")
     if not d.alive():
         raise Failure("the daemon died on permission errors")
+    os.chmod(locked, 0o644)          # fixed: IN_ATTRIB has it looked at again
+    d.wait_indexed([locked], 60)
     d.stop()
 
 
