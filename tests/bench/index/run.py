@@ -321,7 +321,7 @@ def kv(d):
     for k, v in d.items():
         if k == "db":
             continue
-        out.append(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}")
+        out.append(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}")
     return " ".join(out)
 
 
