@@ -41,10 +41,17 @@ def main():
     ap.add_argument("--head", default="head.pt")
     ap.add_argument("--out", default=os.path.join(here, "..", "captioner.csw"))
     ap.add_argument("--golden", default=os.path.join(here, "..", "..", "tests", "caption", "golden.csw"))
-    ap.add_argument("--gamma", type=float, default=COND_GAMMA)
+    ap.add_argument("--gamma", type=float, default=None,
+                    help="conditioning sharpness (default: work/calibration.json, else 1)")
     ap.add_argument("--alpha", type=float, default=LENGTH_ALPHA)
     args = ap.parse_args()
     torch.manual_seed(4)
+    if args.gamma is None:
+        cal = os.path.join(args.work, "calibration.json")
+        args.gamma = json.load(open(cal))["gamma"] if os.path.exists(cal) else COND_GAMMA
+        print(f"conditioning gamma {args.gamma:.3f}")
+    args.gamma = float(np.float32(args.gamma))    # what the C code reads back
+    args.alpha = float(np.float32(args.alpha))
 
     with open(os.path.join(args.work, "vocab.json")) as f:
         vocab = json.load(f)

@@ -70,6 +70,7 @@ def main():
     ap.add_argument("--neg-weight", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sets", default="visual7w,flowers")
     ap.add_argument("--out", default="head.pt")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,7 +97,7 @@ def main():
         texts.setdefault(row["image"], []).append(row["caption"] + " flower")
 
     sets = []
-    for name in ("visual7w", "flowers"):
+    for name in args.sets.split(","):
         recs = features.read(os.path.join(args.work, f"feat_{name}.bin"))
         recs = recs[recs["ok"] == 1]
         names = [n.decode() for n in recs["name"]]

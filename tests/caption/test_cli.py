@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""`capsearch caption` end to end on the Debian sample photos: a caption and tags per
+image, JSON Lines with --json, --beam honoured, a bad file reported while the others are
+still captioned (exit 2). Skips (77) without the backbone weights or the photos.
+
+usage: test_cli.py CAPSEARCH MODELS_DIR PHOTOS_DIR
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    capsearch, models, photos = sys.argv[1:4]
+    if not os.path.isfile(os.path.join(models, "ssdlite_mobilenet_v2_coco.csw")):
+        print("skip: no backbone weights (models/backbone/fetch_and_convert.sh)")
+        return 77
+    dog, horses = os.path.join(photos, "dog.jpg"), os.path.join(photos, "horses.jpg")
+    if not (os.path.isfile(dog) and os.path.isfile(horses)):
+        print("skip: no sample photos (tests/data/fetch_photos.sh)")
+        return 77
+    failures = []
+
+    def check(ok, what):
+        if not ok:
+            failures.append(what)
+            print("FAIL:", what)
+
+    run = subprocess.run([capsearch, "caption", "--json", "--models", models, dog, horses],
+                         capture_output=True, text=True)
+    check(run.returncode == 0, f"exit {run.returncode}: {run.stderr}")
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    check(len(rows) == 2, "one JSON line per image")
+    for row in rows:
+        words = row.get("caption", "").split()
+        check(3 <= len(words) <= 20, f"caption length: {row}")
+        check(all(w.isascii() and w.strip() for w in words), f"caption words: {row}")
+        check(len(row.get("tags", [])) >= 1, f"tags: {row}")
+        check(all(0 <= t["score"] <= 1 for t in row.get("tags", [])), f"tag scores: {row}")
+        print(os.path.basename(row["file"]), "->", row.get("caption"), [t["word"] for t in row.get("tags", [])][:6])
+    if len(rows) == 2:
+        dog_tags = [t["word"] for t in rows[0]["tags"]]
+        horse_tags = [t["word"] for t in rows[1]["tags"]]
+        check("dog" in dog_tags, f"dog.jpg tagged dog: {dog_tags}")
+        check("horse" in horse_tags, f"horses.jpg tagged horse: {horse_tags}")
+        check("dog" in rows[0]["caption"].split(), f"dog.jpg caption names the dog: {rows[0]['caption']}")
+
+    text = subprocess.run([capsearch, "caption", "--beam", "1", "--models", models, dog],
+                          capture_output=True, text=True)
+    check(text.returncode == 0 and text.stdout.startswith(dog + ": ") and "tags:" in text.stdout,
+          f"text output: {text.stdout!r} {text.stderr!r}")
+
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as bad:
+        bad.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+        bad.flush()
+        mixed = subprocess.run([capsearch, "caption", "--json", "--models", models, bad.name, dog, "/nonexistent.jpg"],
+                               capture_output=True, text=True)
+        check(mixed.returncode == 2, f"bad files give exit 2, got {mixed.returncode}")
+        rows = [json.loads(line) for line in mixed.stdout.splitlines()]
+        check(len(rows) == 3 and "error" in rows[0] and "caption" in rows[1] and "error" in rows[2],
+              f"errors reported per file, the good one captioned: {rows}")
+        check(bad.name in mixed.stderr and "/nonexistent.jpg" in mixed.stderr, "errors name the files")
+
+    usage = subprocess.run([capsearch, "caption", "--beam", "0", dog], capture_output=True, text=True)
+    check(usage.returncode == 2, "--beam 0 refused")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
