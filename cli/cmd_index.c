@@ -135,34 +135,51 @@ int cmd_index(int argc, char **argv)
 
     cx_stats st;
     memset(&st, 0, sizeof st);
+    int hung = 0;
     if (r.pipe) {
         cx_pipeline_stats(r.pipe, &st);
+        hung = cx_pipeline_hung(r.pipe);
         if (r.tty) draw_progress(&r, 1);
         cx_pipeline_free(r.pipe);
     }
     uv_walk(&r.loop, close_handle, NULL);
     uv_run(&r.loop, UV_RUN_NOWAIT);
-    uv_loop_close(&r.loop);
     capdb_close(db);
-    ce_model_close(model);
+    /* A worker stuck past the time limit still reads the model: unmapping it, or the
+     * exit handlers freeing OpenBLAS, would crash that thread (found under valgrind).
+     * As the daemon does, exit around it. */
+    if (!hung) {
+        uv_loop_close(&r.loop);
+        ce_model_close(model);
+    }
     cx_config_free(&cfg);
-    if (rc < 0) return cli_error("index: %s", err);
-
-    double secs = now_s() - r.started;
-    if (!quiet)
-        printf("%s%lld indexed, %lld failed, %lld moved, %lld removed, %lld unchanged "
-               "in %.1f s (%.1f images/s)\n",
-               st.write_errors ? "stopped, not all saved: " : r.interrupted ? "interrupted: " : "",
-               (long long)st.indexed, (long long)st.failed, (long long)st.moved,
-               (long long)st.removed, (long long)st.unchanged, secs,
-               secs > 0 ? (double)st.model_runs / secs : 0.0);
-    if (st.write_errors > 0)
-        return cli_error("index: stopped: could not write to %s (see above); the images "
-                         "indexed before are kept, run 'capsearch index' again once it is "
-                         "writable", db_path);
-    if (r.interrupted) return EXIT_TROUBLE;
-    return st.failed > 0 && st.indexed == 0 && st.moved == 0 && st.unchanged == 0
-               ? EXIT_TROUBLE : EXIT_MATCH;
+    int code;
+    if (rc < 0) {
+        code = cli_error("index: %s", err);
+    } else {
+        double secs = now_s() - r.started;
+        if (!quiet)
+            printf("%s%lld indexed, %lld failed, %lld moved, %lld removed, %lld unchanged "
+                   "in %.1f s (%.1f images/s)\n",
+                   st.write_errors ? "stopped, not all saved: " : r.interrupted ? "interrupted: " : "",
+                   (long long)st.indexed, (long long)st.failed, (long long)st.moved,
+                   (long long)st.removed, (long long)st.unchanged, secs,
+                   secs > 0 ? (double)st.model_runs / secs : 0.0);
+        if (st.write_errors > 0)
+            code = cli_error("index: stopped: could not write to %s (see above); the images "
+                             "indexed before are kept, run 'capsearch index' again once it "
+                             "is writable", db_path);
+        else if (r.interrupted)
+            code = EXIT_TROUBLE;
+        else
+            code = st.failed > 0 && st.indexed == 0 && st.moved == 0 && st.unchanged == 0
+                       ? EXIT_TROUBLE : EXIT_MATCH;
+    }
+    if (hung) {
+        fflush(NULL);
+        _exit(code);
+    }
+    return code;
 }
 
 static void on_idle(void *ctx)
