@@ -174,12 +174,19 @@ class Daemon:
 
     def wait_exit(self, timeout):
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise Failure("the daemon kept running %d s after its index was lost" % timeout,
                           self.log_text())
+        self.expect_clean()
+        return rc
+
+    def expect_clean(self):
+        for bad in ("Sanitizer", "runtime error:", "Segmentation"):
+            expect(bad not in self.log_text(), "sanitizer or crash report from the daemon",
+                   self.log_text())
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -191,6 +198,7 @@ class Daemon:
                 self.proc.wait()
                 raise Failure("the daemon did not stop within 60 s of SIGTERM", self.log_text())
             expect(rc == 0, "the daemon exited %d after SIGTERM" % rc, self.log_text())
+            self.expect_clean()
 
 
 # ------------------------------------------------------------------ scenarios
