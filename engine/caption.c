@@ -55,7 +55,7 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
                          const int *tokens);
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
                        int *best, int *best_n, float *best_score);
-static int blocked(const hypothesis *hyp, int token, int ngram);
+static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *once);
 static void log_softmax(float *v, int n);
 static void sigmoid_inplace(float *v, int n);
 static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
@@ -302,6 +302,9 @@ static int load_tensors(ce_captioner *cap, ce_err *err)
         !(cap->out_w = ce_weights_f32(w, "dec/out_w", err, 2, V, H)) ||
         !(cap->out_b = ce_weights_f32(w, "dec/out_b", err, 1, V)))
         return -EBADMSG;
+    const ce_tensor *once = ce_weights_get(w, "vocab/once", CE_DT_U8, err, 1, V);
+    if (!once) return -EBADMSG;
+    cap->once = once->data;
     const ce_tensor *cc = ce_weights_get(w, "concepts/class_concepts", CE_DT_I32, err, 2,
                                          CE_NUM_CLASSES, 2);
     if (!cc) return -EBADMSG;
@@ -478,7 +481,7 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
             int n_top = 0;
             for (int t = 0; t < V; t++) {
                 if (t == TOKEN_PAD || t == TOKEN_UNK) continue;
-                if (t == TOKEN_EOS ? hyp->n == 0 : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block)))
+                if (t == TOKEN_EOS ? hyp->n == 0 : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block, cap->once)))
                     continue;
                 float sc = hyp->score + lp[t];
                 if (n_top == keep && sc <= top[n_top - 1].score) continue;
@@ -526,10 +529,14 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
     return *best_n;
 }
 
-/* No immediate repetition, and no n-gram (n = ngram_block) that the caption holds already. */
-static int blocked(const hypothesis *hyp, int token, int ngram)
+/* No immediate repetition, no second use of a content word ("a toilet and toilet"), and
+ * no n-gram (n = ngram_block) that the caption holds already. */
+static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *once)
 {
     if (hyp->n > 0 && hyp->tokens[hyp->n - 1] == token) return 1;
+    if (once[token])
+        for (int i = 0; i < hyp->n; i++)
+            if (hyp->tokens[i] == token) return 1;
     if (ngram < 2 || hyp->n < ngram - 1) return 0;
     const int *tail = hyp->tokens + hyp->n - (ngram - 1);
     for (int start = 0; start + ngram <= hyp->n; start++) {

@@ -29,6 +29,7 @@ struct ce_captioner {
     char *word_storage;
     const char **concepts;           /* n_concepts */
     char *concept_storage;
+    const uint8_t *once;             /* n_words: 1 = at most once per caption */
     const int32_t *class_concepts;   /* [91][2] COCO class -> concept index or -1 */
     const float *feat_mean, *feat_scale, *head_w1, *head_b1, *head_w2, *head_b2;
     const float *cin_w, *cin_b, *init_h_w, *init_h_b, *init_c_w, *init_c_b;

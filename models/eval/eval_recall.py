@@ -48,7 +48,7 @@ def main():
         photos = os.path.join(tmp, "photos")
         os.mkdir(photos)
         for n in names:
-            os.symlink(os.path.join(os.path.abspath(src), n), os.path.join(photos, n))
+            shutil.copyfile(os.path.join(src, n), os.path.join(photos, n))
         db = os.path.join(tmp, "index.db")
         proc = subprocess.run([args.capsearch, "index", "--db", db] + models + [photos],
                               capture_output=True, text=True)

@@ -61,9 +61,12 @@ def noisy_concepts(soft, df_probs, rng):
 PAD, EOS, UNK = 0, 1, 2
 
 
-def blocked(tokens, t, ngram):
-    """No immediate repetition, no n-gram the caption holds already (as engine/caption.c)."""
+def blocked(tokens, t, ngram, once=None):
+    """No immediate repetition, no second use of a content word (once[t]), no n-gram the
+    caption holds already (as engine/caption.c)."""
     if tokens and tokens[-1] == t:
+        return True
+    if once is not None and once[t] and t in tokens:
         return True
     if ngram < 2 or len(tokens) < ngram - 1:
         return False
@@ -75,7 +78,7 @@ def blocked(tokens, t, ngram):
 
 
 @torch.no_grad()
-def beam_search(model, x, width=3, max_len=20, alpha=1.0, ngram=3, gamma=1.0):
+def beam_search(model, x, width=3, max_len=20, alpha=1.0, ngram=3, gamma=1.0, once=None):
     """The exact search of engine/caption.c beam_search(): returns (tokens, normalised score).
 
     x: (K,) concept probabilities. Candidates are ranked by summed log-probability, ties
@@ -102,7 +105,7 @@ def beam_search(model, x, width=3, max_len=20, alpha=1.0, ngram=3, gamma=1.0):
                 if t == EOS:
                     if not tokens:
                         continue
-                elif len(tokens) >= max_len or blocked(tokens, t, ngram):
+                elif len(tokens) >= max_len or blocked(tokens, t, ngram, once):
                     continue
                 cand.append((float(np.float32(score) + lp[b, t]), b, t))
                 if len(cand) == 2 * width:

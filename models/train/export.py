@@ -90,6 +90,9 @@ def main():
         ks = [cindex[w] for w in (textproc.SYNONYMS.get(x, x) for x in textproc.label_words(label)) if w in cindex]
         for j, k in enumerate(ks[:2]):
             class_concepts[cid, j] = k
+    # Content words (those naming a concept) may appear once per caption.
+    cmap = textproc.ConceptMap(concepts, words[3:])
+    once = np.array([1 if i >= 3 and cmap.lookup_word(w) is not None else 0 for i, w in enumerate(words)], np.uint8)
     alias = []
     for w, c in sorted(vocab["alias"].items()):
         alias += [w, c]
@@ -100,6 +103,7 @@ def main():
                              hck["hidden"], NGRAM_BLOCK]),
         f32("config/search", [args.alpha, args.gamma]),
         ("vocab/words", "uint8", [len(strings(words))], strings(words)),
+        ("vocab/once", "uint8", [len(once)], once.tobytes()),
         ("concepts/words", "uint8", [len(strings(concepts))], strings(concepts)),
         ("concepts/alias", "uint8", [len(strings(alias))], strings(alias)),
         i32("concepts/class_concepts", class_concepts),
@@ -147,7 +151,7 @@ def main():
         scores = np.zeros(len(conds), np.float32)
         for i in range(len(conds)):
             t, s = dec.beam_search(model, torch.from_numpy(conds[i]), w, GOLDEN_MAX_LEN,
-                                   args.alpha, NGRAM_BLOCK, args.gamma)
+                                   args.alpha, NGRAM_BLOCK, args.gamma, once)
             toks[i, :len(t)] = t
             scores[i] = s
             print(f"  width {w}: {' '.join(words[k] for k in t)}  ({s:.3f})")

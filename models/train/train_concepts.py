@@ -24,7 +24,8 @@ DET_EVIDENCE = 0.5
 # Words the Visual7W question templates use about every picture ("What color is...",
 # "Where was the picture taken?"): they say nothing about what a photo shows.
 QUESTION_WORDS = {"color", "picture", "photo", "image", "shown", "taken", "scene", "visible",
-                  "seen", "time", "kind", "type", "many", "much", "number", "made"}
+                  "seen", "time", "kind", "type", "many", "much", "number", "made", "day",
+                  "daytime", "happening", "doing", "object", "item", "thing", "located", "used"}
 
 
 class Head(nn.Module):
@@ -91,8 +92,8 @@ def main():
     texts = {}
     for split in ("train", "dev", "test"):
         for row in textproc.read_tsv(os.path.join(textproc.DATA, "images/visual7w", f"qa_{split}.tsv")):
-            q = " ".join(w for w in textproc.tokenize(row["question"]) if w not in QUESTION_WORDS)
-            texts.setdefault(row["image"], []).append(q + " " + row["answer"])
+            qa = textproc.tokenize(row["question"] + " " + row["answer"])
+            texts.setdefault(row["image"], []).append(" ".join(w for w in qa if w not in QUESTION_WORDS))
     for row in textproc.read_tsv(os.path.join(textproc.DATA, "images/flowers/captions.tsv")):
         texts.setdefault(row["image"], []).append(row["caption"] + " flower")
 
