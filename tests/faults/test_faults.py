@@ -485,7 +485,7 @@ def scenario_huge_image(env):
         # 4 GiB of address space: decoding a claimed 10 G-pixel image would need 30 GiB
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
-    asan = "AddressSanitizer" in open(env.capsearch, "rb").read().decode("latin-1")
+    asan = b"__asan_init" in open(env.capsearch, "rb").read()     # ASan reserves terabytes
     p = env.index(db, lib, preexec=None if asan else cap_memory)
     expect(p.returncode == 0, "the folder is indexed despite the huge images", p.text)
     r = rows(db)
