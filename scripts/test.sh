@@ -24,9 +24,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 # One clang build for both: the libFuzzer targets, each run for a bounded time from the
 # committed seeds; and valgrind on the real binaries, which needs code without AVX-512
 # (CAPSEARCH_NATIVE=OFF) and DWARF 4 debug info (valgrind 3.19 cannot read clang's DWARF 5).
-printf '\n== Fuzzing (libFuzzer, %s s per target) and valgrind memcheck\n' "${CAPSEARCH_FUZZ_SECONDS:-20}"
+printf '\n== Fuzzing (libFuzzer, %s s per target) and valgrind memcheck\n' "${CAPSEARCH_FUZZ_SECONDS:-15}"
 CC=clang cmake -S . -B build-fuzz -DCAPSEARCH_FUZZ=ON -DCAPSEARCH_NATIVE=OFF \
       -DCMAKE_C_FLAGS=-gdwarf-4 -DCAPSEARCH_TEST_PHOTOS="$PWD/build/testdata/photos" >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz capsearch capsearchd
-tests/fuzz/run.sh build-fuzz "${CAPSEARCH_FUZZ_SECONDS:-20}"
-ctest --test-dir build-fuzz --output-on-failure -L valgrind --timeout 900
+tests/fuzz/run.sh build-fuzz "${CAPSEARCH_FUZZ_SECONDS:-15}"
+ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L valgrind --timeout 900
