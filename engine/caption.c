@@ -47,6 +47,7 @@ struct ce_captioner_scratch {
 static int load_config(ce_captioner *cap, ce_err *err);
 static int load_strings(const ce_weights *w, const char *name, int expect, const char ***out,
                         char **storage, ce_err *err);
+static int load_vocabularies(ce_captioner *cap, ce_err *err);
 static int load_tensors(ce_captioner *cap, ce_err *err);
 static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s, const ce_cnn_output *cnn);
 static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts);
@@ -98,7 +99,7 @@ int ce_caption_run(ce_session *session, const ce_cnn_output *cnn, const ce_capti
     return 0;
 }
 
-int ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err)
+int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
@@ -113,12 +114,14 @@ int ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err)
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return -ENOMEM;
     }
-    int rc = ce_weights_open(path, &cap->weights, err);
+    int rc = ce_weights_open_flags(path, text_only ? CE_WEIGHTS_SKIP_F16 : CE_WEIGHTS_CONVERT_F16,
+                                   &cap->weights, err);
     if (rc < 0) {
         free(cap);
         return rc;
     }
-    if ((rc = load_config(cap, err)) < 0 || (rc = load_tensors(cap, err)) < 0 ||
+    if ((rc = load_config(cap, err)) < 0 || (rc = load_vocabularies(cap, err)) < 0 ||
+        (!text_only && (rc = load_tensors(cap, err)) < 0) ||
         (rc = caption_text_init(cap, err)) < 0) {
         /* Prefix the message with the file name, truncating its end if need be. */
         const size_t prefix = sizeof CAPTIONER_FILE + 1;
@@ -127,6 +130,13 @@ int ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err)
         memcpy(err->msg, CAPTIONER_FILE ": ", prefix);
         ce_captioner_close(cap);
         return rc == -ENOENT ? -EBADMSG : rc;
+    }
+    cap->text_only = text_only;
+    if (text_only) {
+        /* The identity hashes every weight; the text side never reports it. */
+        snprintf(cap->version, sizeof cap->version, "cap-text-only");
+        *out = cap;
+        return 0;
     }
     uint32_t h = 2166136261u;
     for (int i = 0; i < ce_weights_count(cap->weights); i++) {
@@ -157,6 +167,10 @@ const char *ce_captioner_version(const ce_captioner *cap) { return cap->version;
 int ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err)
 {
     *out = NULL;
+    if (cap->text_only) {
+        snprintf(err->msg, sizeof err->msg, "the captioner was opened for text only");
+        return -EINVAL;
+    }
     ce_captioner_scratch *s = calloc(1, sizeof *s);
     if (!s) goto oom;
     size_t H = (size_t)cap->hidden, V = (size_t)cap->n_words, B = MAX_BEAM;
@@ -274,15 +288,19 @@ static int load_config(ce_captioner *cap, ce_err *err)
     return 0;
 }
 
+static int load_vocabularies(ce_captioner *cap, ce_err *err)
+{
+    int rc = load_strings(cap->weights, "vocab/words", cap->n_words, &cap->words, &cap->word_storage, err);
+    if (rc < 0) return rc;
+    return load_strings(cap->weights, "concepts/words", cap->n_concepts, &cap->concepts,
+                        &cap->concept_storage, err);
+}
+
 static int load_tensors(ce_captioner *cap, ce_err *err)
 {
     const ce_weights *w = cap->weights;
     const int V = cap->n_words, K = cap->n_concepts, E = cap->emb, H = cap->hidden, C = cap->cond;
     const int F = cap->feat_dim, Hh = cap->head_hidden;
-    int rc = load_strings(w, "vocab/words", V, &cap->words, &cap->word_storage, err);
-    if (rc < 0) return rc;
-    if ((rc = load_strings(w, "concepts/words", K, &cap->concepts, &cap->concept_storage, err)) < 0)
-        return rc;
     if (!(cap->feat_mean = ce_weights_f32(w, "head/feat_mean", err, 1, F)) ||
         !(cap->feat_scale = ce_weights_f32(w, "head/feat_scale", err, 1, F)) ||
         !(cap->head_w1 = ce_weights_f32(w, "head/w1", err, 2, Hh, F)) ||

@@ -23,6 +23,7 @@ typedef struct {
 struct ce_captioner {
     ce_weights *weights;
     char version[32];
+    int text_only;                   /* vocabularies only: no network weights */
     int n_words, n_concepts, emb, hidden, cond, feat_dim, head_hidden, ngram_block;
     float length_alpha, cond_gamma;
     const char **words;              /* n_words: 0 <pad>, 1 <eos>, 2 <unk> */

@@ -13,8 +13,10 @@ typedef struct ce_captioner ce_captioner;
 typedef struct ce_captioner_scratch ce_captioner_scratch;
 
 /* Loads <models_dir>/captioner.csw. Returns -ENOENT (quietly, message filled) when the
- * file is absent so that a model without a captioner still detects objects. */
-int  ce_captioner_open(const char *models_dir, ce_captioner **out, ce_err *err);
+ * file is absent so that a model without a captioner still detects objects.
+ * text_only: just the vocabularies and the text side (ce_text_concepts), for searching;
+ * captioning with such a captioner fails. */
+int  ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err);
 void ce_captioner_close(ce_captioner *cap);
 /* Short identity of the weights ("cap-1a2b3c4d"), part of ce_model_version(). */
 const char *ce_captioner_version(const ce_captioner *cap);

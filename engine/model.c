@@ -72,7 +72,7 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
         if (rc < 0) goto fail;
         if ((rc = cnn_net_build(m->backbone, &m->cnn, err)) < 0) goto fail;
     }
-    rc = ce_captioner_open(models_dir, &m->captioner, err);
+    rc = ce_captioner_open(models_dir, flags & CE_OPEN_TEXT_ONLY, &m->captioner, err);
     if (rc == -ENOENT) {
         m->captioner = NULL;
         err->msg[0] = 0;
@@ -117,7 +117,7 @@ int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
     s->model = model;
     int rc = 0;
     if (model->cnn && (rc = cnn_state_new(model->cnn, &s->cnn, err)) < 0) goto fail;
-    if (model->captioner &&
+    if (model->captioner && model->cnn &&   /* text-only models caption nothing */
         (rc = ce_captioner_scratch_new(model->captioner, &s->captioner, err)) < 0)
         goto fail;
     *out = s;

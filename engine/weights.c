@@ -31,11 +31,17 @@ struct ce_weights {
 };
 
 static int parse(ce_weights *w, ce_err *err);
+static int convert_f16(ce_weights *w, ce_err *err);
 static int fail(ce_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------ open / close */
 
 int ce_weights_open(const char *path, ce_weights **out, ce_err *err)
+{
+    return ce_weights_open_flags(path, CE_WEIGHTS_CONVERT_F16, out, err);
+}
+
+int ce_weights_open_flags(const char *path, int flags, ce_weights **out, ce_err *err)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -68,6 +74,7 @@ int ce_weights_open(const char *path, ce_weights **out, ce_err *err)
     w->size = (size_t)st.st_size;
     w->mapped = 1;
     int rc = parse(w, err);
+    if (rc == 0 && !(flags & CE_WEIGHTS_SKIP_F16)) rc = convert_f16(w, err);
     if (rc < 0) {
         char msg[CE_ERR_MAX];
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
@@ -95,6 +102,7 @@ int ce_weights_open_memory(const void *data, size_t size, ce_weights **out, ce_e
     w->base = copy;
     w->size = size;
     int rc = parse(w, err);
+    if (rc == 0) rc = convert_f16(w, err);
     if (rc < 0) {
         ce_weights_close(w);
         return rc;
@@ -278,7 +286,12 @@ static int parse(ce_weights *w, ce_err *err)
     for (uint32_t i = 1; i < count; i++)
         if (!strcmp(w->tensors[w->sorted[i]].name, w->tensors[w->sorted[i - 1]].name))
             return fail(err, -EBADMSG, "tensor '%s' appears twice", w->tensors[w->sorted[i]].name);
+    return 0;
+}
 
+/* The engine computes in float32: float16 tensors get a converted copy once, at open. */
+static int convert_f16(ce_weights *w, ce_err *err)
+{
     for (int i = 0; i < w->count; i++) {
         ce_tensor *t = &w->tensors[i];
         if (t->dtype != CE_DT_F16) continue;

@@ -19,7 +19,7 @@ enum { CE_DT_F32 = 0, CE_DT_F16 = 1, CE_DT_I32 = 2, CE_DT_U8 = 3 };
 
 typedef struct {
     const char *name;                 /* NUL-terminated copy */
-    int dtype;                        /* CE_DT_*, never CE_DT_F16 (converted on open) */
+    int dtype;                        /* CE_DT_*, CE_DT_F16 only with CE_WEIGHTS_SKIP_F16 */
     int rank;
     uint32_t dims[CE_WEIGHTS_MAX_RANK];
     size_t count;                     /* product of dims */
@@ -31,6 +31,12 @@ typedef struct ce_weights ce_weights;
 /* Maps and validates a file. -ENOENT when it does not exist, -EBADMSG when it breaks a
  * rule of the format (the message says which). */
 int  ce_weights_open(const char *path, ce_weights **out, ce_err *err);
+/* CE_WEIGHTS_SKIP_F16: float16 tensors are neither converted nor reachable by the typed
+ * lookups (they keep dtype CE_DT_F16): for a reader that needs only the small int32 /
+ * uint8 / float32 tensors, such as the search's text side, so that opening costs an
+ * mmap instead of converting every weight. */
+enum { CE_WEIGHTS_CONVERT_F16 = 0, CE_WEIGHTS_SKIP_F16 = 1 };
+int  ce_weights_open_flags(const char *path, int flags, ce_weights **out, ce_err *err);
 /* The same from a buffer (copied): used by the fuzz target and tests. */
 int  ce_weights_open_memory(const void *data, size_t size, ce_weights **out, ce_err *err);
 void ce_weights_close(ce_weights *w);

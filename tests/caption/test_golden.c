@@ -29,7 +29,7 @@ int main(int argc, char **argv)
     ce_captioner *cap = NULL;
     ce_captioner_scratch *s = NULL;
     ce_weights *gold = NULL;
-    if (ce_captioner_open(argv[1], &cap, &err) < 0 || ce_captioner_scratch_new(cap, &s, &err) < 0 ||
+    if (ce_captioner_open(argv[1], 0, &cap, &err) < 0 || ce_captioner_scratch_new(cap, &s, &err) < 0 ||
         ce_weights_open(argv[2], &gold, &err) < 0) {
         fprintf(stderr, "test_golden: %s\n", err.msg);
         return 1;
