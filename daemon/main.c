@@ -148,6 +148,16 @@ int main(int argc, char **argv)
     }
 
     int hung = d.pipe ? cx_pipeline_hung(d.pipe) : 0;
+    /* Freeing the watcher and the pipeline runs the loop (handles closing): none of our
+     * callbacks may fire then (the status timer read the freed watcher: ASan, found by
+     * the index-deleted fault test). */
+    if (d.status_timer.loop) {
+        uv_timer_stop(&d.status_timer);
+        uv_timer_stop(&d.grace_timer);
+        uv_signal_stop(&d.sig_term);
+        uv_signal_stop(&d.sig_int);
+        uv_signal_stop(&d.sig_hup);
+    }
     if (d.watch) dw_free(d.watch);
     if (d.pipe) cx_pipeline_free(d.pipe);
     uv_walk(&d.loop, close_handle, NULL);
