@@ -29,7 +29,7 @@ MAX_WORDS = 20
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=os.path.join(os.path.dirname(__file__), "work"))
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--hidden", type=int, default=256)
