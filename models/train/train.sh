@@ -2,8 +2,9 @@
 # The whole captioner training pipeline, one command, fixed seeds:
 #   models/train/train.sh BUILD_DIR
 # BUILD_DIR holds the built extract_features (cmake --build BUILD_DIR --target
-# extract_features) and models/ssdlite_mobilenet_v2_coco.csw must exist. About 40-60
-# CPU minutes on 2 cores; run it with nice in the background. Every step logs to
+# extract_features) and models/ssdlite_mobilenet_v2_coco.csw must exist. About 1-2.5
+# hours on 2 cores (models/README.md has the measured times); run it with nice in the
+# background. Every step logs to
 # models/train/work/<step>.log; the results are models/captioner.csw,
 # tests/caption/golden.csw and work/baseline/captioner.csw (the Show-and-Tell baseline).
 set -eu

@@ -66,7 +66,7 @@ def average_precision(scores, labels):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=os.path.join(os.path.dirname(__file__), "work"))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--neg-weight", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3)
