@@ -381,6 +381,9 @@ void cx_pipeline_scan(cx_pipeline *p, const char *dir, int flags)
     d->next = p->walk_stack;
     p->walk_stack = d;
     p->stats.scanning = 1;
+    /* A scan is work even when it finds nothing to do (an empty folder, only symlinks):
+     * on_idle must still follow it, or `capsearch index` would wait for it forever. */
+    p->was_busy = 1;
     if (vanished) {
         for (prefix *v = p->vanished; v; v = v->next)
             if (!strcmp(v->path, dir)) vanished = 0;

@@ -736,6 +736,17 @@ def scenario_cli_index(args, d, img):
             raise Failure("capsearch index %s: exit %d (wanted %d): %s"
                           % (" ".join(extra), r.returncode, want_rc, out))
         return out
+    # nothing to do must still finish (it once waited forever for a busy period that
+    # never began): an empty folder, and one holding only symlinks (not followed)
+    empty = os.path.join(d.work, "empty")
+    links = os.path.join(d.work, "links")
+    os.makedirs(empty)
+    os.makedirs(links)
+    os.symlink(os.path.join(args.photos, "dog.jpg"), os.path.join(links, "dog.jpg"))
+    for folder in (empty, links):
+        out = run(folder)
+        if "0 indexed, 0 failed" not in out:
+            raise Failure("nothing to index in %s: %s" % (folder, out))
     files = []
     for i in range(12):
         files.append(os.path.join(d.root, "y%d" % (i % 3), "c%02d.jpg" % i))
