@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "capdb.h"
+#include "capengine.h"
 
 enum { EXIT_MATCH = 0, EXIT_NO_MATCH = 1, EXIT_TROUBLE = 2 };
 
@@ -75,5 +76,11 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
 /* Parses YYYY-MM-DD[THH:MM:SS] as UTC (EXIF times are stored that way) into unix
  * seconds; a bare date with end_of_day set means its last second. 0 ok, -1 invalid. */
 int cli_parse_date(const char *s, int end_of_day, int64_t *out);
+
+/* Opens the model (models_dir NULL = the default) and one session for the image
+ * subcommands; need_captioner: refuse a model folder without captioner.csw. Prints the
+ * error and returns EXIT_TROUBLE on failure, 0 on success. */
+int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
+                    ce_session **session);
 
 #endif

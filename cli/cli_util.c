@@ -339,3 +339,20 @@ static void print_json_hit(FILE *out, const capdb_hit *h)
     if (h->taken_time) fprintf(out, "%lld", (long long)h->taken_time); else fputs("null", out);
     fprintf(out, ",\"mtime\":%lld}\n", (long long)(h->mtime_ns / 1000000000));
 }
+
+int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
+                    ce_session **session)
+{
+    ce_err err;
+    if (ce_model_open(models_dir, CE_OPEN_DEFAULT, model, &err) < 0)
+        return cli_error("cannot load the model: %s", err.msg);
+    if (need_captioner && !ce_model_has_captioner(*model)) {
+        ce_model_close(*model);
+        return cli_error("the model directory has no captioner.csw");
+    }
+    if (ce_session_new(*model, session, &err) < 0) {
+        ce_model_close(*model);
+        return cli_error("%s", err.msg);
+    }
+    return 0;
+}

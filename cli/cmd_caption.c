@@ -66,17 +66,8 @@ int cmd_caption(int argc, char **argv)
 
     ce_err err;
     ce_model *model;
-    if (ce_model_open(models_dir ? models_dir : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) < 0)
-        return cli_error("cannot load the model: %s", err.msg);
-    if (!ce_model_has_captioner(model)) {
-        ce_model_close(model);
-        return cli_error("the model directory has no captioner.csw");
-    }
     ce_session *session;
-    if (ce_session_new(model, &session, &err) < 0) {
-        ce_model_close(model);
-        return cli_error("%s", err.msg);
-    }
+    if (cli_open_engine(models_dir, 1, &model, &session) != 0) return EXIT_TROUBLE;
     /* One image at a time: latency matters, so BLAS may use every core. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     ce_set_blas_threads(cores > 0 ? (int)cores : 1);

@@ -45,13 +45,8 @@ int cmd_detect(int argc, char **argv)
 
     ce_err err;
     ce_model *model;
-    if (ce_model_open(models_dir ? models_dir : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) < 0)
-        return cli_error("cannot load the model: %s", err.msg);
     ce_session *session;
-    if (ce_session_new(model, &session, &err) < 0) {
-        ce_model_close(model);
-        return cli_error("%s", err.msg);
-    }
+    if (cli_open_engine(models_dir, 0, &model, &session) != 0) return EXIT_TROUBLE;
     /* One BLAS thread: this network's matrices are small, and measured (tests/bench/cnn)
      * a second thread made each image slower, badly so when other work shares the cores
      * (OpenBLAS threads spin while they wait). */
