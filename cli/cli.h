@@ -26,9 +26,9 @@ int cmd_index(int argc, char **argv);
 /* Prints "capsearch: <message>" to stderr; returns EXIT_TROUBLE for `return cli_error(...)`. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* cli_error("%s", msg) for a database error, plus how to rebuild when SQLite says the file
- * is damaged ("malformed", "not a database"). Returns EXIT_TROUBLE. */
-int cli_db_error(const char *msg);
+/* cli_error("%s", err->msg) for a database error, plus how to rebuild when SQLite said the
+ * file is damaged (err->damaged: by result code, not message text). Returns EXIT_TROUBLE. */
+int cli_db_error(const capdb_err *err);
 
 /* Writes s as a JSON string literal (quotes included). Bytes that are not valid UTF-8
  * (file names may hold any) become U+FFFD so the output is always valid JSON. */
@@ -48,7 +48,8 @@ typedef struct {
     const char *db_path;          /* --db, NULL = capdb_default_path() */
     const char *models_dir;       /* --models, NULL = ce_default_models_dir() */
     char *under_dir;              /* --dir, made absolute (owned) */
-    int64_t since, until;         /* --since / --until, unix seconds, 0 = open */
+    int64_t since, until;         /* --since / --until, unix seconds (may be negative) */
+    int has_since, has_until;     /* ... each set only when given */
     int limit;                    /* --limit, default 20 */
     int json, print0;
 } cli_search_options;
@@ -74,7 +75,8 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
                   const char *exclude);
 
 /* Parses YYYY-MM-DD[THH:MM:SS] as UTC (EXIF times are stored that way) into unix
- * seconds; a bare date with end_of_day set means its last second. 0 ok, -1 invalid. */
+ * seconds, years 1800..9999 (negative before 1970); a bare date with end_of_day set means
+ * its last second. 0 ok, -1 invalid. */
 int cli_parse_date(const char *s, int end_of_day, int64_t *out);
 
 /* Opens the model (models_dir NULL = the default) and one session for the image

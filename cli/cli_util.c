@@ -8,25 +8,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "indexer.h"
 
 int cli_error(const char *fmt, ...)
 {
+    char msg[4096];
     va_list ap;
-    fputs("capsearch: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    fputs("capsearch: ", stderr);
+    /* messages quote file names: line by line through the terminal-safety rule */
+    for (char *line = msg, *end; line; line = end ? end + 1 : NULL) {
+        end = strchr(line, '\n');
+        if (end) *end = '\0';
+        cx_fputs_printable(line, stderr);
+        if (end) fputc('\n', stderr);
+    }
     fputc('\n', stderr);
     return EXIT_TROUBLE;
 }
 
-int cli_db_error(const char *msg)
+int cli_db_error(const capdb_err *err)
 {
-    cli_error("%s", msg);
-    if (strstr(msg, "malformed") || strstr(msg, "not a database"))
+    cli_error("%s", err->msg);
+    if (err->damaged)
         fputs("  the index is damaged; it holds nothing the photos cannot give again: delete it\n"
               "  (the file and its -wal and -shm files) and rebuild it with 'capsearch index DIR...'\n"
               "  or by restarting capsearchd\n", stderr);
@@ -148,17 +158,20 @@ int cli_parse_search_options(int argc, char **argv, cli_search_options *o,
         case OPT_DIR:
             free(o->under_dir);
             if (!(o->under_dir = absolute_dir(optarg))) {
-                cli_error("--dir %s: %s", optarg, strerror(errno));
+                cli_error("--dir %s: %s", optarg, errno == ENOTDIR ? "not a folder" : strerror(errno));
                 return -1;
             }
             break;
         case OPT_SINCE:
         case OPT_UNTIL:
             if (cli_parse_date(optarg, c == OPT_UNTIL, c == OPT_SINCE ? &o->since : &o->until)) {
-                cli_error("%s wants a date like 2024-07-31 or 2024-07-31T18:30:00, not '%s'",
-                          c == OPT_SINCE ? "--since" : "--until", optarg);
+                cli_error("%s wants a date from 1800-01-01 to 9999-12-31 like 2024-07-31 or "
+                          "2024-07-31T18:30:00, not '%s'", c == OPT_SINCE ? "--since" : "--until",
+                          optarg);
                 return -1;
             }
+            if (c == OPT_SINCE) o->has_since = 1;
+            else o->has_until = 1;
             break;
         case 'h':
             usage(stdout);
@@ -200,19 +213,18 @@ void cli_print_search_options_help(FILE *out)
           "  -h, --help        show this help\n", out);
 }
 
-/* --dir names a folder as the index stores it: absolute, symlinks resolved. A folder
- * that no longer exists is still a valid filter (its rows may linger). */
+/* --dir names a folder as the index stores it: absolute, symlinks resolved. It must be
+ * an existing folder: a typo would otherwise answer "nothing found" with exit 1, which
+ * reads as "no such photos". (Rows of a removed folder go with `capsearch prune`.) */
 static char *absolute_dir(const char *dir)
 {
-    char *real = realpath(dir, NULL);
-    if (real) return real;
-    if (dir[0] == '/') return strdup(dir);
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd)) return NULL;
-    size_t len = strlen(cwd) + strlen(dir) + 2;
-    char *abs = malloc(len);
-    if (abs) snprintf(abs, len, "%s/%s", cwd, dir);
-    return abs;
+    struct stat st;
+    if (stat(dir, &st) != 0) return NULL;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return NULL;
+    }
+    return realpath(dir, NULL);
 }
 
 int cli_parse_date(const char *s, int end_of_day, int64_t *out)
@@ -230,7 +242,8 @@ int cli_parse_date(const char *s, int end_of_day, int64_t *out)
     }
     if (s[used] != '\0') return -1;
     static const int DAYS[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > DAYS[mo - 1] || h > 23 || mi > 59 ||
+    /* EXIF dates from 1800 on are accepted (exif.c): scanned prints are older than 1970 */
+    if (y < 1800 || mo < 1 || mo > 12 || d < 1 || d > DAYS[mo - 1] || h > 23 || mi > 59 ||
         sec > 60 || h < 0 || mi < 0 || sec < 0)
         return -1;
     tm.tm_year = y - 1900;
@@ -253,13 +266,13 @@ int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size)
     char buf[4096];
     const char *path = db_path ? db_path : capdb_default_path(buf, sizeof buf);
     if (resolved && size) snprintf(resolved, size, "%s", path);
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int rc = capdb_open(path, CAPDB_OPEN_READONLY, out, &err);
     if (rc == -ENOENT)
         return cli_error("no index at %s\n"
                          "  create one with 'capsearch index DIR...', or start the daemon "
                          "(systemctl --user start capsearchd, or capsearchd)", path);
-    if (rc < 0) return cli_db_error(err.msg);
+    if (rc < 0) return cli_db_error(&err);
     return 0;
 }
 
@@ -273,16 +286,19 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
                   const char *exclude)
 {
     capdb_results res;
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int rc = capdb_search(db, q, &res, &err);
-    if (rc < 0) return cli_db_error(err.msg);
+    if (rc < 0) return cli_db_error(&err);
     int color = !o->json && !o->print0 && cli_stdout_is_tty();
+    int print0_raw = !isatty(STDOUT_FILENO);
     int shown = 0;
     for (int i = 0; i < res.n && shown < o->limit; i++) {
         const capdb_hit *h = &res.hits[i];
         if (exclude && strcmp(h->path, exclude) == 0) continue;
         if (o->print0) {
-            fputs(h->path, stdout);
+            /* raw bytes for xargs -0; on a terminal, made safe like any other line */
+            if (print0_raw) fputs(h->path, stdout);
+            else cx_fputs_printable(h->path, stdout);
             fputc('\0', stdout);
         } else if (o->json) {
             print_json_hit(stdout, h);
@@ -315,15 +331,18 @@ static void print_text_hit(FILE *out, const capdb_hit *h, int color)
     fputc('\n', out);
 }
 
-/* Control bytes (a newline in a file name) would forge lines: shown as '?'. The
- * snippet's \x01 / \x02 markers become bold on / off, or nothing. */
+/* Control bytes (a newline or an ESC in a file name) would forge lines or rewrite the
+ * terminal: shown as '?' (printable.c states the rule). The snippet's \x01 / \x02
+ * markers become bold on / off, or nothing. */
 static void put_sanitised(FILE *out, const char *s, int markers, int color)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (markers && *p == 0x01) { if (color) fputs("\033[1m", out); }
-        else if (markers && *p == 0x02) { if (color) fputs("\033[0m", out); }
-        else if (*p < 0x20 || *p == 0x7f) fputc('?', out);
-        else fputc(*p, out);
+    while (*s) {
+        int len = cx_printable_len(s);
+        if (markers && *s == 0x01) { if (color) fputs("\033[1m", out); }
+        else if (markers && *s == 0x02) { if (color) fputs("\033[0m", out); }
+        else if (len > 0) { fwrite(s, 1, (size_t)len, out); s += len; continue; }
+        else fputc('?', out);
+        s++;
     }
 }
 

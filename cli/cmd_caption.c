@@ -13,6 +13,7 @@
 
 #include "capengine.h"
 #include "cli.h"
+#include "indexer.h"
 
 #define DEFAULT_SHOWN_TAGS 8
 
@@ -33,7 +34,8 @@ int cmd_caption(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int json = 0, n_tags = DEFAULT_SHOWN_TAGS;
-    ce_caption_options copt = {0, 0};
+    ce_caption_options copt;
+    memset(&copt, 0, sizeof copt);
     const char *models_dir = NULL;
     int opt;
     long v;
@@ -125,12 +127,17 @@ static void usage(FILE *out)
 
 static void print_text(const char *path, const ce_caption *c, int n_tags)
 {
-    printf("%s: %s\n", path, c->caption);
+    cx_fputs_printable(path, stdout);
+    fputs(": ", stdout);
+    cx_fputs_printable(c->caption, stdout);
+    putchar('\n');
     if (n_tags > 0 && c->n_tags > 0) {
         fputs("  tags:", stdout);
-        for (int i = 0; i < c->n_tags && i < n_tags; i++)
-            printf(" %s (%.2f)%s", c->tags[i].word, c->tags[i].score,
-                   i + 1 < c->n_tags && i + 1 < n_tags ? "," : "");
+        for (int i = 0; i < c->n_tags && i < n_tags; i++) {
+            putchar(' ');
+            cx_fputs_printable(c->tags[i].word, stdout);
+            printf(" (%.2f)%s", c->tags[i].score, i + 1 < c->n_tags && i + 1 < n_tags ? "," : "");
+        }
         putchar('\n');
     }
 }

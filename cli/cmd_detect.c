@@ -12,6 +12,7 @@
 
 #include "capengine.h"
 #include "cli.h"
+#include "indexer.h"
 
 static void usage(FILE *out);
 static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o);
@@ -101,7 +102,8 @@ static void print_text(const char *path, const ce_image *img, const ce_cnn_outpu
     /* Boxes are fractions of the image; show them in the stored image's pixels. */
     double w = img->source_width > 0 ? img->source_width : img->width;
     double h = img->source_height > 0 ? img->source_height : img->height;
-    printf("%s: %d object%s\n", path, o->n_detections, o->n_detections == 1 ? "" : "s");
+    cx_fputs_printable(path, stdout);
+    printf(": %d object%s\n", o->n_detections, o->n_detections == 1 ? "" : "s");
     for (int i = 0; i < o->n_detections; i++) {
         const ce_detection *d = &o->detections[i];
         char from[32], to[32];

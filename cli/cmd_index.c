@@ -76,9 +76,16 @@ int cmd_index(int argc, char **argv)
     for (int i = optind; i < argc; i++) {
         char abs[PATH_MAX];
         struct stat st;
-        if (!realpath(argv[i], abs) || stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (!realpath(argv[i], abs) || stat(abs, &st) != 0) {
+            int e = errno;
             cx_config_free(&cfg);
-            return cli_error("index: %s: %s", argv[i], errno ? strerror(errno) : "not a folder");
+            return cli_error("index: %s: %s", argv[i], strerror(e));
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            cx_config_free(&cfg);
+            return cli_error("index: %s is a file, not a folder: 'capsearch index' takes folders "
+                             "(index its folder, or caption one file with 'capsearch caption')",
+                             argv[i]);
         }
         if (cx_config_set(&cfg, "root", abs, err, sizeof err) < 0) {
             cx_config_free(&cfg);
@@ -99,11 +106,11 @@ int cmd_index(int argc, char **argv)
         return cli_error("index: cannot load the model from %s: %s", models, cerr.msg);
     }
     capdb *db = NULL;
-    capdb_err derr = {{0}};
+    capdb_err derr = {{0}, 0};
     if (capdb_open(db_path, CAPDB_OPEN_WRITE, &db, &derr) < 0) {
         ce_model_close(model);
         cx_config_free(&cfg);
-        return cli_db_error(derr.msg);
+        return cli_db_error(&derr);
     }
 
     index_run r;

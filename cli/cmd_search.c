@@ -43,6 +43,8 @@ int cmd_search(int argc, char **argv)
             .under_dir = o.under_dir,
             .since = o.since,
             .until = o.until,
+            .has_since = o.has_since,
+            .has_until = o.has_until,
             .limit = o.limit,
             .with_snippet = !o.print0 && !o.json,
         };

@@ -41,6 +41,8 @@ int cmd_similar(int argc, char **argv)
             .under_dir = o.under_dir,
             .since = o.since,
             .until = o.until,
+            .has_since = o.has_since,
+            .has_until = o.has_until,
             .limit = o.limit + 1,          /* the image itself is among the best */
         };
         rc = cli_run_query(db, &q, &o, path);
@@ -64,7 +66,7 @@ static void usage(FILE *out)
 
 static int image_vector(capdb *db, const char *path, const char *models_dir, float *vec)
 {
-    capdb_err dberr = {{0}};
+    capdb_err dberr = {{0}, 0};
     int found = capdb_get_pooled(db, path, vec, CE_POOLED_DIM, &dberr);
     if (found == 1) return 0;
     if (found < 0 && found != -EINVAL) return cli_error("%s", dberr.msg);

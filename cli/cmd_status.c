@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "indexer.h"
 
 #define FAILURES_SHOWN 10
 /* A live daemon refreshes its heartbeat every few seconds. */
@@ -99,11 +100,11 @@ static void usage(FILE *out)
 
 static int gather(capdb *db, status_info *st, failure_list *fl)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     st->schema_version = capdb_schema_version(db);
     if (capdb_counts_get(db, &st->counts, &err) < 0 ||
         capdb_foreach_failure(db, FAILURES_SHOWN, collect_failure, fl, &err) < 0)
-        return cli_db_error(err.msg);
+        return cli_db_error(&err);
     meta(db, "model_version", st->model_version, sizeof st->model_version);
     meta(db, "daemon.state", st->state, sizeof st->state);
     meta(db, "daemon.queue", st->queue, sizeof st->queue);
@@ -128,15 +129,19 @@ static void print_text(const status_info *st, const failure_list *fl)
 {
     char size[32];
     human_size(st->counts.db_bytes, size, sizeof size);
-    printf("database:  %s (%s)\n", st->path, size);
+    char text[4096];
+    printf("database:  %s (%s)\n", cx_printable(st->path, text, sizeof text), size);
     printf("schema:    version %d\n", st->schema_version);
-    printf("model:     %s\n", st->model_version[0] ? st->model_version : "(nothing indexed yet)");
+    printf("model:     %s\n", st->model_version[0] ? cx_printable(st->model_version, text, sizeof text)
+                                                    : "(nothing indexed yet)");
     printf("images:    %lld indexed, %lld failed\n", (long long)st->counts.ok,
            (long long)st->counts.failed);
     if (st->running) {
-        printf("daemon:    running (pid %ld), %s", st->pid, st->state[0] ? st->state : "state unknown");
-        if (st->queue[0]) printf(", %s queued", st->queue);
-        if (st->indexed[0]) printf(", %s indexed since start", st->indexed);
+        printf("daemon:    running (pid %ld), %s", st->pid,
+               st->state[0] ? cx_printable(st->state, text, sizeof text) : "state unknown");
+        if (st->queue[0]) printf(", %s queued", cx_printable(st->queue, text, sizeof text));
+        if (st->indexed[0])
+            printf(", %s indexed since start", cx_printable(st->indexed, text, sizeof text));
         if (st->heartbeat_age >= 0) printf(", heartbeat %llds ago", (long long)st->heartbeat_age);
         if (st->heartbeat_age > HEARTBEAT_STALE_S) printf(" (stalled?)");
         putchar('\n');
@@ -145,13 +150,19 @@ static void print_text(const status_info *st, const failure_list *fl)
     }
     if (st->roots[0]) {
         printf("watching:  ");
-        for (const char *p = st->roots; *p; p++) {
-            if (*p == '\n') { if (p[1]) fputs("\n           ", stdout); }
-            else putchar(*p);
+        for (const char *p = st->roots; *p;) {
+            if (*p == '\n') {
+                if (p[1]) fputs("\n           ", stdout);
+                p++;
+                continue;
+            }
+            int len = cx_printable_len(p);
+            if (len == 0) { putchar('?'); p++; }
+            else { fwrite(p, 1, (size_t)len, stdout); p += len; }
         }
         putchar('\n');
     }
-    if (st->last_error[0]) printf("last error: %s\n", st->last_error);
+    if (st->last_error[0]) printf("last error: %s\n", cx_printable(st->last_error, text, sizeof text));
     if (fl->n) {
         printf("recent failures:\n");
         for (int i = 0; i < fl->n; i++) {
@@ -159,7 +170,11 @@ static void print_text(const status_info *st, const failure_list *fl)
             time_t t = (time_t)fl->when[i];
             struct tm tm;
             if (t && localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
-            printf("  %s  %s: %s\n", when, fl->paths[i], fl->errors[i]);
+            printf("  %s  ", when);
+            cx_fputs_printable(fl->paths[i], stdout);
+            fputs(": ", stdout);
+            cx_fputs_printable(fl->errors[i], stdout);
+            putchar('\n');
         }
     }
 }

@@ -30,6 +30,23 @@ static const subcommand SUBCOMMANDS[] = {
 };
 #define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
 
+/* The index of the first argument that is neither an option nor an option's value
+ * (argc when none), reading the search options that take a value. */
+static int first_operand(int argc, char **argv)
+{
+    static const char *const WITH_VALUE[] = {"--db", "--models", "--dir", "--since", "--until",
+                                             "--limit", "-n"};
+    int i = 1;
+    while (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
+        if (!strcmp(argv[i], "--")) return i + 1 < argc ? i + 1 : argc;
+        int takes_value = 0;
+        for (size_t k = 0; k < sizeof WITH_VALUE / sizeof WITH_VALUE[0]; k++)
+            if (!strcmp(argv[i], WITH_VALUE[k])) takes_value = 1;
+        i += takes_value ? 2 : 1;
+    }
+    return i < argc ? i : argc;
+}
+
 static void print_usage(FILE *out)
 {
     fprintf(out,
@@ -61,6 +78,19 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)
         if (!strcmp(argv[1], SUBCOMMANDS[i].name))
             return SUBCOMMANDS[i].run(argc - 1, argv + 1);
+
+    /* "capsearch --db X status": options before a subcommand's name are that subcommand's
+     * options ("capsearch status --db X"); the subcommand accepts or refuses each. */
+    int first = first_operand(argc, argv);
+    if (first > 1 && first < argc) {
+        for (size_t i = 0; i < N_SUBCOMMANDS; i++) {
+            if (strcmp(argv[first], SUBCOMMANDS[i].name)) continue;
+            char *name = argv[first];
+            memmove(argv + 2, argv + 1, (size_t)(first - 1) * sizeof *argv);
+            argv[1] = name;
+            return SUBCOMMANDS[i].run(argc - 1, argv + 1);
+        }
+    }
 
     /* Anything else is a query: "capsearch dog beach" == "capsearch search dog beach".
      * A query that happens to equal a subcommand name needs "capsearch search -- WORD". */

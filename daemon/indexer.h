@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <syslog.h>
 #include <uv.h>
 
@@ -33,6 +34,17 @@ void cx_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2,
 int cx_log_parse_level(const char *name);
 /* The newest message logged at LOG_ERR or worse ("" when none), for daemon.last_error. */
 const char *cx_log_last_error(void);
+
+/* ------------------------------------------------------------------ terminal safety */
+
+/* printable.c: bytes of the printable character at s (1..4), or 0 when the byte at s
+ * must not reach a terminal (a control character or invalid UTF-8). */
+int   cx_printable_len(const char *s);
+/* Writes s with each unsafe byte as '?'. */
+void  cx_fputs_printable(const char *s, FILE *out);
+/* Copies s into buf (size > 0, always terminated, never cutting a character) with each
+ * unsafe byte as '?'; returns buf. */
+char *cx_printable(const char *s, char *buf, size_t size);
 
 /* ------------------------------------------------------------------ config */
 

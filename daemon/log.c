@@ -53,12 +53,13 @@ void cx_log(int priority, const char *fmt, ...)
     va_list ap;
     if (priority < LOG_EMERG) priority = LOG_EMERG;
     if (priority > LOG_DEBUG) priority = LOG_DEBUG;
+    char raw[2048];
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    /* one event, one line: a file name holding a newline must not split it */
-    for (char *c = msg; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = '?';
+    /* one event, one line, no escape sequences: a file name holding a newline or an ESC
+     * must neither split the line nor rewrite the reader's terminal */
+    cx_printable(raw, msg, sizeof msg);
     if (priority <= LOG_ERR) {
         size_t n = strnlen(msg, sizeof LOG.last_error - 1);
         memcpy(LOG.last_error, msg, n);

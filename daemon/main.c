@@ -8,11 +8,13 @@
  * (READY=1, STATUS=, WATCHDOG=1) and to `capsearch status` (the daemon.* meta keys).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -44,6 +46,7 @@ typedef struct {
     int64_t last_logged_runs;
     dev_t db_dev;               /* the index file opened: another one there means it was */
     ino_t db_ino;               /* deleted or replaced under us */
+    int lock_fd;                /* flock'd PATH.capsearchd.lock: one daemon per index */
 } daemon_state;
 
 static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_size);
@@ -52,6 +55,8 @@ static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
 static void print_usage(FILE *out);
 static int open_database(daemon_state *d);
 static int index_lost(daemon_state *d, char *why, size_t size);
+static int move_aside(const char *path, char *aside, size_t size);
+static int take_daemon_lock(daemon_state *d);
 static void on_signal(uv_signal_t *h, int signum);
 static void reload(daemon_state *d);
 static void on_status_timer(uv_timer_t *t);
@@ -69,6 +74,7 @@ int main(int argc, char **argv)
     daemon_state d;
     char err[CX_CONFIG_ERR_MAX];
     memset(&d, 0, sizeof d);
+    d.lock_fd = -1;
     d.argc = argc;
     d.argv = argv;
     cx_log_init("capsearchd", LOG_INFO);
@@ -163,6 +169,7 @@ int main(int argc, char **argv)
     uv_walk(&d.loop, close_handle, NULL);
     uv_run(&d.loop, UV_RUN_NOWAIT);
     capdb_close(d.db);
+    if (d.lock_fd >= 0) close(d.lock_fd);      /* only after the last write */
     if (hung > 0) {
         /* a worker thread is stuck in the engine: joining it would hang forever */
         cx_log(LOG_WARNING, "%d worker%s still stuck in the engine; exiting without them",
@@ -313,7 +320,7 @@ static void print_usage(FILE *out)
 
 static int open_database(daemon_state *d)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     char dir[PATH_MAX];
     /* the per-user location's folder may not exist yet */
     snprintf(dir, sizeof dir, "%s", d->cfg.db_path);
@@ -324,6 +331,11 @@ static int open_database(daemon_state *d)
     }
     int rc = capdb_open(d->cfg.db_path, CAPDB_OPEN_WRITE, &d->db, &err);
     if (rc < 0) cx_log(LOG_ERR, "cannot open the index %s: %s", d->cfg.db_path, err.msg);
+    if (rc == 0 && take_daemon_lock(d) < 0) {
+        capdb_close(d->db);
+        d->db = NULL;
+        return -EBUSY;
+    }
     struct stat st;
     if (rc == 0 && stat(d->cfg.db_path, &st) == 0) {
         d->db_dev = st.st_dev;
@@ -333,39 +345,93 @@ static int open_database(daemon_state *d)
 }
 
 /* The index deleted, replaced or damaged under us: nothing written from now on would be
- * found again. Say why; a damaged file is moved aside (PATH.damaged), and the -wal / -shm
- * of a lost one removed, so that the next start (systemd restarts us) creates a fresh
- * index and its startup scan rebuilds it from the photos. */
+ * found again. Say why; a damaged file is moved aside (PATH.damaged, never over an
+ * earlier one) with its -wal, and the -shm of a lost one removed, so that the next start
+ * (systemd restarts us) creates a fresh index and its startup scan rebuilds it.
+ *
+ * The trust rule: this runs every STATUS_INTERVAL_MS beside a live SQLite connection, so
+ * it never opens the database file (closing any descriptor of it drops every POSIX lock
+ * the process holds on it, and the next client to close would delete our live WAL), and
+ * it never decides from message text (a folder may be named "file is not a database"):
+ * stat(2) for deleted / replaced, capdb_damaged() (SQLite's result codes, and the header
+ * read through SQLite's own descriptor) for damaged. */
 static int index_lost(daemon_state *d, char *why, size_t size)
 {
     const char *path = d->cfg.db_path;
-    char side[PATH_MAX + 16], aside[PATH_MAX + 16];
+    char side[PATH_MAX + 16], aside[PATH_MAX + 32];
     struct stat st;
     if (stat(path, &st) != 0) {
         if (errno != ENOENT) return 0;
         snprintf(why, size, "the index %s was deleted", path);
+        snprintf(side, sizeof side, "%s-wal", path);
+        unlink(side);           /* a stale WAL must never be replayed into a new index */
     } else if (st.st_dev != d->db_dev || st.st_ino != d->db_ino) {
         snprintf(why, size, "the index %s was replaced by another file", path);
-        return 1;
+        return 1;               /* the new file and its -wal are someone else's */
     } else {
-        char head[16] = {0};
-        FILE *f = fopen(path, "rb");
-        size_t got = f ? fread(head, 1, sizeof head, f) : 0;
-        if (f) fclose(f);
-        const char *last = cx_log_last_error();
-        int damaged = strstr(last, "disk image is malformed") || strstr(last, "file is not a database") ||
-                      (got == sizeof head && memcmp(head, "SQLite format 3", 16) != 0);
-        if (!damaged) return 0;
-        snprintf(aside, sizeof aside, "%s.damaged", path);
-        int moved = rename(path, aside) == 0;
+        if (!capdb_damaged(d->db)) return 0;
+        int moved = move_aside(path, aside, sizeof aside);
         snprintf(why, size, "the index %s is damaged%s%s", path, moved ? "; moved to " : "",
                  moved ? aside : "");
+        if (moved) {
+            char wal_aside[PATH_MAX + 40];
+            snprintf(side, sizeof side, "%s-wal", path);
+            snprintf(wal_aside, sizeof wal_aside, "%s-wal", aside);
+            rename(side, wal_aside);        /* kept with its database, for forensics */
+        }
     }
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
     snprintf(side, sizeof side, "%s-shm", path);
     unlink(side);
     return 1;
+}
+
+/* Renames path to PATH.damaged, or PATH.damaged.N when that exists: link(2) refuses an
+ * existing name, so an earlier backup is never overwritten. Returns 1 when moved. */
+static int move_aside(const char *path, char *aside, size_t size)
+{
+    for (int n = 0; n < 100; n++) {
+        if (n == 0) snprintf(aside, size, "%s.damaged", path);
+        else snprintf(aside, size, "%s.damaged.%d", path, n);
+        if (link(path, aside) == 0) return unlink(path) == 0;
+        if (errno == EEXIST) continue;
+        /* a file system without hard links: rename, after checking the name is free */
+        struct stat st;
+        if (lstat(aside, &st) == 0) continue;
+        return rename(path, aside) == 0;
+    }
+    return 0;
+}
+
+/* One daemon per index: an flock(2) on PATH.capsearchd.lock, a file of its own (never a
+ * descriptor of the database: see index_lost), held for the process's life and released
+ * by the kernel when it dies, however it dies. `capsearch index` does not take it: it may
+ * run beside the daemon, both writing through SQLite's locking. */
+static int take_daemon_lock(daemon_state *d)
+{
+    char lock[PATH_MAX + 32];
+    snprintf(lock, sizeof lock, "%s.capsearchd.lock", d->cfg.db_path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        cx_log(LOG_ERR, "cannot create the lock file %s: %s", lock, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        cx_log(LOG_ERR, "another capsearchd%s%s already runs on the index %s: one daemon "
+               "per index (stop it, or give this one another --db)",
+               pid[0] ? " (pid " : "", pid[0] ? pid : "", d->cfg.db_path);
+        close(fd);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        cx_log(LOG_WARNING, "cannot write the pid into %s", lock);
+    d->lock_fd = fd;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ signals */

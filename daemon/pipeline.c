@@ -330,7 +330,7 @@ void cx_pipeline_recheck(cx_pipeline *p, const char *path)
 
 void cx_pipeline_removed(cx_pipeline *p, const char *path)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int64_t n = 0;
     if (batch_begin(p) < 0) return;
     int rc = capdb_delete_path(p->opt.db, path, &n, &err);
@@ -345,7 +345,7 @@ void cx_pipeline_removed(cx_pipeline *p, const char *path)
 
 void cx_pipeline_moved(cx_pipeline *p, const char *from, const char *to, int is_dir)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int64_t n = 0, replaced = 0;
     if (batch_begin(p) < 0) return;
     /* a rename over an existing file replaces it */
@@ -400,7 +400,7 @@ void cx_pipeline_scan(cx_pipeline *p, const char *dir, int flags)
 
 int cx_pipeline_flush(cx_pipeline *p)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     if (!p->in_tx) return 0;
     uv_timer_stop(&p->batch_timer);
     int rc = 0;
@@ -422,7 +422,7 @@ int cx_pipeline_flush(cx_pipeline *p)
 
 int cx_pipeline_meta_set(cx_pipeline *p, const char *key, const char *value)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int rc = batch_begin(p);
     if (rc < 0) return rc;
     rc = capdb_meta_set(p->opt.db, key, value, &err);
@@ -598,7 +598,7 @@ static int walk_step(cx_pipeline *p, int budget)
 static void dispatch_path(cx_pipeline *p, entry *e)
 {
     struct stat st;
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     capdb_file_state old;
     memset(&old, 0, sizeof old);
     int rc = capdb_lookup_path(p->opt.db, e->path, &old, &err);
@@ -699,13 +699,22 @@ static void hash_after(uv_work_t *w, int status)
     const char *version = ce_model_version(p->opt.model);
     if (j->old.id && j->old.fingerprint == j->fingerprint && j->e->attempt == 0 &&
         (j->old.status == CAPDB_STATUS_FAILED || !strcmp(j->old.model_version, version))) {
-        /* touched, same bytes: keep the row (its stat is refreshed by the next change) */
+        /* touched, same bytes: keep the caption, refresh the stat fields (date filters
+         * read mtime; the next start's quick "unchanged" test compares them) */
+        if (!same_file_state(&j->old, &j->st) && batch_begin(p) == 0) {
+            capdb_err err = {{0}, 0};
+            if (capdb_update_stat(p->opt.db, j->old.id, (uint64_t)j->st.st_dev,
+                                  (uint64_t)j->st.st_ino, (int64_t)j->st.st_size,
+                                  mtime_ns(&j->st), &err) < 0)
+                cx_log(LOG_ERR, "refreshing %s in the index: %s", path, err.msg);
+            batch_op_done(p);
+        }
         p->stats.unchanged++;
         job_finish(j);
         return;
     }
     char other[PATH_MAX];
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int found = capdb_find_by_fingerprint(p->opt.db, j->fingerprint, (int64_t)j->st.st_size,
                                           other, sizeof other, &err);
     if (found < 0) cx_log(LOG_WARNING, "fingerprint lookup for %s: %s", path, err.msg);
@@ -948,7 +957,7 @@ static void write_result(cx_pipeline *p, job *j)
         .pooled = j->pooled,
         .n_pooled = CE_POOLED_DIM,
     };
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     if (batch_begin(p) < 0) return;
     int rc = capdb_upsert(p->opt.db, &img, &err);
     if (rc < 0) {
@@ -974,7 +983,7 @@ static void record_failure(cx_pipeline *p, const char *path, const struct stat *
         .error = error,
         .model_version = ce_model_version(p->opt.model),
     };
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     if (batch_begin(p) < 0) return;
     if (capdb_upsert(p->opt.db, &img, &err) < 0)
         cx_log(LOG_ERR, "recording the failure of %s: %s", path, err.msg);
@@ -1038,7 +1047,7 @@ static void run_vanished(cx_pipeline *p)
         prefix *v = p->vanished;
         p->vanished = v->next;
         path_list l = {0};
-        capdb_err err = {{0}};
+        capdb_err err = {{0}, 0};
         struct stat st;
         if (stat(v->path, &st) != 0 || !S_ISDIR(st.st_mode)) {
             /* an unmounted or missing root: its rows stay until it comes back */
@@ -1091,7 +1100,7 @@ static void recover_inflight(cx_pipeline *p)
 {
     if (!p->opt.inflight_key) return;
     char *buf = malloc(MAX_INFLIGHT_META);
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     if (!buf) return;
     int found = capdb_meta_get(p->opt.db, p->opt.inflight_key, buf, MAX_INFLIGHT_META, &err);
     if (found == 1) {
@@ -1128,7 +1137,7 @@ static void recover_inflight(cx_pipeline *p)
 
 static int batch_begin(cx_pipeline *p)
 {
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     if (p->in_tx) return 0;
     if (p->opt.stop_on_write_error && p->stats.write_errors > 0) return -EIO;
     int rc = 0;

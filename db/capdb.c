@@ -50,10 +50,14 @@ static const char *const STMT_SQL[STMT__COUNT] = {
         "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status"
         " FROM images WHERE id = ?1",
     [STMT_CONCEPTS_OF] = "SELECT concepts FROM vectors WHERE image_id = ?1",
+    [STMT_UPDATE_STAT] =
+        "UPDATE images SET device = ?2, inode = ?3, size = ?4, mtime_ns = ?5 WHERE id = ?1",
     [STMT_POOLED_OF_PATH] =
         "SELECT v.pooled FROM images i JOIN vectors v ON v.image_id = i.id WHERE i.path = ?1",
 };
 
+static int open_connection(capdb *db, const char *path, int flags, int immutable);
+static int check_ours(capdb *db, capdb_err *err);
 static int check_version(capdb *db, int mode, capdb_err *err);
 static int make_parent_dirs(const char *path);
 static int exec(capdb *db, const char *sql, capdb_err *err);
@@ -62,7 +66,14 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
 {
     *out = NULL;
     if (!path || !*path) return capdb__fail(err, -EINVAL, "no database path given");
-    if (mode == CAPDB_OPEN_READONLY && access(path, F_OK) != 0)
+    struct stat sb;
+    int exists = stat(path, &sb) == 0;
+    if (exists && S_ISDIR(sb.st_mode))
+        return capdb__fail(err, -EISDIR, "%s is a folder, not an index file (give the "
+                           "database file, e.g. %s/index.db)", path, path);
+    if (exists && !S_ISREG(sb.st_mode))
+        return capdb__fail(err, -EINVAL, "%s is not a regular file: not an index", path);
+    if (mode == CAPDB_OPEN_READONLY && !exists)
         return capdb__fail(err, -ENOENT, "no index database at %s", path);
     if (mode == CAPDB_OPEN_WRITE && make_parent_dirs(path) != 0)
         return capdb__fail(err, -errno, "cannot create the folder of %s: %s", path,
@@ -76,14 +87,12 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
     db->readonly = mode == CAPDB_OPEN_READONLY;
     int flags = db->readonly ? SQLITE_OPEN_READONLY
                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path, &db->sql, flags, NULL);
+    int rc = open_connection(db, path, flags, 0);
     if (rc != SQLITE_OK) {
         int code = capdb__sqlfail(db, err, rc, path);
         capdb_close(db);
         return code;
     }
-    sqlite3_extended_result_codes(db->sql, 1);
-    sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
     /* SQLite quietly opens a file it may not write read-only; every write would then fail
      * one by one (found by the read-only fault test). */
     if (!db->readonly && sqlite3_db_readonly(db->sql, "main") == 1) {
@@ -91,12 +100,31 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
         return capdb__fail(err, -EROFS, "%s is read-only (file permissions or a read-only "
                            "file system): cannot write the index", path);
     }
+    /* A reader of a WAL index needs its -shm, or a folder where it can create one. A copy
+     * in a read-only folder with no -shm has no live writer (a writer would have made
+     * one): read it as an immutable file rather than refuse it. */
+    if (db->readonly && capdb_schema_version(db) == -EIO &&
+        (sqlite3_extended_errcode(db->sql) & 0xff) == SQLITE_CANTOPEN) {
+        char shm[4096];
+        snprintf(shm, sizeof shm, "%s-shm", path);
+        if (access(shm, F_OK) != 0) {
+            sqlite3_close(db->sql);
+            db->sql = NULL;
+            rc = open_connection(db, path, flags, 1);
+            if (rc != SQLITE_OK) {
+                int code = capdb__sqlfail(db, err, rc, path);
+                capdb_close(db);
+                return code;
+            }
+        }
+    }
 
     if (capdb__register_functions(db->sql) != 0) {
         capdb_close(db);
         return capdb__fail(err, -EIO, "this SQLite has no usable FTS5");
     }
-    rc = check_version(db, mode, err);
+    rc = check_ours(db, err);
+    if (rc == 0) rc = check_version(db, mode, err);
     if (rc == 0 && !db->readonly)
         rc = exec(db, "PRAGMA synchronous = NORMAL", err);
     if (rc != 0) {
@@ -125,6 +153,21 @@ int capdb_schema_version(capdb *db)
     if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return version;
+}
+
+int capdb_damaged(capdb *db)
+{
+    if (db->damaged) return 1;
+    /* The header through SQLite's own descriptor: no open(), no close(), no lock lost. */
+    sqlite3_file *file = NULL;
+    if (sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+        !file || !file->pMethods)
+        return 0;
+    char head[16];
+    int rc = file->pMethods->xRead(file, head, sizeof head, 0);
+    if (rc == SQLITE_IOERR_SHORT_READ) return 0;       /* empty: nothing written yet */
+    if (rc == SQLITE_OK && memcmp(head, "SQLite format 3", 16) != 0) db->damaged = 1;
+    return db->damaged;
 }
 
 /* ------------------------------------------------------------------ transactions */
@@ -257,6 +300,12 @@ int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what)
     case SQLITE_RANGE:    code = -EINVAL; break;
     default:              code = -EIO; break;
     }
+    /* The damage verdict comes from the result code, never from the message text: a
+     * folder may be named "file is not a database". */
+    if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+        if (db) db->damaged = 1;
+        if (err) err->damaged = 1;
+    }
     const char *msg = db && db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc);
     return capdb__fail(err, code, "%s: %s", what, msg);
 }
@@ -272,6 +321,73 @@ int capdb__stmt(capdb *db, enum capdb_stmt_id id, sqlite3_stmt **out, capdb_err 
     sqlite3_clear_bindings(db->stmts[id]);
     *out = db->stmts[id];
     return 0;
+}
+
+static int open_connection(capdb *db, const char *path, int flags, int immutable)
+{
+    int rc;
+    if (immutable) {
+        /* percent-encode the path: any byte but NUL may appear in a file name */
+        size_t len = strlen(path);
+        char *buf = malloc(len * 3 + 32);
+        if (!buf) return SQLITE_NOMEM;
+        char *o = buf + sprintf(buf, "file:");
+        for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                *p == '/' || *p == '.' || *p == '-' || *p == '_')
+                *o++ = (char)*p;
+            else
+                o += sprintf(o, "%%%02X", *p);
+        }
+        strcpy(o, "?immutable=1");
+        rc = sqlite3_open_v2(buf, &db->sql, flags | SQLITE_OPEN_URI, NULL);
+        free(buf);
+    } else {
+        rc = sqlite3_open_v2(path, &db->sql, flags, NULL);
+    }
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_extended_result_codes(db->sql, 1);
+    sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
+    return SQLITE_OK;
+}
+
+/* Ours: application_id CAPDB_APPLICATION_ID, or (indexes made before the stamp) a
+ * user_version we know with our meta and images tables. Empty: no schema objects and
+ * user_version 0. Anything else belongs to another application: refused before
+ * anything (WAL mode, the migration, the stamp) touches it. */
+static int check_ours(capdb *db, capdb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->sql,
+        "SELECT (SELECT application_id FROM pragma_application_id),"
+        " (SELECT user_version FROM pragma_user_version),"
+        " (SELECT count(*) FROM sqlite_schema),"
+        " (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('images', 'meta'))",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        if (err) err->damaged = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
+        return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
+                           sqlite3_errmsg(db->sql));
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int code = capdb__sqlfail(db, err, rc, "reading the index header");
+        sqlite3_finalize(st);
+        if (code == -EIO)
+            return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
+                               sqlite3_errmsg(db->sql));
+        return code;
+    }
+    int app_id = sqlite3_column_int(st, 0), version = sqlite3_column_int(st, 1);
+    int objects = sqlite3_column_int(st, 2), ours = sqlite3_column_int(st, 3);
+    sqlite3_finalize(st);
+    if (app_id == CAPDB_APPLICATION_ID) return 0;
+    if (app_id == 0 && version == 0 && objects == 0) return 0;                /* empty */
+    if (app_id == 0 && version > 0 && ours == 2) return 0;          /* ours, unstamped */
+    return capdb__fail(err, -EEXIST,
+                       "%s is an SQLite database of another application (application_id "
+                       "%d, %d schema objects), not a capsearch index: left untouched; "
+                       "give capsearch a path of its own", db->path, app_id, objects);
 }
 
 /* Readers need the newest schema; the writer migrates (in one transaction, so a crash
@@ -302,12 +418,23 @@ static int check_version(capdb *db, int mode, capdb_err *err)
      * database only when they exist. */
     int persist = 1;
     sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-    if (version == CAPDB_SCHEMA_VERSION_LATEST) return 0;
+    int stamped = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->sql, "PRAGMA application_id", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) stamped = sqlite3_column_int(st, 0) == CAPDB_APPLICATION_ID;
+        sqlite3_finalize(st);
+    }
+    if (version == CAPDB_SCHEMA_VERSION_LATEST && stamped) return 0;
     if ((rc = capdb_begin(db, err))) return rc;
     /* Another writer may have migrated between our read and our lock. */
     version = capdb_schema_version(db);
     if (version < CAPDB_SCHEMA_VERSION_LATEST)
         rc = capdb__migrate(db->sql, version, CAPDB_SCHEMA_VERSION_LATEST, err);
+    if (rc == 0 && !stamped) {
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA application_id = %d", CAPDB_APPLICATION_ID);
+        rc = exec(db, pragma, err);
+    }
     if (rc == 0) return capdb_commit(db, err);
     capdb_rollback(db);
     return rc;

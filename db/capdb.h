@@ -23,7 +23,10 @@ extern "C" {
 #endif
 
 #define CAPDB_ERR_MAX 256
-typedef struct { char msg[CAPDB_ERR_MAX]; } capdb_err;
+typedef struct {
+    char msg[CAPDB_ERR_MAX];
+    int damaged;                  /* 1: SQLite said the file is corrupt or not a database */
+} capdb_err;
 
 typedef struct capdb capdb;
 
@@ -37,8 +40,22 @@ enum {
  * (/var/lib/capsearch/index.db) when it exists, else the per-user path. */
 const char *capdb_default_path(char *buf, size_t size);
 
+/* Refuses (-EEXIST, nothing changed in the file) an SQLite file that is neither empty
+ * nor a capsearch index: another application's database is never taken over. A folder
+ * given as the path, a read-only copy in a read-only folder (opened immutable) and a
+ * missing file get their own clear messages. */
 int  capdb_open(const char *path, int mode, capdb **out, capdb_err *err);
 void capdb_close(capdb *db);
+/* PRAGMA application_id of a capsearch index ("CAPS"); stamped by the writer. */
+#define CAPDB_APPLICATION_ID 0x43415053
+
+/* Health of the open index, for a long-running writer. Neither opens the file: closing
+ * any other descriptor of it would drop the process's POSIX locks (SQLite's "How To
+ * Corrupt", 2.2) and let another client delete the live WAL.
+ * capdb_damaged: 1 once SQLite has reported SQLITE_CORRUPT or SQLITE_NOTADB on this
+ * connection (decided by result code, never by message text), or the file's header,
+ * read through SQLite's own descriptor, no longer says "SQLite format 3". */
+int  capdb_damaged(capdb *db);
 int  capdb_schema_version(capdb *db);     /* PRAGMA user_version */
 #define CAPDB_SCHEMA_VERSION_LATEST 1     /* bumped by each migration */
 
@@ -87,6 +104,10 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err);
 int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err);
 /* Renames a file row, or every row under a directory, keeping captions and vectors. */
 int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved, capdb_err *err);
+/* Refreshes the stat fields of a row whose bytes are unchanged (touch, cp of the same
+ * content): date filters and the next start's "unchanged" test see the new mtime. */
+int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
+                      int64_t mtime_ns, capdb_err *err);
 /* Looks a path up; state->id = 0 when absent. */
 int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err);
 /* Finds an OK row with this fingerprint and size (a move whose inotify pair was split);
@@ -128,7 +149,10 @@ typedef struct {
     const float *pooled;          /* similar-image search: rank by this vector instead */
     int n_pooled;
     const char *under_dir;        /* only paths under this folder, NULL = all */
-    int64_t since, until;         /* unix seconds on taken_time (else mtime); 0 = open */
+    /* unix seconds on taken_time (else mtime), inclusive; may be negative (photos taken
+     * before 1970): a bound applies only when its has_ flag is set */
+    int64_t since, until;
+    int has_since, has_until;
     int limit;                    /* 0 = 20 */
     int with_snippet;             /* fill snippet, matched words between \x01 and \x02 */
 } capdb_query;

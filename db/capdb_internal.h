@@ -24,6 +24,7 @@ enum capdb_stmt_id {
     STMT_ROW_FOR_HIT,
     STMT_CONCEPTS_OF,
     STMT_POOLED_OF_PATH,
+    STMT_UPDATE_STAT,
     STMT__COUNT
 };
 
@@ -33,6 +34,7 @@ struct capdb {
     char *path;
     sqlite3_stmt *stmts[STMT__COUNT];
     char model_version_seen[64];      /* last model_version written to meta */
+    int damaged;                      /* SQLITE_CORRUPT / SQLITE_NOTADB seen (sticky) */
 };
 
 /* Fills err (printf-style) and returns code (a negative errno). */

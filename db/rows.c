@@ -91,6 +91,22 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
     return savepoint(db, "RELEASE upsert", err);
 }
 
+int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
+                      int64_t mtime_ns, capdb_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = capdb__stmt(db, STMT_UPDATE_STAT, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)device);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)inode);
+    sqlite3_bind_int64(st, 4, size);
+    sqlite3_bind_int64(st, 5, mtime_ns);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "refreshing a file's stat");
+}
+
 int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err)
 {
     int64_t n = 0;

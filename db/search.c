@@ -642,7 +642,7 @@ static int count_row(const Fts5ExtensionApi *api, Fts5Context *fts, void *ctx)
 static void filter_sql(const capdb_query *q, char *sql, size_t size, const char *id_column)
 {
     int dir = q->under_dir && *q->under_dir;
-    int time = q->since || q->until;
+    int time = q->has_since || q->has_until;
     sql[0] = '\0';
     if (!dir && !time) return;
     snprintf(sql, size,
@@ -669,9 +669,9 @@ static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char 
         sqlite3_bind_text(st, 3, *lo, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, *hi, -1, SQLITE_STATIC);
     }
-    if (q->since || q->until) {
-        sqlite3_bind_int64(st, 5, q->since);
-        sqlite3_bind_int64(st, 6, q->until ? q->until : INT64_MAX);
+    if (q->has_since || q->has_until) {
+        sqlite3_bind_int64(st, 5, q->has_since ? q->since : INT64_MIN);
+        sqlite3_bind_int64(st, 6, q->has_until ? q->until : INT64_MAX);
     }
     return 0;
 }
@@ -684,8 +684,8 @@ static int passes_filters(const capdb_query *q, const char *path, int64_t taken,
         if (!path || strncmp(path, q->under_dir, len) != 0 || path[len] != '/') return 0;
     }
     int64_t t = taken ? taken : mtime_ns / 1000000000;
-    if (q->since && t < q->since) return 0;
-    if (q->until && t > q->until) return 0;
+    if (q->has_since && t < q->since) return 0;
+    if (q->has_until && t > q->until) return 0;
     return 1;
 }
 

@@ -15,7 +15,7 @@
 static int failures;
 #define CHECK(cond) do { if (!(cond)) { \
     fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
-#define CHECK_OK(expr) do { capdb_err e_ = {{0}}; (void)e_; int rc_ = (expr); if (rc_ < 0) { \
+#define CHECK_OK(expr) do { capdb_err e_ = {{0}, 0}; (void)e_; int rc_ = (expr); if (rc_ < 0) { \
     fprintf(stderr, "%s:%d: %s -> %d\n", __FILE__, __LINE__, #expr, rc_); failures++; } } while (0)
 
 static char workdir[1024];
@@ -439,10 +439,12 @@ static void test_filters(void)
     capdb_results_free(&res);
     q.under_dir = NULL;
     q.since = 1600000000;       /* taken time wins over mtime for a */
+    q.has_since = 1;
     CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 && rank_of(&res, "/lib/2020/beach.jpg") < 0);
     capdb_results_free(&res);
-    q.since = 0;
+    q.has_since = 0;
     q.until = 1692000000;
+    q.has_until = 1;
     CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 && rank_of(&res, "/lib/2023x/beach.jpg") < 0);
     capdb_results_free(&res);
     capdb_close(db);

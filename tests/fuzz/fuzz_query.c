@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .with_snippet = (int)(size & 1),
     };
     capdb_results res;
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     int rc = capdb_search(db, &q, &res, &err);
     if (rc < 0) {
         int words_problem = rc == -EINVAL && (strstr(err.msg, "no words") || strstr(err.msg, "too long"));
@@ -90,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 static capdb *open_index(void)
 {
     capdb *db = NULL;
-    capdb_err err = {{0}};
+    capdb_err err = {{0}, 0};
     if (capdb_open(":memory:", CAPDB_OPEN_WRITE, &db, &err) < 0) {
         fprintf(stderr, "fuzz_query: %s\n", err.msg);
         return NULL;

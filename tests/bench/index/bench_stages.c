@@ -280,7 +280,7 @@ static int index_one(const char *path, ce_session *s, const ce_model *model, cap
         .pooled = cnn->pooled,
         .n_pooled = CE_POOLED_DIM,
     };
-    capdb_err derr = {{0}};
+    capdb_err derr = {{0}, 0};
     capdb_file_state state;
     t = now_ms(), c = cpu_ms();
     rc = capdb_lookup_path(db, path, &state, &derr);
