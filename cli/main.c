@@ -7,6 +7,7 @@
  *   capsearch detect IMAGE...     the CNN's object detections
  *   capsearch similar IMAGE       images that look alike
  *   capsearch index DIR...        index folders once, without the daemon
+ *   capsearch prune [DIR...]      remove rows of deleted files, or of whole folders
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"detect",  cmd_detect,  "list the objects the CNN detects in image files"},
     {"similar", cmd_similar, "find indexed images that look like an image"},
     {"index",   cmd_index,   "index folders once, without the daemon"},
+    {"prune",   cmd_prune,   "remove rows of deleted files or of folders no longer watched"},
 };
 #define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
 

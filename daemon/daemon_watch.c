@@ -2,7 +2,10 @@
  * The inotify watcher: one raw inotify fd on a uv_poll handle, one watch per folder.
  *
  * Events → pipeline:
- *   IN_CLOSE_WRITE, IN_MOVED_TO (unpaired)   file complete → submit (urgent)
+ *   IN_CLOSE_WRITE                           submitted (urgent) once quiet for
+ *                                            CLOSE_SETTLE_MS: a writer that closes
+ *                                            between chunks is decoded once, at the end
+ *   IN_MOVED_TO (unpaired)                   file complete → submit (urgent)
  *   IN_CREATE of a file                      a hard link or a writer that never closes:
  *                                            submitted once its size and mtime settle
  *   IN_MOVED_FROM + IN_MOVED_TO (one cookie) rename → rows follow, no model run
@@ -31,6 +34,7 @@
                     IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 #define MOVE_PAIR_MS 500        /* an IN_MOVED_FROM unpaired this long moved out */
 #define SETTLE_MS 3000          /* a created file unchanged this long is complete */
+#define CLOSE_SETTLE_MS 1000    /* ... a closed one (IN_CLOSE_WRITE) this long */
 #define ROOT_RETRY_MS 30000     /* missing roots are looked for again */
 #define MAX_SETTLING 100000
 
@@ -54,7 +58,8 @@ typedef struct settling {
     char *path;
     int urgent;                 /* an event's file (else one the walk found) */
     int64_t size, mtime_ns;
-    uint64_t since_ms;
+    uint64_t since_ms;          /* size and mtime unchanged since */
+    int quiet_ms;               /* ... for this long: complete */
     struct settling *next;
 } settling;
 
@@ -104,7 +109,7 @@ static void watch_put(dw_watcher *w, int wd, const char *path);
 static void watch_del(dw_watcher *w, int wd);
 static void unwatched_add(dw_watcher *w, const char *path);
 static void unwatched_del(dw_watcher *w, const char *path);
-static void settle_add(dw_watcher *w, const char *path, int urgent);
+static void settle_add(dw_watcher *w, const char *path, int urgent, int quiet_ms);
 static void settle_del(dw_watcher *w, const char *path);
 static int  is_under(const char *path, const char *dir);
 static char *join(const char *dir, const char *name);
@@ -306,7 +311,7 @@ void dw_on_file(void *watcher, const char *path, int urgent)
                          ((int64_t)now.tv_nsec - (int64_t)st.st_mtim.tv_nsec) / 1000000;
         if (age_ms < SETTLE_MS && age_ms > -SETTLE_MS) {
             /* IN_CLOSE_WRITE submits it sooner if its writer is still at work */
-            settle_add(w, path, urgent);
+            settle_add(w, path, urgent, SETTLE_MS);
             return;
         }
     }
@@ -526,11 +531,10 @@ static void handle_event(dw_watcher *w, const struct inotify_event *ev)
             free(m);
         }
     } else if (ev->mask & IN_CLOSE_WRITE) {
-        settle_del(w, path);
-        if (wanted) cx_pipeline_submit(w->pipe, path, 1);
+        if (wanted) settle_add(w, path, 1, CLOSE_SETTLE_MS);
     } else if (ev->mask & IN_CREATE) {
         if (is_dir && wanted) cx_pipeline_scan(w->pipe, path, CX_SCAN_URGENT);
-        else if (!is_dir && wanted) settle_add(w, path, 1);
+        else if (!is_dir && wanted) settle_add(w, path, 1, SETTLE_MS);
     } else if (ev->mask & IN_ATTRIB) {
         if (!is_dir && wanted) cx_pipeline_recheck(w->pipe, path);
     } else if (ev->mask & IN_DELETE) {
@@ -604,7 +608,7 @@ static void check_settling(dw_watcher *w)
                 s->mtime_ns = mt;
                 s->size = st.st_size;
                 s->since_ms = now;
-            } else if (now - s->since_ms >= SETTLE_MS) {
+            } else if (now - s->since_ms >= (uint64_t)s->quiet_ms) {
                 cx_pipeline_submit(w->pipe, s->path, s->urgent);
                 settle_del(w, s->path);
             }
@@ -725,11 +729,16 @@ static void unwatched_del(dw_watcher *w, const char *path)
     }
 }
 
-static void settle_add(dw_watcher *w, const char *path, int urgent)
+/* Waits until the file's size and mtime stay the same for quiet_ms, then submits it.
+ * A second event for a settling file restarts its wait, with the shorter quiet period. */
+static void settle_add(dw_watcher *w, const char *path, int urgent, int quiet_ms)
 {
     for (settling *s = w->settle; s; s = s->next) {
         if (!strcmp(s->path, path)) {
             s->urgent |= urgent;
+            if (quiet_ms < s->quiet_ms) s->quiet_ms = quiet_ms;
+            s->size = -1;
+            s->since_ms = now_ms();
             return;
         }
     }
@@ -741,6 +750,7 @@ static void settle_add(dw_watcher *w, const char *path, int urgent)
     }
     s->size = -1;
     s->urgent = urgent;
+    s->quiet_ms = quiet_ms;
     s->since_ms = now_ms();
     s->next = w->settle;
     w->settle = s;

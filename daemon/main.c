@@ -467,6 +467,14 @@ static void reload(daemon_state *d)
     d->cfg.db_path = NULL;
     fresh.workers = d->cfg.workers;
     /* the pipeline and watcher keep a pointer to d->cfg: swap contents in place */
+    for (int i = 0; i < d->cfg.n_roots; i++) {
+        int kept = 0;
+        for (int k = 0; k < fresh.n_roots && !kept; k++)
+            kept = !strcmp(d->cfg.roots[i], fresh.roots[k]);
+        if (!kept)
+            cx_log(LOG_NOTICE, "no longer watching %s: its rows stay searchable until "
+                   "'capsearch prune %s'", d->cfg.roots[i], d->cfg.roots[i]);
+    }
     cx_config old = d->cfg;
     d->cfg = fresh;
     cx_log_set_level(d->cfg.log_level);
