@@ -49,6 +49,7 @@ typedef struct {
     const char *db_path;          /* --db, NULL = capdb_default_path() */
     const char *models_dir;       /* --models, NULL = ce_default_models_dir() */
     char *under_dir;              /* --dir, made absolute (owned) */
+    int dir_missing;              /* ... and no such folder exists (now) */
     int64_t since, until;         /* --since / --until, unix seconds (may be negative) */
     int has_since, has_until;     /* ... each set only when given */
     int limit;                    /* --limit, default 20 */

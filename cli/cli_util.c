@@ -74,6 +74,12 @@ void cli_json_string(FILE *out, const char *s)
             p++;
             continue;
         }
+        if (len == 2 && p[0] == 0xC2 && p[1] <= 0x9F) {
+            /* C1 controls: valid JSON raw, but U+009B is CSI to some terminals */
+            fprintf(out, "\\u%04x", p[1]);
+            p += 2;
+            continue;
+        }
         if (len > 1) {
             fwrite(p, 1, (size_t)len, out);
             p += len;
@@ -130,7 +136,8 @@ static const struct option SEARCH_OPTIONS[] = {
     {NULL, 0, NULL, 0},
 };
 
-static char *absolute_dir(const char *dir);
+static char *absolute_dir(const char *dir, int *missing);
+static int stop_at_first(void *ctx, const char *path);
 
 int cli_parse_search_options(int argc, char **argv, cli_search_options *o,
                              void (*usage)(FILE *out))
@@ -157,7 +164,7 @@ int cli_parse_search_options(int argc, char **argv, cli_search_options *o,
         case OPT_MODELS: o->models_dir = optarg; break;
         case OPT_DIR:
             free(o->under_dir);
-            if (!(o->under_dir = absolute_dir(optarg))) {
+            if (!(o->under_dir = absolute_dir(optarg, &o->dir_missing))) {
                 cli_error("--dir %s: %s", optarg, errno == ENOTDIR ? "not a folder" : strerror(errno));
                 return -1;
             }
@@ -213,18 +220,37 @@ void cli_print_search_options_help(FILE *out)
           "  -h, --help        show this help\n", out);
 }
 
-/* --dir names a folder as the index stores it: absolute, symlinks resolved. It must be
- * an existing folder: a typo would otherwise answer "nothing found" with exit 1, which
- * reads as "no such photos". (Rows of a removed folder go with `capsearch prune`.) */
-static char *absolute_dir(const char *dir)
+/* --dir names a folder as the index stores it: absolute, symlinks resolved. A file is
+ * refused (ENOTDIR). A folder that no longer exists stays a valid filter (its rows linger
+ * until `capsearch prune`): *missing is set, and cli_run_query refuses it only when
+ * nothing is indexed under it either, so that a typo is not answered "nothing found". */
+static char *absolute_dir(const char *dir, int *missing)
 {
     struct stat st;
-    if (stat(dir, &st) != 0) return NULL;
-    if (!S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return NULL;
+    *missing = 0;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            errno = ENOTDIR;
+            return NULL;
+        }
+        return realpath(dir, NULL);
     }
-    return realpath(dir, NULL);
+    if (errno != ENOENT) return NULL;
+    *missing = 1;
+    if (dir[0] == '/') return strdup(dir);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return NULL;
+    size_t len = strlen(cwd) + strlen(dir) + 2;
+    char *abs = malloc(len);
+    if (abs) snprintf(abs, len, "%s/%s", cwd, dir);
+    return abs;
+}
+
+static int stop_at_first(void *ctx, const char *path)
+{
+    (void)path;
+    *(int *)ctx = 1;
+    return 1;
 }
 
 int cli_parse_date(const char *s, int end_of_day, int64_t *out)
@@ -287,6 +313,13 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
 {
     capdb_results res;
     capdb_err err = {{0}, 0};
+    if (o->dir_missing && q->under_dir) {
+        int any = 0;
+        if (capdb_foreach_path(db, q->under_dir, stop_at_first, &any, &err) < 0)
+            return cli_db_error(&err);
+        if (!any) return cli_error("--dir %s: no such folder, and nothing indexed under it",
+                                   q->under_dir);
+    }
     int rc = capdb_search(db, q, &res, &err);
     if (rc < 0) return cli_db_error(&err);
     int color = !o->json && !o->print0 && cli_stdout_is_tty();

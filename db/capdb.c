@@ -103,7 +103,7 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
     /* A reader of a WAL index needs its -shm, or a folder where it can create one. A copy
      * in a read-only folder with no -shm has no live writer (a writer would have made
      * one): read it as an immutable file rather than refuse it. */
-    if (db->readonly && capdb_schema_version(db) == -EIO &&
+    if (db->readonly && capdb_schema_version(db) < 0 &&
         (sqlite3_extended_errcode(db->sql) & 0xff) == SQLITE_CANTOPEN) {
         char shm[4096];
         snprintf(shm, sizeof shm, "%s-shm", path);
@@ -384,6 +384,8 @@ static int check_ours(capdb *db, capdb_err *err)
     if (app_id == CAPDB_APPLICATION_ID) return 0;
     if (app_id == 0 && version == 0 && objects == 0) return 0;                /* empty */
     if (app_id == 0 && version > 0 && ours == 2) return 0;          /* ours, unstamped */
+    /* newer than we know: check_version refuses it, before anything is written */
+    if (app_id == 0 && version > CAPDB_SCHEMA_VERSION_LATEST) return 0;
     return capdb__fail(err, -EEXIST,
                        "%s is an SQLite database of another application (application_id "
                        "%d, %d schema objects), not a capsearch index: left untouched; "

@@ -460,7 +460,8 @@ static void test_migrations(void)
         sqlite3 *raw;
         CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
         CHECK(capdb__migrate(raw, 0, v, &err) == 0);
-        sqlite3_exec(raw, "CREATE TABLE IF NOT EXISTS unrelated(x)", NULL, NULL, NULL);
+        if (v > 0) sqlite3_exec(raw, "CREATE TABLE IF NOT EXISTS unrelated(x)", NULL, NULL, NULL);
+        else sqlite3_exec(raw, "PRAGMA user_version = 0", NULL, NULL, NULL);   /* empty file */
         sqlite3_close(raw);
 
         capdb *db = NULL;
@@ -476,6 +477,25 @@ static void test_migrations(void)
         CHECK(db && search(db, "dog", &res) == 0 && res.n == 1);
         capdb_results_free(&res);
         capdb_close(db);
+    }
+    /* another application's database (user_version 0 with tables, or a foreign
+     * application_id) is refused and left as it was */
+    const char *foreign_sql[] = {"CREATE TABLE contacts(name)",
+                                 "PRAGMA application_id = 42; PRAGMA user_version = 1;"
+                                 " CREATE TABLE images(x); CREATE TABLE meta(k, v)"};
+    for (int f = 0; f < 2; f++) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/foreign%d.db", workdir, f);
+        unlink(path);
+        sqlite3 *raw;
+        CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
+        CHECK(sqlite3_exec(raw, foreign_sql[f], NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(raw);
+        capdb *db = NULL;
+        CHECK(capdb_open(path, CAPDB_OPEN_WRITE, &db, &err) == -EEXIST);
+        CHECK(strstr(err.msg, "another application") != NULL);
+        CHECK(capdb_open(path, CAPDB_OPEN_READONLY, &db, &err) == -EEXIST);
+        CHECK(db == NULL);
     }
     /* a newer database than we know is refused, not damaged */
     char path[1200];

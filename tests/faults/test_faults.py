@@ -149,12 +149,23 @@ class Daemon:
         self.log = os.path.join(env.work, "daemon.log")
         self.proc = None
 
-    def start(self):
-        cmd = [self.env.capsearchd, "--db", self.db, "--root", self.root, "--workers", "2",
-               "--batch-ms", "200", "--log-level", "info"]
+    def start(self, wrapper=(), extra=()):
+        cmd = list(wrapper) + [self.env.capsearchd, "--db", self.db, "--root", self.root,
+                               "--workers", "2", "--batch-ms", "200", "--log-level", "info"]
+        cmd += list(extra)
         logf = open(self.log, "a")
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=self.env.env())
         logf.close()
+        self.pid = self.proc.pid
+        if wrapper:                 # strace ...: signals go to the daemon, its child
+            children = "/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                kids = open(children).read().split() if os.path.exists(children) else []
+                if kids:
+                    self.pid = int(kids[0])
+                    break
+                time.sleep(0.05)
 
     def log_text(self):
         return open(self.log, errors="replace").read()
@@ -190,7 +201,7 @@ class Daemon:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            os.kill(self.pid, signal.SIGTERM)
             try:
                 rc = self.proc.wait(60)
             except subprocess.TimeoutExpired:
@@ -506,6 +517,381 @@ def scenario_huge_image(env):
     expect("over the limit" in p.stdout + p.stderr, "status lists the refused images", p.text)
 
 
+
+
+# ------------------------------------------------------------------ issue 9: never lose the index
+
+def with_exif_date(photo_bytes, when):
+    """The JPEG with an APP1 Exif segment whose IFD0 DateTime and Exif DateTimeOriginal
+    are `when` ("YYYY:MM:DD HH:MM:SS"), inserted after SOI (big-endian TIFF)."""
+    value = when.encode() + b"\0"                               # 20 bytes, ASCII
+    # TIFF header (8) | IFD0: 2 entries (2 + 24 + 4) | Exif IFD: 1 entry (2 + 12 + 4) | value
+    ifd0 = 8
+    exif_ifd = ifd0 + 2 + 2 * 12 + 4
+    value_at = exif_ifd + 2 + 12 + 4
+    tiff = b"MM\0\x2a" + struct.pack(">I", ifd0)
+    tiff += struct.pack(">H", 2)
+    tiff += struct.pack(">HHII", 0x0132, 2, len(value), value_at)
+    tiff += struct.pack(">HHII", 0x8769, 4, 1, exif_ifd)
+    tiff += struct.pack(">I", 0)
+    tiff += struct.pack(">H", 1)
+    tiff += struct.pack(">HHII", 0x9003, 2, len(value), value_at)
+    tiff += struct.pack(">I", 0)
+    tiff += value
+    body = b"Exif\0\0" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+    assert photo_bytes[:2] == b"\xff\xd8"
+    return photo_bytes[:2] + app1 + photo_bytes[2:]
+
+
+def copy_photo(env, name, dest, extra=b""):
+    data = open(os.path.join(env.args.photos, name + ".jpg"), "rb").read()
+    with open(dest, "wb") as f:
+        f.write(data + extra)
+
+
+def sqlite_shell(db, sql):
+    """The sqlite3 command-line shell (the one the man page names), as a user runs it."""
+    return subprocess.run(["sqlite3", db, sql], capture_output=True, text=True, timeout=60)
+
+
+def scenario_outside_reader(env):
+    """Issue 9.1: the sqlite3 shell and `capsearch index` open and close the database over
+    and over while the daemon indexes new photos; the daemon must never open the database
+    file outside SQLite (closing such a descriptor drops SQLite's POSIX locks and lets the
+    shell delete the live WAL). Every photo stays in the index through SIGTERM and kill -9."""
+    if not shutil.which("sqlite3") or not shutil.which("strace"):
+        raise Skip("needs the sqlite3 shell and strace")
+    lib = env.photos_dir("library")
+    other = env.photos_dir("other")
+    db = os.path.join(env.work, "db", "index.db")
+    trace = os.path.join(env.work, "trace")
+    d = Daemon(env, lib, db)
+    d.start(wrapper=["strace", "-f", "-qq", "-e", "trace=open,openat,creat", "-o", trace])
+    try:
+        d.wait_rows(7)
+        time.sleep(5)                           # two status-timer rounds: the old fault
+        arrived = []
+        for round_ in range(6):
+            for _ in range(3):
+                p = sqlite_shell(db, "select count(*) from images")
+                expect(p.returncode == 0, "the sqlite3 shell reads the index", p.stderr)
+            if round_ == 2:
+                expect(env.index(db, other).returncode == 0, "capsearch index beside the daemon")
+            dest = os.path.join(lib, "new-%d.jpg" % round_)
+            copy_photo(env, PHOTOS[round_ % len(PHOTOS)], dest, b"round %d" % round_)
+            arrived.append(dest)
+            expect(os.path.exists(db + "-wal"), "the -wal is still there under the daemon")
+            time.sleep(2.5)
+        d.wait_rows(7 + 7 + len(arrived))
+        found = rows(db)
+        expect(all(p in found for p in arrived), "every new photo is in the index", d.log_text())
+        p = env.run(env.capsearch, "--db", db, "--json", "--limit", "50", "new")
+        expect(p.returncode == 0 and all(os.path.basename(a) in p.stdout for a in arrived),
+               "capsearch finds the new photos by their path words", p.text)
+        d.stop()
+        expect_kept(found, db, "SIGTERM after outside readers")
+        opens = [l for l in open(trace, errors="replace")
+                 if ('"%s"' % db) in l and "ENOENT" not in l]
+        expect(len(opens) == 1, "the daemon opens the database file exactly once (SQLite's own "
+               "open), never beside its connection: %d opens" % len(opens), "".join(opens))
+
+        # kill -9 while outside readers come and go: committed work survives
+        d.start()
+        d.wait_rows(len(found))
+        late = os.path.join(lib, "late.jpg")
+        copy_photo(env, "dog", late, b"late")
+        for _ in range(3):
+            sqlite_shell(db, "select count(*) from images")
+        d.wait_rows(len(found) + 1)
+        time.sleep(1)
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        after = rows(db)
+        expect(late in after and all(p in after for p in found),
+               "kill -9: every indexed photo is still in the index")
+        expect(integrity(db) == "ok", "integrity_check after kill -9")
+    finally:
+        d.stop()
+
+
+def scenario_error_text_in_names(env):
+    """Issue 9.2: folder names and config text holding SQLite's error strings never make the
+    daemon call a healthy index damaged (it used to rename it away, in a restart loop)."""
+    lib = os.path.join(env.work, "library")
+    for name in ("file is not a database", "database disk image is malformed"):
+        os.makedirs(os.path.join(lib, name, "deeper"))
+        copy_photo(env, "dog", os.path.join(lib, name, "deeper", "dog.jpg"), name.encode())
+    db = os.path.join(env.work, "db", "index.db")
+    conf = os.path.join(env.work, "capsearchd.conf")
+    with open(conf, "w") as f:
+        f.write("root = %s\n" % lib)
+    d = Daemon(env, lib, db)
+    # one inotify watch only: the watch-limit error quotes the folder names
+    d.start(extra=["--config", conf, "--max-watches", "1"])
+    try:
+        d.wait_rows(2)
+        with open(conf, "a") as f:
+            f.write("file is not a database = database disk image is malformed\n")
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(6)
+        expect(d.proc.poll() is None, "the daemon keeps running", d.log_text())
+        expect("reload failed" in d.log_text(), "the bad config line is reported", d.log_text())
+        expect(not os.path.exists(db + ".damaged"), "the index is not moved aside", d.log_text())
+        expect(len(rows(db)) == 2 and integrity(db) == "ok", "the index is intact")
+    finally:
+        d.stop()
+
+
+def scenario_dates_before_1970(env):
+    """Issue 9.3: photos taken in 1965 and 1850 are found by --since/--until."""
+    lib = os.path.join(env.work, "library")
+    os.makedirs(lib)
+    data = open(os.path.join(env.args.photos, "dog.jpg"), "rb").read()
+    for name, when in (("dog1965.jpg", "1965:07:14 12:00:00"), ("dog1850.jpg", "1850:03:01 09:30:00"),
+                       ("dog2020.jpg", "2020:01:01 10:00:00")):
+        with open(os.path.join(lib, name), "wb") as f:
+            f.write(with_exif_date(data, when))
+    db = os.path.join(env.work, "index.db")
+    expect(env.index(db, lib).returncode == 0, "index")
+
+    def found(*opts):
+        p = env.run(env.capsearch, "--db", db, "-0", *opts, "dog")
+        expect(p.returncode in (0, 1), "search %s" % (opts,), p.text)
+        return sorted(os.path.basename(x) for x in p.stdout.split("\0") if x)
+
+    expect(found("--until", "1969-12-31") == ["dog1850.jpg", "dog1965.jpg"], "--until 1969-12-31")
+    expect(found("--since", "1970-01-01") == ["dog2020.jpg"], "--since 1970-01-01 is a bound")
+    expect(found("--since", "1900-01-01", "--until", "1999-12-31") == ["dog1965.jpg"],
+           "--since 1900 --until 1999")
+    expect(found("--until", "1850-12-31") == ["dog1850.jpg"], "--until 1850-12-31")
+    expect(found() == ["dog1850.jpg", "dog1965.jpg", "dog2020.jpg"], "no bounds: all three")
+    p = env.run(env.capsearch, "--db", db, "--since", "1799-12-31", "dog")
+    expect(p.returncode == 2 and "1800" in p.stderr, "a date before 1800 is refused, saying why",
+           p.text)
+
+
+def scenario_foreign_db(env):
+    """Issue 9.4: another application's SQLite file is refused and left byte for byte."""
+    lib = env.photos_dir("library")
+    foreign = os.path.join(env.work, "other-app.db")
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE contacts(name TEXT, phone TEXT)")
+    con.execute("INSERT INTO contacts VALUES('Ada', '555-0100')")
+    con.commit()
+    con.close()
+    before = open(foreign, "rb").read()
+    p = env.index(foreign, lib)
+    expect(p.returncode == 2 and "another application" in p.stderr,
+           "capsearch index refuses a foreign database", p.text)
+    p = env.run(env.capsearchd, "--db", foreign, "--root", lib, "--once")
+    expect(p.returncode != 0 and "another application" in p.stderr, "capsearchd refuses it", p.text)
+    p = env.run(env.capsearch, "--db", foreign, "dog")
+    expect(p.returncode == 2 and "another application" in p.stderr, "search refuses it", p.text)
+    expect(open(foreign, "rb").read() == before, "the foreign file is unchanged, byte for byte")
+    expect(not os.path.exists(foreign + "-wal"), "no WAL was made for it")
+    # an empty file and our own index are fine; ours carries our application_id
+    empty = os.path.join(env.work, "empty.db")
+    open(empty, "wb").close()
+    expect(env.index(empty, lib).returncode == 0, "an empty file becomes an index")
+    con = sqlite3.connect(empty)
+    app_id = con.execute("PRAGMA application_id").fetchone()[0]
+    con.close()
+    expect(app_id == 0x43415053, "the index is stamped with capsearch's application_id")
+
+
+def scenario_two_daemons(env):
+    """Issue 9.5: a second daemon on the same index refuses to start; `capsearch index`
+    still works beside the first."""
+    lib = env.photos_dir("library")
+    other = env.photos_dir("other")
+    db = os.path.join(env.work, "db", "index.db")
+    d = Daemon(env, lib, db)
+    d.start()
+    try:
+        d.wait_rows(7)
+        p = env.run(env.capsearchd, "--db", db, "--root", other, timeout=60)
+        expect(p.returncode == 1 and "another capsearchd" in p.stderr and str(d.proc.pid) in p.stderr,
+               "the second daemon refuses to start, naming the first", p.text)
+        expect(d.proc.poll() is None, "the first daemon keeps running")
+        expect(env.index(db, other).returncode == 0, "capsearch index works beside the daemon")
+        expect(len(rows(db)) == 14, "both folders indexed")
+    finally:
+        d.stop()
+    # the lock dies with its process: a new daemon starts at once
+    d2 = Daemon(env, lib, db)
+    d2.start()
+    try:
+        time.sleep(3)
+        expect(d2.proc.poll() is None, "a daemon starts once the first has stopped", d2.log_text())
+    finally:
+        d2.stop()
+
+
+def scenario_touch_refresh(env):
+    """Issue 9.6: touch (same bytes) refreshes the stored mtime without a model run, so date
+    filters see it; through `capsearch index` and through the daemon."""
+    lib = env.photos_dir("library")
+    db = os.path.join(env.work, "index.db")
+    expect(env.index(db, lib).returncode == 0, "index")
+    dog = os.path.join(lib, "giraffe.jpg")          # no EXIF date: mtime counts
+    subprocess.run(["touch", "-d", "2001-05-05 12:00:00", dog], check=True)
+    p = env.index(db, lib)
+    expect(p.returncode == 0 and p.stdout.startswith("0 indexed"), "no model run for a touch", p.text)
+    p = env.run(env.capsearch, "--db", db, "-0", "--until", "2001-12-31", "giraffe")
+    expect(p.returncode == 0 and p.stdout.split("\0")[0] == dog,
+           "--until 2001-12-31 finds the touched photo", p.text)
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    mtime = con.execute("SELECT mtime_ns FROM images WHERE path = ?", (dog,)).fetchone()[0]
+    con.close()
+    expect(mtime == os.stat(dog).st_mtime_ns, "the stored mtime is the file's")
+
+    d = Daemon(env, lib, db)
+    d.start()
+    try:
+        time.sleep(4)
+        subprocess.run(["touch", "-d", "1999-09-09 09:00:00", dog], check=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            p = env.run(env.capsearch, "--db", db, "-0", "--until", "1999-12-31", "giraffe")
+            if p.returncode == 0:
+                break
+            time.sleep(0.5)
+        expect(p.returncode == 0 and p.stdout.split("\0")[0] == dog,
+               "the daemon refreshes the mtime of a touched photo", p.text + d.log_text())
+        p = env.run(env.capsearch, "status", "--db", db, "--json")
+    finally:
+        d.stop()
+    con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    runs = con.execute("SELECT value FROM meta WHERE key = 'daemon.model_runs'").fetchone()
+    con.close()
+    expect(runs is not None and runs[0] == "0", "no model run for the touches: %s" % (runs,))
+
+
+HOSTILE = "x\x1b[2J\x1b]0;PWNED\x07\u009b31m.jpg"
+
+
+def scenario_hostile_names(env):
+    """Issue 9.7: a file name holding terminal escapes reaches no output as an ESC byte:
+    caption, detect, index failure lines, status, search, similar, --json."""
+    lib = os.path.join(env.work, "library")
+    os.makedirs(lib)
+    good = os.path.join(lib, HOSTILE)
+    copy_photo(env, "dog", good)
+    bad = os.path.join(lib, "bad\x1b[31m\x9b.jpg".encode("utf-8", "surrogateescape").decode(
+        "utf-8", "surrogateescape"))
+    with open(bad, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 not really a jpeg")
+    db = os.path.join(env.work, "index.db")
+
+    def run_bytes(*cmd):
+        p = subprocess.run([os.fsencode(c) if isinstance(c, str) else c for c in cmd],
+                           capture_output=True, timeout=300, env=env.env())
+        for stream, data in (("stdout", p.stdout), ("stderr", p.stderr)):
+            expect(b"\x1b" not in data and b"\x9b" not in data and b"\xc2\x9b" not in data,
+                   "no escape byte on %s of %s" % (stream, cmd[1:3]), repr(data[:2000]))
+        return p
+
+    p = run_bytes(env.capsearch, "index", "--db", db, lib)
+    expect(p.returncode == 0 and b"PWNED" in p.stderr + p.stdout or p.returncode == 0,
+           "index", repr(p.stdout + p.stderr))
+    for cmd in (["caption", good, bad], ["detect", good, bad], ["caption", "--json", good],
+                ["status", "--db", db], ["status", "--db", db, "--json"], ["--db", db, "dog"],
+                ["--db", db, "--json", "dog"], ["similar", "--db", db, good]):
+        run_bytes(env.capsearch, *cmd)
+    d = Daemon(env, lib, db)
+    d.start()
+    try:
+        time.sleep(3)
+        p = run_bytes(env.capsearch, "status", "--db", db)
+        expect(b"running" in p.stdout, "status while the daemon runs", repr(p.stdout))
+    finally:
+        d.stop()
+    log = open(d.log, "rb").read()
+    expect(b"\x1b" not in log, "no ESC byte in the daemon's log", repr(log[-2000:]))
+
+
+def scenario_unclear_errors(env):
+    """Issue 9.8: clear messages for --db DIR, index FILE, a missing or file --dir, global
+    options before a subcommand; a read-only copy without -shm in a read-only folder opens."""
+    lib = env.photos_dir("library")
+    db = os.path.join(env.work, "index.db")
+    expect(env.index(db, lib).returncode == 0, "index")
+    p = env.run(env.capsearch, "--db", env.work, "dog")
+    expect(p.returncode == 2 and "is a folder" in p.stderr, "--db DIR says it is a folder", p.text)
+    p = env.run(env.capsearch, "index", "--db", db, os.path.join(lib, "dog.jpg"))
+    expect(p.returncode == 2 and "not a folder" in p.stderr and "caption" in p.stderr,
+           "index FILE says it takes folders", p.text)
+    p = env.run(env.capsearch, "--db", db, "status")
+    expect(p.returncode == 0 and "7 indexed" in p.stdout, "--db before the subcommand", p.text)
+    p = env.run(env.capsearch, "--db", db, "--dir", os.path.join(env.work, "nowhere"), "dog")
+    expect(p.returncode == 2 and "no such folder" in p.stderr, "--dir of a missing folder", p.text)
+    p = env.run(env.capsearch, "--db", db, "--dir", os.path.join(lib, "dog.jpg"), "dog")
+    expect(p.returncode == 2 and "not a folder" in p.stderr, "--dir of a file", p.text)
+
+    # a read-only copy of a finished index, without -wal/-shm, in a read-only folder
+    ro = os.path.join(env.work, "ro")
+    env.mount_tmpfs(ro, "64m")
+    copy = os.path.join(ro, "index.db")
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    shutil.copyfile(db, copy)
+    env.remount(ro, "ro")
+    expect(not os.path.exists(copy + "-shm"), "the copy has no -shm")
+    expect_search_finds(env, copy, "dog", "/library/dog.jpg")
+
+
+def scenario_chunked_writer(env):
+    """Issue 9.9: a writer that opens, appends and closes the file 20 times is decoded once,
+    at the end, with no failure recorded."""
+    lib = os.path.join(env.work, "library")
+    os.makedirs(lib)
+    copy_photo(env, "kite", os.path.join(lib, "kite.jpg"))
+    db = os.path.join(env.work, "db", "index.db")
+    d = Daemon(env, lib, db)
+    d.start()
+    try:
+        d.wait_rows(1)
+        data = open(os.path.join(env.args.photos, "dog.jpg"), "rb").read()
+        dest = os.path.join(lib, "chunked.jpg")
+        step = len(data) // 20 + 1
+        for i in range(0, len(data), step):
+            with open(dest, "ab") as f:
+                f.write(data[i:i + step])
+            time.sleep(0.15)
+        d.wait_rows(2, timeout=60)
+        time.sleep(1)
+        expect(rows(db).get(dest) == 0, "the chunked file is indexed ok")
+        expect("chunked.jpg" not in "".join(l for l in d.log_text().splitlines(True)
+                                            if "recorded failed" in l),
+               "no failure warnings for the chunks", d.log_text())
+    finally:
+        d.stop()
+
+
+def scenario_prune(env):
+    """Issue 9.9: rows of deleted files and of a folder no longer watched are removed by
+    `capsearch prune`; nothing else is."""
+    lib = env.photos_dir("library")
+    sub = env.photos_dir(os.path.join("library", "old-root"))
+    db = os.path.join(env.work, "index.db")
+    expect(env.index(db, lib).returncode == 0, "index")
+    expect(len(rows(db)) == 14, "both folders indexed")
+    os.unlink(os.path.join(lib, "dog.jpg"))
+    p = env.run(env.capsearch, "prune", "--db", db, "--dry-run")
+    expect(p.returncode == 0 and p.stdout.strip() == os.path.join(lib, "dog.jpg"),
+           "--dry-run lists the deleted file's row", p.text)
+    expect(len(rows(db)) == 14, "--dry-run changes nothing")
+    p = env.run(env.capsearch, "prune", "--db", db)
+    expect(p.returncode == 0 and "1 row removed" in p.stdout, "prune removes one row", p.text)
+    p = env.run(env.capsearch, "prune", "--db", db, sub)
+    expect(p.returncode == 0 and "7 rows removed" in p.stdout, "prune DIR removes its rows", p.text)
+    left = rows(db)
+    expect(len(left) == 6 and not any(k.startswith(sub + "/") for k in left), "6 rows left")
+    expect(integrity(db) == "ok", "integrity")
+
+
 SCENARIOS = {
     "disk_full": scenario_disk_full,
     "file_size_limit": scenario_file_size_limit,
@@ -517,6 +903,16 @@ SCENARIOS = {
     "model_missing": scenario_model_missing,
     "model_corrupt": scenario_model_corrupt,
     "huge_image": scenario_huge_image,
+    "outside_reader": scenario_outside_reader,
+    "error_text_in_names": scenario_error_text_in_names,
+    "dates_before_1970": scenario_dates_before_1970,
+    "foreign_db": scenario_foreign_db,
+    "two_daemons": scenario_two_daemons,
+    "touch_refresh": scenario_touch_refresh,
+    "hostile_names": scenario_hostile_names,
+    "unclear_errors": scenario_unclear_errors,
+    "chunked_writer": scenario_chunked_writer,
+    "prune": scenario_prune,
 }
 
 
