@@ -13,7 +13,7 @@ PACKAGES=(
   # training and evaluation tools (never needed at run time)
   python3 python3-numpy python3-torch
   # tests and benchmarks
-  sqlite3 libjpeg-turbo-progs hyperfine valgrind systemd inotify-tools python3-onnx
+  sqlite3 libjpeg-turbo-progs hyperfine valgrind systemd inotify-tools python3-onnx strace
 )
 
 missing=()
