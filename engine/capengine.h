@@ -121,7 +121,11 @@ typedef struct {
 
 typedef struct {
     char caption[CE_MAX_CAPTION];    /* "a dog running on a sandy beach" */
-    float log_prob;                  /* length-normalised beam score */
+    float log_prob;                  /* the decoder's log-probability of the caption over
+                                        its length (words + end) */
+    float confidence;                /* 0..1: how far to trust the caption (the decoder's
+                                        geometric-mean word probability and the weakest
+                                        image evidence among the concepts it names) */
     int n_tags;
     ce_tag tags[CE_MAX_TAGS];        /* detections' labels and top concepts, best first */
     int n_concepts;                  /* ce_model_concept_count() */
@@ -132,6 +136,8 @@ typedef struct {
 typedef struct {
     int beam_width;                  /* 0 = default 3 */
     int max_length;                  /* words, 0 = default 20 */
+    int no_grounding;                /* 1 = plain beam search, no penalty for words that
+                                        name concepts the image gives no evidence for */
 } ce_caption_options;
 
 int ce_caption_run(ce_session *s, const ce_cnn_output *cnn, const ce_caption_options *opt,

@@ -29,7 +29,8 @@
 typedef struct {
     int tokens[CE_MAX_CAPTION];
     int n;
-    float score;                       /* sum of log-probabilities */
+    float score;                       /* sum of log-probabilities plus grounding biases */
+    float raw;                         /* sum of the decoder's log-probabilities */
 } hypothesis;
 
 typedef struct {
@@ -41,6 +42,7 @@ struct ce_captioner_scratch {
     const ce_captioner *cap;
     float *raw, *features, *hidden1, *probs, *cond, *cvec, *cond_gates;
     float *h, *c, *h_next, *c_next, *gates, *inputs, *logits;
+    float *evidence, *bias;            /* n_concepts, n_words: grounded search */
     hypothesis *live, *next_live;
 };
 
@@ -55,8 +57,12 @@ static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s);
 static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n_beams,
                          const int *tokens);
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
-                       int *best, int *best_n, float *best_score);
+                       const float *bias, int *best, int *best_n, float *best_score, float *best_raw);
+static void mark_objects(ce_captioner *cap);
+static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
+                             float *evidence);
 static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *once);
+static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token);
 static void log_softmax(float *v, int n);
 static void sigmoid_inplace(float *v, int n);
 static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
@@ -66,8 +72,22 @@ static uint32_t fnv1a(uint32_t h, const void *data, size_t n);
 
 /* ------------------------------------------------------------------ public */
 
+/* The grounding the engine uses (chosen on Visual7W photos with COCO captions, never on
+ * the validation sets: models/README.md, "Grounded decoding"). */
+const caption_grounding caption_grounding_default = {
+    .weight = 4.0f, .threshold = 0.7f, .floor = -4.0f, .ceiling = 0.2f, .scope = 1,
+};
+
 int ce_caption_run(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
                    ce_caption *out, ce_err *err)
+{
+    static const caption_grounding off = {0};
+    return caption_run_grounded(session, cnn, opt,
+                                opt && opt->no_grounding ? &off : &caption_grounding_default, out, err);
+}
+
+int caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
+                         const caption_grounding *g, ce_caption *out, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
@@ -86,13 +106,20 @@ int ce_caption_run(ce_session *session, const ce_cnn_output *cnn, const ce_capti
     }
     memset(out, 0, sizeof *out);
     head_forward(cap, s, cnn);
+    concept_evidence(cap, cnn, s->probs, s->evidence);
+    const float *bias = NULL;
+    if (g && g->weight != 0) {
+        grounding_bias(cap, g, s->evidence, s->bias);
+        bias = s->bias;
+    }
     set_condition(cap, s, s->probs);
     decoder_start(cap, s);
     int tokens[CE_MAX_CAPTION], n = 0;
-    float score = 0;
-    beam_search(cap, s, width, max_len, tokens, &n, &score);
+    float score = 0, raw = 0;
+    beam_search(cap, s, width, max_len, bias, tokens, &n, &score, &raw);
     render_caption(cap, tokens, n, out->caption, sizeof out->caption);
-    out->log_prob = score;
+    out->log_prob = raw;
+    out->confidence = caption_confidence(cap, s->evidence, tokens, n, raw);
     out->n_concepts = cap->n_concepts;
     out->concepts = s->probs;
     fill_tags(cap, cnn, s->probs, out);
@@ -132,6 +159,19 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
         return rc == -ENOENT ? -EBADMSG : rc;
     }
     cap->text_only = text_only;
+    if (!text_only) {
+        /* The concept each content word names (the words "once" marks), for grounding. */
+        cap->word_concept = malloc(sizeof(int32_t) * (size_t)cap->n_words);
+        cap->object = calloc((size_t)cap->n_concepts, 1);
+        if (!cap->word_concept || !cap->object) {
+            ce_captioner_close(cap);
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+            return -ENOMEM;
+        }
+        for (int t = 0; t < cap->n_words; t++)
+            cap->word_concept[t] = t > TOKEN_UNK && cap->once[t] ? caption_text_lookup(cap, cap->words[t]) : -1;
+        mark_objects(cap);
+    }
     if (text_only) {
         /* The identity hashes every weight; the text side never reports it. */
         snprintf(cap->version, sizeof cap->version, "cap-text-only");
@@ -154,6 +194,8 @@ void ce_captioner_close(ce_captioner *cap)
 {
     if (!cap) return;
     caption_text_free(cap);
+    free(cap->word_concept);
+    free(cap->object);
     free(cap->words);
     free(cap->word_storage);
     free(cap->concepts);
@@ -191,7 +233,9 @@ int ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out
     s->logits = malloc(sizeof(float) * B * V);
     s->live = malloc(sizeof(hypothesis) * B);
     s->next_live = malloc(sizeof(hypothesis) * B);
-    if (!s->raw || !s->cvec || !s->features || !s->hidden1 || !s->probs || !s->cond || !s->cond_gates || !s->h ||
+    s->evidence = malloc(sizeof(float) * (size_t)cap->n_concepts);
+    s->bias = malloc(sizeof(float) * V);
+    if (!s->evidence || !s->bias || !s->raw || !s->cvec || !s->features || !s->hidden1 || !s->probs || !s->cond || !s->cond_gates || !s->h ||
         !s->c || !s->h_next || !s->c_next || !s->gates || !s->inputs || !s->logits || !s->live ||
         !s->next_live)
         goto oom;
@@ -222,6 +266,8 @@ void ce_captioner_scratch_free(ce_captioner_scratch *s)
     free(s->logits);
     free(s->live);
     free(s->next_live);
+    free(s->evidence);
+    free(s->bias);
     free(s);
 }
 
@@ -255,7 +301,19 @@ int caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, co
         decoder_step(cap, s, 1, &start);
         memcpy(first_logits, s->logits, sizeof(float) * (size_t)cap->n_words);
     }
-    return beam_search(cap, s, width, max_len, tokens, n_tokens, score);
+    float raw;
+    return beam_search(cap, s, width, max_len, NULL, tokens, n_tokens, score, &raw);
+}
+
+int caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+                            const float *evidence, const caption_grounding *g, int width, int max_len,
+                            int *tokens, int *n_tokens, float *raw)
+{
+    grounding_bias(cap, g, evidence, s->bias);
+    set_condition(cap, s, concepts);
+    decoder_start(cap, s);
+    float score;
+    return beam_search(cap, s, width, max_len, s->bias, tokens, n_tokens, &score, raw);
 }
 
 /* ------------------------------------------------------------------ loading */
@@ -459,6 +517,75 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
                 cap->out_w, H, 1.0f, s->logits, V);
 }
 
+/* ------------------------------------------------------------------ grounding */
+
+/* Words for people and animals that no COCO label names; with the concepts the COCO
+ * labels name they are the "objects" the grounding may restrict itself to (scope 1). */
+static const char *const extra_objects[] = {
+    "man", "woman", "boy", "girl", "child", "people", "baby", "toddler", "player", "skier",
+    "surfer", "skateboarder", "snowboarder", "rider", "biker", "bicyclist", "cyclist",
+    "motorcyclist", "climber", "swimmer", "crowd", "team", "family", "adult", "teenager",
+    "worker", "hiker", "pedestrian", "cowboy", "batter", "catcher", "pitcher", "animal",
+    "bull", "vehicle", "bike", "television", "phone", "table",
+};
+
+static void mark_objects(ce_captioner *cap)
+{
+    for (int k = 0; k < CE_NUM_CLASSES * 2; k++)
+        if (cap->class_concepts[k] >= 0) cap->object[cap->class_concepts[k]] = 1;
+    for (size_t i = 0; i < sizeof extra_objects / sizeof *extra_objects; i++) {
+        int c = caption_text_lookup(cap, extra_objects[i]);
+        if (c >= 0) cap->object[c] = 1;
+    }
+}
+
+/* Evidence for each concept: the head's probability, or the detector's best score for a
+ * COCO class whose label names the concept, whichever is higher. */
+static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
+                             float *evidence)
+{
+    memcpy(evidence, probs, sizeof(float) * (size_t)cap->n_concepts);
+    for (int k = 1; k < CE_NUM_CLASSES; k++)
+        for (int j = 0; j < 2; j++) {
+            int c = cap->class_concepts[2 * k + j];
+            if (c >= 0 && cnn->class_max[k] > evidence[c]) evidence[c] = cnn->class_max[k];
+        }
+}
+
+/* Per-word log-score offsets for the search: a word naming a concept gets
+ * weight * clamp(log(evidence / threshold), floor, ceiling), so that an object the
+ * picture gives little evidence for costs log-probability in proportion to how weak the
+ * evidence is (ceiling > 0 also rewards confident ones). Other words: 0. */
+void grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias)
+{
+    for (int t = 0; t < cap->n_words; t++) {
+        int c = cap->word_concept[t];
+        if (c < 0 || (g->scope == 1 && !cap->object[c])) {
+            bias[t] = 0;
+            continue;
+        }
+        float e = evidence[c] > 1e-6f ? evidence[c] : 1e-6f;
+        float v = logf(e / g->threshold);
+        v = v < g->floor ? g->floor : v > g->ceiling ? g->ceiling : v;
+        bias[t] = g->weight * v;
+    }
+}
+
+/* How far to trust a caption, in [0, 1]: the square root of the geometric mean of the
+ * decoder's per-word probabilities (exp of the length-normalised log-probability) times
+ * the weakest evidence among the objects the caption names (1 when it names none). */
+float caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw)
+{
+    float weakest = 1.0f;
+    for (int i = 0; i < n; i++) {
+        int c = cap->word_concept[tokens[i]];
+        if (c >= 0 && cap->object[c] && evidence[c] < weakest) weakest = evidence[c];
+    }
+    float lm = expf(raw);
+    float v = sqrtf(lm * weakest);
+    return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
 /* ------------------------------------------------------------------ beam search */
 
 /* Orders candidates best first; ties go to the lower beam, then the lower token, so that
@@ -475,7 +602,7 @@ static int candidate_cmp(const void *pa, const void *pb)
  * log-probability over length^alpha. At max_len only <eos> is allowed, so every search
  * ends within max_len + 1 steps. Returns the number of tokens of the best caption. */
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
-                       int *best, int *best_n, float *best_score)
+                       const float *bias, int *best, int *best_n, float *best_score, float *best_raw)
 {
     const int H = cap->hidden, V = cap->n_words, keep = 2 * width;
     candidate pool[MAX_BEAM * 2 * MAX_BEAM];
@@ -484,8 +611,10 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
     float best_norm = -FLT_MAX;
     s->live[0].n = 0;
     s->live[0].score = 0;
+    s->live[0].raw = 0;
     *best_n = 0;
     *best_score = 0;
+    *best_raw = 0;
     for (int step = 0; step <= max_len && n_live > 0; step++) {
         for (int b = 0; b < n_live; b++)
             tokens_in[b] = s->live[b].n ? s->live[b].tokens[s->live[b].n - 1] : TOKEN_EOS;
@@ -501,7 +630,8 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
                 if (t == TOKEN_PAD || t == TOKEN_UNK) continue;
                 if (t == TOKEN_EOS ? hyp->n == 0 : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block, cap->once)))
                     continue;
-                float sc = hyp->score + lp[t];
+                if (bias && names_again(cap, hyp, t)) continue;
+                float sc = hyp->score + lp[t] + (bias ? bias[t] : 0.0f);
                 if (n_top == keep && sc <= top[n_top - 1].score) continue;
                 int at = n_top < keep ? n_top++ : keep - 1;
                 while (at > 0 && top[at - 1].score < sc) {
@@ -518,13 +648,15 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
         for (int i = 0; i < n_pool && n_next < width; i++) {
             const hypothesis *from = &s->live[pool[i].beam];
             if (pool[i].token == TOKEN_EOS) {
-                float norm = pool[i].score / powf((float)(from->n + 1), cap->length_alpha);
+                float len_norm = powf((float)(from->n + 1), cap->length_alpha);
+                float norm = pool[i].score / len_norm;
                 if (!have_best || norm > best_norm) {
                     have_best = 1;
                     best_norm = norm;
                     memcpy(best, from->tokens, sizeof(int) * (size_t)from->n);
                     *best_n = from->n;
                     *best_score = norm;
+                    *best_raw = (from->raw + s->logits[(size_t)pool[i].beam * V + TOKEN_EOS]) / len_norm;
                 }
                 n_finished++;
                 continue;
@@ -533,6 +665,7 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
             *to = *from;
             to->tokens[to->n++] = pool[i].token;
             to->score = pool[i].score;
+            to->raw = from->raw + s->logits[(size_t)pool[i].beam * V + pool[i].token];
             /* h_next/c_next hold this step's states by old beam; h/c take them by new beam. */
             memcpy(s->h + (size_t)n_next * H, s->h_next + (size_t)pool[i].beam * H, sizeof(float) * (size_t)H);
             memcpy(s->c + (size_t)n_next * H, s->c_next + (size_t)pool[i].beam * H, sizeof(float) * (size_t)H);
@@ -545,6 +678,17 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
         if (n_finished >= width) break;
     }
     return *best_n;
+}
+
+/* Grounded search only: a second word for a concept the caption names already ("a man on
+ * a bicycle riding a bike"). */
+static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token)
+{
+    int c = cap->word_concept[token];
+    if (c < 0) return 0;
+    for (int i = 0; i < hyp->n; i++)
+        if (cap->word_concept[hyp->tokens[i]] == c) return 1;
+    return 0;
 }
 
 /* No immediate repetition, no second use of a content word ("a toilet and toilet"), and

@@ -37,7 +37,18 @@ struct ce_captioner {
     const float *emb_w, *w_ih, *w_hh, *lstm_b, *out_w, *out_b;
     caption_lookup *lookup;          /* concept words and aliases, sorted by word */
     int n_lookup;
+    int32_t *word_concept;           /* n_words: the concept a content word names, or -1 */
+    uint8_t *object;                 /* n_concepts: 1 = an object (COCO label, people, animals) */
 };
+
+/* Grounded search: each word naming a concept (scope 0) or an object concept (scope 1)
+ * gets weight * clamp(log(evidence / threshold), floor, ceiling) added to its
+ * log-probability, and no concept is named twice. */
+typedef struct {
+    float weight, threshold, floor, ceiling;
+    int scope;
+} caption_grounding;
+extern const caption_grounding caption_grounding_default;
 
 /* text.c: the word -> concept table built from concepts/words and concepts/alias. */
 int  caption_text_init(ce_captioner *cap, ce_err *err);
@@ -54,5 +65,16 @@ int  caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratc
 int  caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
                              int width, int max_len, int *tokens, int *n_tokens, float *score,
                              float *first_logits);
+
+/* ce_caption_run with explicit grounding (weight 0 = the plain search of the golden). */
+int  caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
+                          const caption_grounding *g, ce_caption *out, ce_err *err);
+/* Grounded beam search from a concept vector and an evidence vector (n_concepts each);
+ * raw receives the decoder's length-normalised log-probability of the result. */
+int  caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+                             const float *evidence, const caption_grounding *g, int width, int max_len,
+                             int *tokens, int *n_tokens, float *raw);
+void grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias);
+float caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw);
 
 #endif

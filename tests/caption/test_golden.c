@@ -1,7 +1,9 @@
 /*
  * The C captioner against the PyTorch golden vectors (tests/caption/golden.csw, written by
  * models/train/export.py together with models/captioner.csw): concept head probabilities
- * and first-step logits within 1e-3, and the same beam-search tokens at widths 1, 3, 5.
+ * and first-step logits within 1e-3, and the same beam-search tokens at widths 1, 3, 5
+ * (the plain search: grounding off). Then the grounded search (not in the PyTorch twin):
+ * weight 0 gives the plain search, and a concept without evidence is not named.
  *
  *   test_golden MODELS_DIR GOLDEN.csw
  */
@@ -89,6 +91,38 @@ int main(int argc, char **argv)
                   fabsf(score - want_score));
         }
     }
+    /* Grounding: weight 0 is the plain search; a concept with no evidence under a heavy
+     * weight disappears from the caption, while the rest of the caption stays fluent. */
+    float *ev = malloc(sizeof(float) * (size_t)K);
+    for (uint32_t i = 0; i < conds->dims[0]; i++) {
+        const float *cond = (const float *)conds->data + (size_t)i * K;
+        int plain[CE_MAX_CAPTION], n_plain, grounded[CE_MAX_CAPTION], n_grounded;
+        float raw;
+        caption_decode_concepts(cap, s, cond, 3, 20, plain, &n_plain, &score, NULL);
+        caption_grounding off = {0.0f, 0.3f, -4.0f, 0.0f, 0};
+        caption_decode_grounded(cap, s, cond, cond, &off, 3, 20, grounded, &n_grounded, &raw);
+        check(n_grounded == n_plain && memcmp(plain, grounded, sizeof(int) * (size_t)n_plain) == 0,
+              "grounding weight 0 = plain search", (int)i, 0);
+        memcpy(ev, cond, sizeof(float) * (size_t)K);
+        for (int j = 0; j < K; j++) ev[j] = ev[j] < 0.3f ? 0.3f : ev[j]; /* no other penalty */
+        int removed = -1;
+        for (int j = 0; j < n_plain && removed < 0; j++)
+            if (cap->word_concept[plain[j]] >= 0) removed = cap->word_concept[plain[j]];
+        if (removed < 0) continue;
+        ev[removed] = 0;
+        caption_grounding heavy = {10.0f, 0.3f, -10.0f, 0.0f, 0};
+        caption_decode_grounded(cap, s, cond, ev, &heavy, 3, 20, grounded, &n_grounded, &raw);
+        int named = 0;
+        printf("grounded without '%s', input %u:", cap->concepts[removed], i);
+        for (int j = 0; j < n_grounded; j++) {
+            printf(" %s", cap->words[grounded[j]]);
+            named |= cap->word_concept[grounded[j]] == removed;
+        }
+        printf("  (%.4f)\n", raw);
+        check(!named && n_grounded >= 3, "a concept without evidence is not named", (int)i, 0);
+        check(raw < 0 && raw > -10, "grounded log-probability", (int)i, raw);
+    }
+    free(ev);
     free(p);
     free(l);
     ce_weights_close(gold);

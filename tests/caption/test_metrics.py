@@ -8,6 +8,8 @@ import unittest
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "models", "eval"))
 sys.path.insert(0, os.path.join(ROOT, "models", "train"))
+import chair  # noqa: E402
+import eval_search  # noqa: E402
 import metrics  # noqa: E402
 import textproc  # noqa: E402
 
@@ -74,6 +76,58 @@ class CiderD(unittest.TestCase):
         clean, _ = metrics.cider_d({1: ["a", "dog", "on", "grass"], 2: ["a", "cat"]}, refs)
         gamed, _ = metrics.cider_d({1: ["dog", "dog", "dog", "dog"], 2: ["a", "cat"]}, refs)
         self.assertLess(gamed, clean)
+
+
+class Chair(unittest.TestCase):
+    def t(self, s):
+        return textproc.tokenize(s)
+
+    def test_objects_and_synonyms(self):
+        self.assertEqual(chair.objects(self.t("Two men and a puppy near a bike")), {"person", "dog", "bicycle"})
+        # two-word names first: a hot dog is food, a teddy bear is not a bear
+        self.assertEqual(chair.objects(self.t("a hot dog and a teddy bear")), {"hot dog", "teddy bear"})
+        # colour, not fruit; glasses are not a wine glass
+        self.assertEqual(chair.objects(self.t("a boy in an orange shirt with glasses")), {"person"})
+        self.assertEqual(chair.objects(self.t("a bowl of oranges")), {"bowl", "orange"})
+
+    def test_by_hand(self):
+        refs = {1: [self.t("a man on a horse"), self.t("a rider and his horse")],
+                2: [self.t("a dog in the snow"), self.t("a puppy plays in snow")]}
+        hyps = {1: self.t("a man riding a horse on a beach with a dog"),   # dog hallucinated
+                2: self.t("a dog running in the snow")}                    # fine
+        r = chair.chair(hyps, refs)
+        self.assertAlmostEqual(r["chair_s"], 0.5)
+        self.assertAlmostEqual(r["chair_i"], 1 / 4)   # person, horse, dog | dog
+        self.assertEqual(r["hallucinated"], {"dog": 1})
+
+    def test_human_ceiling(self):
+        refs = {1: [self.t("a man and a dog"), self.t("a dog and a man"), self.t("a cat")]}
+        # ref 0 vs {1,2}: fine; ref 1 vs {0,2}: fine; ref 2 vs {0,1}: cat hallucinated
+        s, i = chair.human_ceiling(refs)
+        self.assertAlmostEqual(s, 1 / 3)
+        self.assertAlmostEqual(i, 1 / 5)
+
+
+class ShortQueries(unittest.TestCase):
+    def test_stemming(self):
+        st = eval_search.stem
+        self.assertEqual({st("jumps"), st("jumping"), st("jumped"), st("jump")}, {"jump"})
+        self.assertEqual({st("running"), st("runs"), st("run")}, {"run"})
+        self.assertEqual({st("riding"), st("rides"), st("ride")}, {st("ride")})
+        self.assertEqual(st("dogs"), "dog")
+        self.assertEqual(st("men"), "man")
+
+    def test_relevance_needs_two_references(self):
+        refs = {"a": ["A dog jumps in the snow", "dogs jumping", "a cat"],
+                "b": ["A dog in snow", "a cat", "a bird"]}
+        self.assertEqual(eval_search.relevant("dog in snow", refs), set())  # one reference each
+        self.assertEqual(eval_search.relevant("dog jumping", refs), {"a"})
+
+    def test_query_list(self):
+        qs = eval_search.read_queries(os.path.join(ROOT, "models", "eval", "short_queries.txt"))
+        self.assertGreaterEqual(len(qs), 50)
+        self.assertTrue(all(1 <= len(q.split()) <= 3 for q in qs))
+        self.assertEqual(len(qs), len(set(qs)))
 
 
 if __name__ == "__main__":
