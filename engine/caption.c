@@ -59,10 +59,12 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
                        const float *bias, int *best, int *best_n, float *best_score, float *best_raw);
 static void mark_objects(ce_captioner *cap);
+static void find_compounds(ce_captioner *cap);
 static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
                              float *evidence);
 static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *once);
 static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token);
+static int compound_of(const ce_captioner *cap, int first, int second);
 static void log_softmax(float *v, int n);
 static void sigmoid_inplace(float *v, int n);
 static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
@@ -163,7 +165,8 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
         /* The concept each content word names (the words "once" marks), for grounding. */
         cap->word_concept = malloc(sizeof(int32_t) * (size_t)cap->n_words);
         cap->object = calloc((size_t)cap->n_concepts, 1);
-        if (!cap->word_concept || !cap->object) {
+        cap->compound_second = calloc((size_t)cap->n_words, 1);
+        if (!cap->word_concept || !cap->object || !cap->compound_second) {
             ce_captioner_close(cap);
             snprintf(err->msg, sizeof err->msg, "out of memory");
             return -ENOMEM;
@@ -171,6 +174,7 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
         for (int t = 0; t < cap->n_words; t++)
             cap->word_concept[t] = t > TOKEN_UNK && cap->once[t] ? caption_text_lookup(cap, cap->words[t]) : -1;
         mark_objects(cap);
+        find_compounds(cap);
     }
     if (text_only) {
         /* The identity hashes every weight; the text side never reports it. */
@@ -196,6 +200,7 @@ void ce_captioner_close(ce_captioner *cap)
     caption_text_free(cap);
     free(cap->word_concept);
     free(cap->object);
+    free(cap->compound_second);
     free(cap->words);
     free(cap->word_storage);
     free(cap->concepts);
@@ -529,6 +534,34 @@ static const char *const extra_objects[] = {
     "bull", "vehicle", "bike", "television", "phone", "table",
 };
 
+/* Two-word spellings of an object word ("surf board", "skate board"): found in the
+ * vocabulary at load time so that splitting a word does not dodge its grounding. */
+static void find_compounds(ce_captioner *cap)
+{
+    cap->n_compounds = 0;
+    for (int w = TOKEN_UNK + 1; w < cap->n_words && cap->n_compounds < CAPTION_MAX_COMPOUNDS; w++) {
+        int c = cap->word_concept[w];
+        if (c < 0 || !cap->object[c]) continue;
+        const char *word = cap->words[w];
+        size_t len = strlen(word);
+        for (size_t cut = 3; cut + 3 <= len; cut++) {
+            char first[64], second[64];
+            if (cut >= sizeof first || len - cut >= sizeof second) break;
+            memcpy(first, word, cut);
+            first[cut] = 0;
+            memcpy(second, word + cut, len - cut + 1);
+            int a = -1, b = -1;
+            for (int t = TOKEN_UNK + 1; t < cap->n_words && (a < 0 || b < 0); t++) {
+                if (a < 0 && strcmp(cap->words[t], first) == 0) a = t;
+                if (b < 0 && strcmp(cap->words[t], second) == 0) b = t;
+            }
+            if (a < 0 || b < 0 || cap->n_compounds == CAPTION_MAX_COMPOUNDS) continue;
+            cap->compounds[cap->n_compounds++] = (caption_compound){a, b, w};
+            cap->compound_second[b] = 1;
+        }
+    }
+}
+
 static void mark_objects(ce_captioner *cap)
 {
     for (int k = 0; k < CE_NUM_CLASSES * 2; k++)
@@ -632,6 +665,13 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
                     continue;
                 if (bias && names_again(cap, hyp, t)) continue;
                 float sc = hyp->score + lp[t] + (bias ? bias[t] : 0.0f);
+                if (bias && cap->compound_second[t] && hyp->n > 0) {
+                    int whole = compound_of(cap, hyp->tokens[hyp->n - 1], t);
+                    if (whole >= 0) {
+                        if (names_again(cap, hyp, whole)) continue;
+                        sc += bias[whole];
+                    }
+                }
                 if (n_top == keep && sc <= top[n_top - 1].score) continue;
                 int at = n_top < keep ? n_top++ : keep - 1;
                 while (at > 0 && top[at - 1].score < sc) {
@@ -689,6 +729,14 @@ static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token
     for (int i = 0; i < hyp->n; i++)
         if (cap->word_concept[hyp->tokens[i]] == c) return 1;
     return 0;
+}
+
+/* The one-word form of "first second", or -1. */
+static int compound_of(const ce_captioner *cap, int first, int second)
+{
+    for (int i = 0; i < cap->n_compounds; i++)
+        if (cap->compounds[i].first == first && cap->compounds[i].second == second) return cap->compounds[i].whole;
+    return -1;
 }
 
 /* No immediate repetition, no second use of a content word ("a toilet and toilet"), and

@@ -20,6 +20,11 @@ typedef struct {
     int concept;
 } caption_lookup;
 
+#define CAPTION_MAX_COMPOUNDS 64
+typedef struct {
+    int first, second, whole;        /* word indices */
+} caption_compound;
+
 struct ce_captioner {
     ce_weights *weights;
     char version[32];
@@ -39,6 +44,9 @@ struct ce_captioner {
     int n_lookup;
     int32_t *word_concept;           /* n_words: the concept a content word names, or -1 */
     uint8_t *object;                 /* n_concepts: 1 = an object (COCO label, people, animals) */
+    caption_compound compounds[CAPTION_MAX_COMPOUNDS]; /* "surf" "board" -> "surfboard" */
+    int n_compounds;
+    uint8_t *compound_second;        /* n_words: 1 = the second word of a compound */
 };
 
 /* Grounded search: each word naming a concept (scope 0) or an object concept (scope 1)

@@ -119,6 +119,8 @@ BIGRAMS = {
     ("sports", "ball"): "sports ball", ("soccer", "ball"): "sports ball",
     ("tennis", "ball"): "sports ball", ("stuffed", "animal"): "teddy bear",
     ("tooth", "brush"): "toothbrush",
+    ("surf", "board"): "surfboard", ("skate", "board"): "skateboard",
+    ("snow", "board"): "snowboard",
 }
 IRREGULAR = {"men": "man", "women": "woman", "children": "child", "people": "people",
              "geese": "goose", "mice": "mouse", "knives": "knife", "feet": "foot",
