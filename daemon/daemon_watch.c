@@ -99,6 +99,7 @@ static void on_timer(uv_timer_t *t);
 static void expire_moves(dw_watcher *w, int all);
 static void check_settling(dw_watcher *w);
 static void poll_unwatched(dw_watcher *w);
+static char *parent_of(const char *path);
 static void check_roots(dw_watcher *w);
 static void start_root(dw_watcher *w, root *r);
 static int  add_watch(dw_watcher *w, const char *path);
@@ -585,9 +586,20 @@ static void expire_moves(dw_watcher *w, int all)
         *link = m->next;
         struct stat st;
         if (lstat(m->path, &st) != 0) {
-            /* moved out of every watched tree: gone from our point of view */
             if (m->is_dir) forget_watches_under(w, m->path, 1);
-            cx_pipeline_removed(w->pipe, m->path);
+            char *parent = w->n_unwatched > 0 ? parent_of(m->path) : NULL;
+            if (parent) {
+                /* it may have gone into a polled folder (no watch there, no IN_MOVED_TO):
+                 * poll those now and let the parent's vanished pass, which runs once the
+                 * pipeline is idle, remove only what the poll did not find by content */
+                poll_unwatched(w);
+                w->last_poll_ms = now;
+                cx_pipeline_scan(w->pipe, parent, CX_SCAN_VANISHED);
+                free(parent);
+            } else {
+                /* moved out of every watched tree: gone from our point of view */
+                cx_pipeline_removed(w->pipe, m->path);
+            }
         }
         free(m->path);
         free(m);
@@ -618,6 +630,14 @@ static void check_settling(dw_watcher *w)
 }
 
 /* Folders without a watch: rescan the topmost ones (the walk covers the rest). */
+/* The folder holding path (malloc'd), or NULL. */
+static char *parent_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path) return NULL;
+    return strndup(path, (size_t)(slash - path));
+}
+
 static void poll_unwatched(dw_watcher *w)
 {
     int scanned = 0;

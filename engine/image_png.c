@@ -36,6 +36,7 @@ typedef struct {
     size_t size, pos;
     const ce_decode_params *params;
     int code;                    /* negative errno of the failure */
+    int alloc_failed;            /* png_alloc returned NULL */
     char msg[CE_ERR_MAX];
     /* Source rows after libpng's transforms: RGB or RGBA, 8 bits. */
     uint32_t src_w, src_h;
@@ -58,6 +59,8 @@ static void set_transforms(png_job *job);
 static void push_row(png_job *job, uint32_t y, const uint8_t *src);
 static void read_exif(png_job *job);
 static void on_read(png_structp png, png_bytep dst, size_t len);
+static png_voidp png_alloc(png_structp png, png_alloc_size_t size);
+static void png_release(png_structp png, png_voidp p);
 static void on_error(png_structp png, png_const_charp msg);
 static void on_warning(png_structp png, png_const_charp msg);
 
@@ -122,7 +125,10 @@ static int fail(png_job *job, int code, const char *what)
 
 static int decode_run(png_job *job)
 {
-    job->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, on_error, on_warning);
+    /* our allocator records a failed allocation: "out of memory" is then known by fact,
+     * not guessed from the words of libpng's message */
+    job->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, job, on_error, on_warning,
+                                        job, png_alloc, png_release);
     if (!job->png) return fail(job, -ENOMEM, "out of memory starting libpng");
     job->info = png_create_info_struct(job->png);
     if (!job->info) return fail(job, -ENOMEM, "out of memory starting libpng");
@@ -305,10 +311,26 @@ static void on_read(png_structp png, png_bytep dst, size_t len)
     job->pos += len;
 }
 
+static png_voidp png_alloc(png_structp png, png_alloc_size_t size)
+{
+    png_voidp p = malloc(size);
+    if (!p) {
+        png_job *job = png_get_mem_ptr(png);
+        if (job) job->alloc_failed = 1;
+    }
+    return p;
+}
+
+static void png_release(png_structp png, png_voidp p)
+{
+    (void)png;
+    free(p);
+}
+
 static void on_error(png_structp png, png_const_charp msg)
 {
     png_job *job = png_get_error_ptr(png);
-    if (job->code == 0) job->code = strstr(msg, "memory") ? -ENOMEM : -EBADMSG;
+    if (job->code == 0) job->code = job->alloc_failed ? -ENOMEM : -EBADMSG;
     snprintf(job->msg, sizeof job->msg, "%s PNG: %s",
              job->code == -ENOMEM ? "out of memory decoding" : "corrupt or truncated", msg);
     png_longjmp(png, 1);

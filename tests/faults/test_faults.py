@@ -892,6 +892,51 @@ def scenario_prune(env):
     expect(integrity(db) == "ok", "integrity")
 
 
+def scenario_move_into_polled(env):
+    """Issue 9.9: a folder moved from a watched tree into a polled one (no watch left there:
+    no IN_MOVED_TO) keeps its rows and captions: moved by content, no model run."""
+    a = env.photos_dir("watched/album")
+    watched = os.path.dirname(a)
+    polled = os.path.join(env.work, "polled", "deeper")
+    os.makedirs(polled)
+    db = os.path.join(env.work, "db", "index.db")
+    # two watches, taken by the root walked first (the last given) and its album; the
+    # other root is polled, rarely: the move must not wait for (or race) the next poll
+    d = Daemon(env, os.path.dirname(polled), db)
+    d.start(extra=["--root", watched, "--max-watches", "2", "--poll-interval", "30"])
+    try:
+        d.wait_rows(7)
+        time.sleep(2)
+        expect("fs.inotify.max_user_watches" in d.log_text() and
+               "%s and other folders are rescanned" % os.path.dirname(polled) in d.log_text(),
+               "the root without the album is polled", d.log_text())
+
+        def model_runs():
+            con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=30)
+            try:
+                r = con.execute("SELECT value FROM meta WHERE key = 'daemon.model_runs'").fetchone()
+                return int(r[0]) if r else -1
+            finally:
+                con.close()
+        time.sleep(3)                            # a status round publishes model_runs
+        runs = model_runs()
+        dest = os.path.join(polled, "album")
+        os.rename(a, dest)
+        want = sorted(os.path.join(dest, p + ".jpg") for p in PHOTOS)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if sorted(k for k, v in rows(db).items() if v == 0) == want:
+                break
+            time.sleep(0.5)
+        expect(sorted(rows(db)) == want, "the rows followed the folder into the polled tree: %s"
+               % sorted(rows(db)), d.log_text())
+        time.sleep(3)
+        expect(model_runs() == runs, "no model run for the move (%d -> %d)" % (runs, model_runs()),
+               d.log_text())
+    finally:
+        d.stop()
+
+
 SCENARIOS = {
     "disk_full": scenario_disk_full,
     "file_size_limit": scenario_file_size_limit,
@@ -913,6 +958,7 @@ SCENARIOS = {
     "unclear_errors": scenario_unclear_errors,
     "chunked_writer": scenario_chunked_writer,
     "prune": scenario_prune,
+    "move_into_polled": scenario_move_into_polled,
 }
 
 
