@@ -148,7 +148,7 @@ static void print_json(const char *path, const ce_caption *c, int n_tags)
     cli_json_string(stdout, path);
     fputs(",\"caption\":", stdout);
     cli_json_string(stdout, c->caption);
-    printf(",\"log_prob\":%.4f,\"tags\":[", c->log_prob);
+    printf(",\"log_prob\":%.4f,\"confidence\":%.4f,\"tags\":[", c->log_prob, c->confidence);
     for (int i = 0; i < c->n_tags && i < n_tags; i++) {
         printf("%s{\"word\":", i ? "," : "");
         cli_json_string(stdout, c->tags[i].word);
