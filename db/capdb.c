@@ -146,7 +146,7 @@ void capdb_close(capdb *db)
 
 int capdb_schema_version(capdb *db)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int version = -1;
     if (sqlite3_prepare_v2(db->sql, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
         return -EIO;
@@ -194,7 +194,7 @@ int capdb_rollback(capdb *db)
 
 int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_META_SET, &st, err);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -206,7 +206,7 @@ int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err
 
 int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_META_GET, &st, err);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -226,7 +226,7 @@ int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_e
 int capdb_counts_get(capdb *db, capdb_counts *out, capdb_err *err)
 {
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql,
         /* the partial index on failed rows answers the second without a table scan */
         "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE status = 1)",
@@ -357,7 +357,7 @@ static int open_connection(capdb *db, const char *path, int flags, int immutable
  * anything (WAL mode, the migration, the stamp) touches it. */
 static int check_ours(capdb *db, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql,
         "SELECT (SELECT application_id FROM pragma_application_id),"
         " (SELECT user_version FROM pragma_user_version),"
@@ -421,7 +421,7 @@ static int check_version(capdb *db, int mode, capdb_err *err)
     int persist = 1;
     sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     int stamped = 0;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db->sql, "PRAGMA application_id", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW) stamped = sqlite3_column_int(st, 0) == CAPDB_APPLICATION_ID;
         sqlite3_finalize(st);

@@ -44,7 +44,7 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
         free(words);
         return rc;
     }
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int64_t id = 0;
     rc = capdb__stmt(db, STMT_UPSERT, &st, err);
     if (rc == 0) {
@@ -94,7 +94,7 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
 int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
                       int64_t mtime_ns, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_UPDATE_STAT, &st, err);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -114,7 +114,7 @@ int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *
     if (!path || !*path) return capdb__fail(err, -EINVAL, "delete: no path");
     int rc = savepoint(db, "SAVEPOINT del", err);
     if (rc) return rc;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     rc = sqlite3_prepare_v2(db->sql, "DELETE FROM images WHERE path = ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -231,7 +231,7 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
 int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err)
 {
     memset(state, 0, sizeof *state);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_LOOKUP, &st, err);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -256,7 +256,7 @@ int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capd
 int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size,
                               char *path_out, size_t path_size, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_FIND_FP, &st, err);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, (int64_t)fingerprint);
@@ -281,7 +281,7 @@ int capdb_foreach_path(capdb *db, const char *prefix,
     char *lo = NULL, *hi = NULL;
     int all = !prefix || !*prefix;
     if (!all && dir_bounds(prefix, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql,
         "SELECT path FROM images WHERE path > ?1 AND (?2 IS NULL OR"
         " ((path >= ?2 AND path < ?3) OR path = ?4)) ORDER BY path LIMIT ?5", -1, &st, NULL);
@@ -332,7 +332,7 @@ int capdb_foreach_failure(capdb *db, int limit,
                           int (*fn)(void *ctx, const char *path, const char *error, int64_t when),
                           void *ctx, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql,
         "SELECT path, error, indexed_time FROM images WHERE status = 1"
         " ORDER BY indexed_time DESC, id DESC LIMIT ?1", -1, &st, NULL);
@@ -353,7 +353,7 @@ int capdb_foreach_failure(capdb *db, int limit,
 
 int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_POOLED_OF_PATH, &st, err);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -457,7 +457,7 @@ static int savepoint(capdb *db, const char *sql, capdb_err *err)
  * strongest concepts as postings so a query's concepts are an index lookup. */
 static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_POSTINGS_DEL, &st, err);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
@@ -522,7 +522,7 @@ static int delete_range(capdb *db, const char *dir, int64_t *n, capdb_err *err)
 {
     char *lo, *hi;
     if (dir_bounds(dir, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql, "DELETE FROM images WHERE path >= ?1 AND path < ?2",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) {

@@ -182,7 +182,7 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k,
     snprintf(sql, sizeof sql,
              "SELECT f.rowid, capdb_rank(images_fts, 4.0, 2.0, 1.0) FROM images_fts f"
              " WHERE images_fts MATCH ?1%s", filters);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "preparing the search");
     sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
@@ -249,7 +249,7 @@ static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *ma
 /* Words matched: score the full stored concept vector, not just its postings. */
 static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_CONCEPTS_OF, &st, err);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, c->id);
@@ -367,7 +367,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     filter_sql(q, filters, sizeof filters, "v.image_id");
     snprintf(sql, sizeof sql, "SELECT v.image_id, v.pooled FROM vectors v"
              " WHERE v.pooled IS NOT NULL%s", filters);
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     char *lo = NULL, *hi = NULL;
     int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) {
@@ -567,7 +567,7 @@ static int count_row(const Fts5ExtensionApi *api, Fts5Context *fts, void *ctx);
 int capdb__register_functions(sqlite3 *sql)
 {
     fts5_api *api = NULL;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(sql, "SELECT fts5(?1)", -1, &st, NULL) != SQLITE_OK) return -EIO;
     sqlite3_bind_pointer(st, 1, (void *)&api, "fts5_api_ptr", NULL);
     sqlite3_step(st);
