@@ -23,6 +23,7 @@ int cmd_caption(int argc, char **argv);
 int cmd_similar(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "capsearch: <message>" to stderr; returns EXIT_TROUBLE for `return cli_error(...)`. */
 int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

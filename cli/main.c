@@ -29,6 +29,7 @@ static const subcommand SUBCOMMANDS[] = {
     {"similar", cmd_similar, "find indexed images that look like an image"},
     {"index",   cmd_index,   "index folders once, without the daemon"},
     {"prune",   cmd_prune,   "remove rows of deleted files or of folders no longer watched"},
+    {"serve",   cmd_serve,   "serve the photo search web page and the HTTP JSON API"},
 };
 #define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
 

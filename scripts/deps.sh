@@ -14,6 +14,8 @@ PACKAGES=(
   python3 python3-numpy python3-torch
   # tests and benchmarks
   sqlite3 libjpeg-turbo-progs hyperfine valgrind systemd inotify-tools python3-onnx strace
+  # capsearch serve: the HTTP server library; its tests drive Debian's headless Chromium
+  libmicrohttpd-dev chromium
 )
 
 missing=()
