@@ -307,8 +307,11 @@ void file_thumb(capweb *w, int64_t id, web_arg_fn arg, void *ctx, const char *if
     }
     if (w->cache_dir && row.fingerprint) {
         snprintf(path, sizeof path, "%s/thumbs/%s.jpg", w->cache_dir, key);
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        struct stat st;
+        /* only while the original is still the file that was indexed */
+        struct stat orig, st;
+        int same = lstat(row.path, &orig) == 0 && S_ISREG(orig.st_mode) && orig.st_size == row.size &&
+                   (int64_t)orig.st_mtim.tv_sec * 1000000000LL + orig.st_mtim.tv_nsec == row.mtime_ns;
+        int fd = same ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
             row_free(&row);
             r->status = 200;

@@ -37,6 +37,7 @@ typedef struct {
     size_t body_len;
     double t0;
     int status;
+    int refused;                  /* answered from the headers alone */
 } request;
 
 static double now_s(void)
@@ -47,6 +48,14 @@ static double now_s(void)
 }
 
 /* ------------------------------------------------------------------ checks */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
 
 static int host_allowed(const capweb *w, const char *host)
 {
@@ -267,39 +276,68 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     (void)version;
     capweb *w = cls;
     request *rq = *con_cls;
+    int post = !strcmp(method, MHD_HTTP_METHOD_POST);
+    web_reply r = {.fd = -1};
     if (!rq) {
+        /* the headers are in: everything that does not need a body is decided now, before
+         * any body is read (a refused request's body never is) */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         rq->t0 = now_s();
         *con_cls = rq;
-        return MHD_YES;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+        int has_body = (cl && strcmp(cl, "0") != 0) || te;
+        if (!post && strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+            reply_error(&r, 405, "only GET and HEAD here");
+        else if (!host_allowed(w, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host")))
+            reply_error(&r, 403, "Host header not allowed (DNS rebinding guard): use localhost, "
+                        "an IP address, or a name given to --allow-host");
+        else if (!rate_ok(w, conn))
+            reply_error(&r, 429, "too many requests from this address");
+        else if (strlen(url) > 2048)
+            reply_error(&r, 414, "URL too long");
+        else if (post && strcmp(url, "/login") != 0)
+            reply_error(&r, 405, "only GET and HEAD here");
+        else if (has_body && (!post || !cl || strtoull(cl, NULL, 10) > LOGIN_BODY_MAX))
+            reply_error(&r, 413, "request body too large (only POST /login takes one, up to %d "
+                        "bytes, with a Content-Length)", LOGIN_BODY_MAX);
+        else
+            return MHD_YES;
+        rq->refused = 1;
+        return send_reply(conn, rq, &r, 0);
     }
-    int post = !strcmp(method, MHD_HTTP_METHOD_POST);
-    web_reply r = {.fd = -1};
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (post && rq->body_len + n <= LOGIN_BODY_MAX) {
-            memcpy(rq->body + rq->body_len, upload_data, n);
-            rq->body_len += n;
-            return MHD_YES;
-        }
-        /* answered now: MHD closes the connection instead of reading the rest */
-        reply_error(&r, 413, "request body too large (only POST /login takes one, up to %d bytes)",
-                    LOGIN_BODY_MAX);
-        return send_reply(conn, rq, &r, 0);
+        if (rq->refused) return MHD_YES;            /* MHD discards the rest */
+        if (!post || rq->body_len + n > LOGIN_BODY_MAX) return MHD_NO;   /* lied about its size */
+        memcpy(rq->body + rq->body_len, upload_data, n);
+        rq->body_len += n;
+        return MHD_YES;
     }
-    if (!post && strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-        reply_error(&r, 405, "only GET and HEAD here");
-    else if (!host_allowed(w, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host")))
-        reply_error(&r, 403, "Host header not allowed (DNS rebinding guard): use localhost, an "
-                    "IP address, or a name given to --allow-host");
-    else if (!rate_ok(w, conn))
-        reply_error(&r, 429, "too many requests from this address");
-    else if (strlen(url) > 2048)
-        reply_error(&r, 414, "URL too long");
-    else
-        route(w, conn, url, rq, post, &r);
+    if (rq->refused) return MHD_YES;
+    route(w, conn, url, rq, post, &r);
     return send_reply(conn, rq, &r, r.type && !strncmp(r.type, "text/html", 9));
+}
+
+/* As MHD's own %-decoding, except that %00 stays as it is: a NUL would cut the path or a
+ * value short ("/image/1%00/../x" must not read as "/image/1"). */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *o = s;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+            *o++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return (size_t)(o - s);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -463,6 +501,7 @@ int capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_s
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONNECTION,
             MHD_OPTION_NOTIFY_COMPLETED, completed, w,
+            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
             MHD_OPTION_END);
         if (!w->mhd) {
             snprintf(err, err_size, "cannot start the HTTP server (libmicrohttpd)");
