@@ -323,6 +323,37 @@ st, r = m.get_json("/api/search?q=dog")
 check(st == 200 and r["results"], "the index appears: served without a restart", r)
 m.stop()
 
+# socket activation (capsearch-web.socket): systemd's own tool binds and passes the fd
+sa = shutil.which("systemd-socket-activate")
+check(sa is not None, "systemd-socket-activate present (Debian's systemd package)")
+if sa:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    free = probe.getsockname()[1]
+    probe.close()
+    act = subprocess.Popen([sa, "-l", f"127.0.0.1:{free}", capsearch, "serve", "--db",
+                            os.path.join(work, "later.db")], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    body = b""
+    for _ in range(50):
+        try:
+            c = socket.create_connection(("127.0.0.1", free), timeout=20)
+            c.sendall(b"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            c.close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    check(body.startswith(b"HTTP/1.") and b" 200 " in body.split(b"\r\n")[0] and b'"images"' in body,
+          "socket activation: serves on the passed socket", body[:200])
+    act.terminate()
+    act.wait(10)
+
 # locked: another process holds the index in exclusive locking mode (taken before the
 # server's first connection, as WAL readers otherwise never wait)
 locked = os.path.join(work, "locked.db")
