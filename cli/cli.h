@@ -36,6 +36,9 @@ int cli_db_error(const capdb_err *err);
  * (file names may hold any) become U+FFFD so the output is always valid JSON. */
 void cli_json_string(FILE *out, const char *s);
 
+/* {"file":path,"error":msg} on its own line: a file caption / detect could not read. */
+void cli_print_json_error(const char *path, const char *msg);
+
 /* True when stdout is a terminal and NO_COLOR is unset: colour and progress bars. */
 int cli_stdout_is_tty(void);
 int cli_stderr_is_tty(void);
@@ -43,9 +46,26 @@ int cli_stderr_is_tty(void);
 /* Parses a non-negative integer option value; returns -1 on garbage. */
 long cli_parse_count(const char *s);
 
+/* path made absolute against the working folder (not resolved: it may not exist);
+ * malloc'd, NULL when out of memory. */
+char *cli_absolute_path(const char *path);
+/* path as the index stores it: symlinks resolved when it exists, else made absolute (a
+ * file that is gone may still be indexed under the name given). malloc'd. */
+char *cli_indexed_path(const char *path);
+
 /* ------------------------------------------------------------------ results */
 
-/* The options `search` and `similar` share. */
+/* ------------------------------------------------------------------ options (options.c) */
+
+/* Every option of every subcommand (ids above any short letter). */
+enum {
+    CLI_OPT_LIMIT = 256, CLI_OPT_JSON, CLI_OPT_PRINT0, CLI_OPT_DIR, CLI_OPT_SINCE,
+    CLI_OPT_UNTIL, CLI_OPT_BEAM, CLI_OPT_MAX_LENGTH, CLI_OPT_TAGS, CLI_OPT_JOBS,
+    CLI_OPT_QUIET, CLI_OPT_DRY_RUN, CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_HELP,
+};
+#define CLI_DEFAULT_TAGS 8
+
+/* The parsed values (each subcommand reads the ones it takes). */
 typedef struct {
     const char *db_path;          /* --db, NULL = capdb_default_path() */
     const char *models_dir;       /* --models, NULL = ce_default_models_dir() */
@@ -54,17 +74,29 @@ typedef struct {
     int64_t since, until;         /* --since / --until, unix seconds (may be negative) */
     int has_since, has_until;     /* ... each set only when given */
     int limit;                    /* --limit, default 20 */
-    int json, print0;
-} cli_search_options;
+    int json, print0, quiet, dry_run;
+    int beam, max_length;         /* 0 = the engine's defaults */
+    int tags;                     /* default CLI_DEFAULT_TAGS */
+    int jobs;                     /* default: the cores */
+} cli_options;
 
-/* Parses the shared options (getopt_long, options may follow operands); `usage` prints
- * the command's help. Returns the index of the first operand in argv, 0 after --help
- * (caller exits 0), or -1 after printing an error (caller exits 2). */
-int  cli_parse_search_options(int argc, char **argv, cli_search_options *o,
-                              void (*usage)(FILE *out));
-void cli_search_options_free(cli_search_options *o);
-/* The help lines for the shared options, for each command's usage text. */
-void cli_print_search_options_help(FILE *out);
+void cli_options_init(cli_options *o);
+void cli_options_free(cli_options *o);
+/* Parses the options listed in accepted (0-terminated CLI_OPT_* ids; --help is always
+ * taken) with getopt_long: options may follow operands. Returns the index of the first
+ * operand, 0 after --help (the caller exits 0), or -1 after printing why (exit 2). */
+int  cli_parse_options(int argc, char **argv, const int *accepted, cli_options *o,
+                       void (*usage)(FILE *out));
+/* 1 when arg is an option of the table that takes its value as the next argument
+ * ("--db", "-n"; not "--db=X"): how main() finds a subcommand's name after options. */
+int  cli_option_takes_value(const char *arg);
+/* The help lines of the accepted options, in table order. */
+void cli_print_options(FILE *out, const int *accepted);
+/* The options search and similar take. */
+#define CLI_SEARCH_OPTIONS CLI_OPT_LIMIT, CLI_OPT_JSON, CLI_OPT_PRINT0, CLI_OPT_DIR, \
+                           CLI_OPT_SINCE, CLI_OPT_UNTIL, CLI_OPT_DB, CLI_OPT_MODELS
+
+/* ------------------------------------------------------------------ the index */
 
 /* Opens the index read-only: path from --db or the default. On failure prints why
  * (and, for a missing file, how to create one) and returns EXIT_TROUBLE. */
@@ -74,7 +106,7 @@ int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size);
  * matches on a terminal, JSON Lines, or NUL-separated paths), leaving out the hit
  * whose path is `exclude` (may be NULL). Returns EXIT_MATCH, EXIT_NO_MATCH or
  * EXIT_TROUBLE. */
-int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
+int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o,
                   const char *exclude);
 
 /* Parses YYYY-MM-DD[THH:MM:SS] as UTC (EXIF times are stored that way) into unix
@@ -83,8 +115,9 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
 int cli_parse_date(const char *s, int end_of_day, int64_t *out);
 
 /* Opens the model (models_dir NULL = the default) and one session for the image
- * subcommands; need_captioner: refuse a model folder without captioner.csw. Prints the
- * error and returns EXIT_TROUBLE on failure, 0 on success. */
+ * subcommands, with one BLAS thread (measured faster here); need_captioner: refuse a
+ * model folder without captioner.csw. Prints the error and returns EXIT_TROUBLE on
+ * failure, 0 on success. */
 int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
                     ce_session **session);
 

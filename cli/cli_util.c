@@ -11,8 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "caputf8.h"
 #include "cli.h"
-#include "indexer.h"
+#include "capindexer.h"
 
 int cli_error(const char *fmt, ...)
 {
@@ -43,32 +44,13 @@ int cli_db_error(const capdb_err *err)
     return EXIT_TROUBLE;
 }
 
-/* Length of the valid UTF-8 sequence starting at s, or 0 when it is not one. */
-static int utf8_sequence_length(const unsigned char *s)
-{
-    int len;
-    uint32_t cp;
-    if (s[0] < 0x80) return 1;
-    else if ((s[0] & 0xE0) == 0xC0) { len = 2; cp = s[0] & 0x1F; }
-    else if ((s[0] & 0xF0) == 0xE0) { len = 3; cp = s[0] & 0x0F; }
-    else if ((s[0] & 0xF8) == 0xF0) { len = 4; cp = s[0] & 0x07; }
-    else return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    /* reject overlong forms, surrogates and values past U+10FFFF */
-    static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0;
-    return len;
-}
-
 void cli_json_string(FILE *out, const char *s)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     fputc('"', out);
     while (*p) {
-        int len = utf8_sequence_length(p);
+        uint32_t cp;
+        int len = cu_utf8_decode(p, 4, &cp);
         if (len == 0) {
             fputs("\\ufffd", out);
             p++;
@@ -100,6 +82,15 @@ void cli_json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+void cli_print_json_error(const char *path, const char *msg)
+{
+    fputs("{\"file\":", stdout);
+    cli_json_string(stdout, path);
+    fputs(",\"error\":", stdout);
+    cli_json_string(stdout, msg);
+    fputs("}\n", stdout);
+}
+
 int cli_stdout_is_tty(void)
 {
     return isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
@@ -119,131 +110,21 @@ long cli_parse_count(const char *s)
     return v;
 }
 
-/* ------------------------------------------------------------------ search options */
-
-enum { OPT_DB = 256, OPT_DIR, OPT_SINCE, OPT_UNTIL, OPT_MODELS };
-
-static const struct option SEARCH_OPTIONS[] = {
-    {"limit",  required_argument, NULL, 'n'},
-    {"json",   no_argument,       NULL, 'j'},
-    {"print0", no_argument,       NULL, '0'},
-    {"db",     required_argument, NULL, OPT_DB},
-    {"dir",    required_argument, NULL, OPT_DIR},
-    {"since",  required_argument, NULL, OPT_SINCE},
-    {"until",  required_argument, NULL, OPT_UNTIL},
-    {"models", required_argument, NULL, OPT_MODELS},
-    {"help",   no_argument,       NULL, 'h'},
-    {NULL, 0, NULL, 0},
-};
-
-static char *absolute_dir(const char *dir, int *missing);
-static int stop_at_first(void *ctx, const char *path);
-
-int cli_parse_search_options(int argc, char **argv, cli_search_options *o,
-                             void (*usage)(FILE *out))
+char *cli_absolute_path(const char *path)
 {
-    memset(o, 0, sizeof *o);
-    o->limit = 20;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "n:j0h", SEARCH_OPTIONS, NULL)) != -1) {
-        long n;
-        switch (c) {
-        case 'n':
-            n = cli_parse_count(optarg);
-            if (n < 1 || n > 100000) {
-                cli_error("--limit wants a number from 1 to 100000, not '%s'", optarg);
-                return -1;
-            }
-            o->limit = (int)n;
-            break;
-        case 'j': o->json = 1; break;
-        case '0': o->print0 = 1; break;
-        case OPT_DB: o->db_path = optarg; break;
-        case OPT_MODELS: o->models_dir = optarg; break;
-        case OPT_DIR:
-            free(o->under_dir);
-            if (!(o->under_dir = absolute_dir(optarg, &o->dir_missing))) {
-                cli_error("--dir %s: %s", optarg, errno == ENOTDIR ? "not a folder" : strerror(errno));
-                return -1;
-            }
-            break;
-        case OPT_SINCE:
-        case OPT_UNTIL:
-            if (cli_parse_date(optarg, c == OPT_UNTIL, c == OPT_SINCE ? &o->since : &o->until)) {
-                cli_error("%s wants a date from 1800-01-01 to 9999-12-31 like 2024-07-31 or "
-                          "2024-07-31T18:30:00, not '%s'", c == OPT_SINCE ? "--since" : "--until",
-                          optarg);
-                return -1;
-            }
-            if (c == OPT_SINCE) o->has_since = 1;
-            else o->has_until = 1;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            if (optopt && optopt < 256)
-                cli_error("unknown option '-%c' (a query word starting with '-' goes after '--')",
-                          optopt);
-            else
-                cli_error("unknown or incomplete option '%s' (a query word starting with '-' "
-                          "goes after '--')", argv[optind - 1]);
-            return -1;
-        }
-    }
-    if (o->json && o->print0) {
-        cli_error("--json and --print0 exclude each other");
-        return -1;
-    }
-    return optind;
-}
-
-void cli_search_options_free(cli_search_options *o)
-{
-    free(o->under_dir);
-    o->under_dir = NULL;
-}
-
-void cli_print_search_options_help(FILE *out)
-{
-    fputs("  -n, --limit N     show at most N results (default 20)\n"
-          "  -j, --json        one JSON object per result (JSON Lines)\n"
-          "  -0, --print0      print only paths, each followed by a NUL (for xargs -0)\n"
-          "      --dir DIR     only images under DIR\n"
-          "      --since DATE  only images taken (else modified) on or after DATE\n"
-          "      --until DATE  ... on or before DATE (YYYY-MM-DD[THH:MM:SS], UTC)\n"
-          "      --db PATH     the index database (default: $CAPSEARCH_DB, the per-user\n"
-          "                    index, then /var/lib/capsearch/index.db)\n"
-          "      --models DIR  model folder (default: $CAPSEARCH_MODELS or the installed one)\n"
-          "  -h, --help        show this help\n", out);
-}
-
-/* --dir names a folder as the index stores it: absolute, symlinks resolved. A file is
- * refused (ENOTDIR). A folder that no longer exists stays a valid filter (its rows linger
- * until `capsearch prune`): *missing is set, and cli_run_query refuses it only when
- * nothing is indexed under it either, so that a typo is not answered "nothing found". */
-static char *absolute_dir(const char *dir, int *missing)
-{
-    struct stat st;
-    *missing = 0;
-    if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) {
-            errno = ENOTDIR;
-            return NULL;
-        }
-        return realpath(dir, NULL);
-    }
-    if (errno != ENOENT) return NULL;
-    *missing = 1;
-    if (dir[0] == '/') return strdup(dir);
+    if (path[0] == '/') return strdup(path);
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd)) return NULL;
-    size_t len = strlen(cwd) + strlen(dir) + 2;
+    size_t len = strlen(cwd) + strlen(path) + 2;
     char *abs = malloc(len);
-    if (abs) snprintf(abs, len, "%s/%s", cwd, dir);
+    if (abs) snprintf(abs, len, "%s/%s", cwd, path);
     return abs;
+}
+
+char *cli_indexed_path(const char *path)
+{
+    char *real = realpath(path, NULL);
+    return real ? real : cli_absolute_path(path);
 }
 
 static int stop_at_first(void *ctx, const char *path)
@@ -308,7 +189,7 @@ static void print_text_hit(FILE *out, const capdb_hit *h, int color);
 static void print_json_hit(FILE *out, const capdb_hit *h);
 static void put_sanitised(FILE *out, const char *s, int markers, int color);
 
-int cli_run_query(capdb *db, const capdb_query *q, const cli_search_options *o,
+int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o,
                   const char *exclude)
 {
     capdb_results res;
@@ -395,6 +276,10 @@ static void print_json_hit(FILE *out, const capdb_hit *h)
 int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
                     ce_session **session)
 {
+    /* One BLAS thread: this network's matrices are small, and measured (tests/bench/cnn)
+     * a second thread made each image slower, badly so when other work shares the cores
+     * (OpenBLAS threads spin while they wait). */
+    ce_set_blas_threads(1);
     ce_err err;
     if (ce_model_open(models_dir, CE_OPEN_DEFAULT, model, &err) < 0)
         return cli_error("cannot load the model: %s", err.msg);

@@ -5,53 +5,35 @@
  * Needs no database or daemon. A file that cannot be read is reported and skipped;
  * the exit status is then 2, else 0 when anything was detected and 1 when nothing was.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "capengine.h"
 #include "cli.h"
-#include "indexer.h"
+#include "capindexer.h"
 
 static void usage(FILE *out);
 static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o);
 static void print_json(const char *path, const ce_image *img, const ce_cnn_output *o);
-static void print_json_error(const char *path, const char *msg);
 
 int cmd_detect(int argc, char **argv)
 {
-    static const struct option OPTIONS[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"models", required_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int json = 0;
-    const char *models_dir = NULL;
-    int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "jm:h", OPTIONS, NULL)) != -1) {
-        switch (opt) {
-        case 'j': json = 1; break;
-        case 'm': models_dir = optarg; break;
-        case 'h': usage(stdout); return EXIT_MATCH;
-        default: usage(stderr); return EXIT_TROUBLE;
-        }
-    }
-    if (optind >= argc) {
+    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
+    if (first <= 0) return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
+    if (first >= argc) {
         usage(stderr);
         return EXIT_TROUBLE;
     }
+    int json = o.json;
 
     ce_err err;
     ce_model *model;
     ce_session *session;
-    if (cli_open_engine(models_dir, 0, &model, &session) != 0) return EXIT_TROUBLE;
-    /* One BLAS thread: this network's matrices are small, and measured (tests/bench/cnn)
-     * a second thread made each image slower, badly so when other work shares the cores
-     * (OpenBLAS threads spin while they wait). */
-    ce_set_blas_threads(1);
+    if (cli_open_engine(o.models_dir, 0, &model, &session) != 0) return EXIT_TROUBLE;
 
     ce_cnn_output *out = calloc(1, sizeof *out);
     if (!out) {
@@ -60,7 +42,7 @@ int cmd_detect(int argc, char **argv)
         return cli_error("out of memory");
     }
     int status = EXIT_NO_MATCH, failed = 0;
-    for (int i = optind; i < argc; i++) {
+    for (int i = first; i < argc; i++) {
         const char *path = argv[i];
         ce_image img;
         int rc = ce_image_load_file(path, NULL, &img, &err);
@@ -76,7 +58,7 @@ int cmd_detect(int argc, char **argv)
         if (rc < 0) {
             failed = 1;
             cli_error("%s: %s", path, err.msg);
-            if (json) print_json_error(path, err.msg);
+            if (json) cli_print_json_error(path, err.msg);
         }
     }
     fflush(stdout);
@@ -88,13 +70,14 @@ int cmd_detect(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: capsearch detect [--json] [--models DIR] IMAGE...\n\n"
-            "Lists the objects the CNN (SSDLite-MobileNetV2, 80 COCO classes) finds in each\n"
-            "image: label, score, and box in pixels (left,top - right,bottom).\n\n"
-            "  --json         one JSON object per file (JSON Lines); boxes normalised to 0..1\n"
-            "  --models DIR   model directory (default: $CAPSEARCH_MODELS or the installed one)\n\n"
-            "Exit status: 0 something detected, 1 nothing detected, 2 a file could not be read.\n");
+    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, 0};
+    fputs("Usage: capsearch detect [OPTIONS] IMAGE...\n\n"
+          "Lists the objects the CNN (SSDLite-MobileNetV2, 80 COCO classes) finds in each\n"
+          "image: label, score, and box in pixels (left,top - right,bottom); with --json the\n"
+          "boxes are normalised to 0..1.\n\n", out);
+    cli_print_options(out, ACCEPTED);
+    fputs("\nExit status: 0 something detected, 1 nothing detected, 2 a file could not be read.\n",
+          out);
 }
 
 static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o)
@@ -129,13 +112,4 @@ static void print_json(const char *path, const ce_image *img, const ce_cnn_outpu
                d->class_id, d->score, d->xmin, d->ymin, d->xmax, d->ymax);
     }
     fputs("]}\n", stdout);
-}
-
-static void print_json_error(const char *path, const char *msg)
-{
-    fputs("{\"file\":", stdout);
-    cli_json_string(stdout, path);
-    fputs(",\"error\":", stdout);
-    cli_json_string(stdout, msg);
-    fputs("}\n", stdout);
 }

@@ -7,7 +7,6 @@
  * write through SQLite's locking (busy timeout, retried batches).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "indexer.h"
+#include "capindexer.h"
 
 typedef struct {
     uv_loop_t loop;
@@ -28,71 +27,50 @@ typedef struct {
     double started;
 } index_run;
 
+static void usage(FILE *out);
 static void on_progress(uv_timer_t *t);
 static void draw_progress(index_run *r, int final);
 static void on_idle(void *ctx);
 static void on_sigint(uv_signal_t *h, int signum);
-static double now_s(void);
-static void close_handle(uv_handle_t *h, void *arg);
 
 int cmd_index(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"models", required_argument, NULL, 'm'},
-        {"jobs", required_argument, NULL, 'j'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *db_path = NULL, *models = NULL;
-    long jobs = sysconf(_SC_NPROCESSORS_ONLN);
-    int quiet = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:m:j:qh", options, NULL)) != -1) {
-        switch (c) {
-        case 'd': db_path = optarg; break;
-        case 'm': models = optarg; break;
-        case 'j':
-            jobs = cli_parse_count(optarg);
-            if (jobs < 1 || jobs > 256) return cli_error("--jobs: expected 1..256, got '%s'", optarg);
-            break;
-        case 'q': quiet = 1; break;
-        case 'h':
-            printf("Usage: capsearch index [--db PATH] [--models DIR] [--jobs N] [--quiet] DIR...\n\n"
-                   "Indexes the images under each DIR once, without the daemon: new and changed\n"
-                   "files are captioned, moved ones keep their captions, deleted ones are removed.\n");
-            return EXIT_MATCH;
-        default:
-            return cli_error("index: unknown option (see 'capsearch index --help')");
-        }
-    }
-    if (optind >= argc) return cli_error("index: which folders? (capsearch index DIR...)");
-    if (jobs < 1) jobs = 1;
+    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_JOBS, CLI_OPT_QUIET, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
+    if (first <= 0) return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
+    if (first >= argc) return cli_error("index: which folders? (capsearch index DIR...)");
+    const char *db_path = o.db_path, *models = o.models_dir;
+    int quiet = o.quiet;
 
-    cx_config cfg;
-    cx_config_defaults(&cfg);
-    char err[CX_CONFIG_ERR_MAX];
-    for (int i = optind; i < argc; i++) {
+    cx_settings cfg;
+    cx_settings_defaults(&cfg);
+    cx_err err = {{0}};
+    for (int i = first; i < argc; i++) {
         char abs[PATH_MAX];
         struct stat st;
         if (!realpath(argv[i], abs) || stat(abs, &st) != 0) {
             int e = errno;
-            cx_config_free(&cfg);
+            cx_settings_free(&cfg);
             return cli_error("index: %s: %s", argv[i], strerror(e));
         }
         if (!S_ISDIR(st.st_mode)) {
-            cx_config_free(&cfg);
+            cx_settings_free(&cfg);
             return cli_error("index: %s is a file, not a folder: 'capsearch index' takes folders "
                              "(index its folder, or caption one file with 'capsearch caption')",
                              argv[i]);
         }
-        if (cx_config_set(&cfg, "root", abs, err, sizeof err) < 0) {
-            cx_config_free(&cfg);
-            return cli_error("index: %s", err);
+        if (cx_settings_add_root(&cfg, abs, &err) < 0) {
+            cx_settings_free(&cfg);
+            return cli_error("index: %s", err.msg);
         }
     }
-    cfg.workers = (int)jobs;
+    cfg.workers = o.jobs;
+    /* the pipeline's jobs must never wait for a pool thread (read at its first use) */
+    char pool[16];
+    snprintf(pool, sizeof pool, "%d", cx_threadpool_size(cfg.workers));
+    setenv("UV_THREADPOOL_SIZE", pool, 0);
     cx_log_init("capsearch", quiet ? LOG_ERR : LOG_WARNING);
     ce_set_blas_threads(1);         /* throughput: one BLAS thread per job */
 
@@ -102,33 +80,33 @@ int cmd_index(int argc, char **argv)
     ce_err cerr = {{0}};
     if (!models) models = ce_default_models_dir();
     if (ce_model_open(models, CE_OPEN_DEFAULT, &model, &cerr) < 0) {
-        cx_config_free(&cfg);
+        cx_settings_free(&cfg);
         return cli_error("index: cannot load the model from %s: %s", models, cerr.msg);
     }
     capdb *db = NULL;
     capdb_err derr = {{0}, 0};
     if (capdb_open(db_path, CAPDB_OPEN_WRITE, &db, &derr) < 0) {
         ce_model_close(model);
-        cx_config_free(&cfg);
+        cx_settings_free(&cfg);
         return cli_db_error(&derr);
     }
 
     index_run r;
     memset(&r, 0, sizeof r);
     r.tty = cli_stderr_is_tty() && !quiet;
-    r.started = now_s();
+    r.started = (double)cx_now_ms() / 1000.0;
     uv_loop_init(&r.loop);
     cx_pipeline_options po = {
         .loop = &r.loop,
         .db = db,
         .model = model,
-        .cfg = &cfg,
-        .inflight_key = "index.inflight",
+        .settings = &cfg,
+        .inflight_key = CX_META_INFLIGHT_INDEX,
         .on_idle = on_idle,
         .ctx = &r,
         .stop_on_write_error = 1,
     };
-    int rc = cx_pipeline_new(&po, &r.pipe, err, sizeof err);
+    int rc = cx_pipeline_new(&po, &r.pipe, &err);
     if (rc == 0) {
         uv_timer_init(&r.loop, &r.progress);
         uv_signal_init(&r.loop, &r.sigint);
@@ -149,8 +127,7 @@ int cmd_index(int argc, char **argv)
         if (r.tty) draw_progress(&r, 1);
         cx_pipeline_free(r.pipe);
     }
-    uv_walk(&r.loop, close_handle, NULL);
-    uv_run(&r.loop, UV_RUN_NOWAIT);
+    cx_loop_close_handles(&r.loop);
     capdb_close(db);
     /* A worker stuck past the time limit still reads the model: unmapping it, or the
      * exit handlers freeing OpenBLAS, would crash that thread (found under valgrind).
@@ -159,12 +136,12 @@ int cmd_index(int argc, char **argv)
         uv_loop_close(&r.loop);
         ce_model_close(model);
     }
-    cx_config_free(&cfg);
+    cx_settings_free(&cfg);
     int code;
     if (rc < 0) {
-        code = cli_error("index: %s", err);
+        code = cli_error("index: %s", err.msg);
     } else {
-        double secs = now_s() - r.started;
+        double secs = (double)cx_now_ms() / 1000.0 - r.started;
         if (!quiet)
             printf("%s%lld indexed, %lld failed, %lld moved, %lld removed, %lld unchanged "
                    "in %.1f s (%.1f images/s)\n",
@@ -187,6 +164,16 @@ int cmd_index(int argc, char **argv)
         _exit(code);
     }
     return code;
+}
+
+static void usage(FILE *out)
+{
+    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_JOBS, CLI_OPT_QUIET, 0};
+    fputs("Usage: capsearch index [OPTIONS] DIR...\n\n"
+          "Indexes the images under each DIR once, without the daemon: new and changed\n"
+          "files are captioned, moved ones keep their captions, deleted ones are removed.\n\n",
+          out);
+    cli_print_options(out, ACCEPTED);
 }
 
 static void on_idle(void *ctx)
@@ -218,7 +205,7 @@ static void draw_progress(index_run *r, int final)
     int64_t done = st.indexed + st.failed + st.moved + st.unchanged;
     int64_t total = done + st.queued + st.in_flight;
     if (total < st.seen) total = st.seen;
-    double elapsed = now_s() - r->started;
+    double elapsed = (double)cx_now_ms() / 1000.0 - r->started;
     double rate = elapsed > 0 ? (double)st.model_runs / elapsed : 0;
     int width = 30, filled = total > 0 ? (int)((double)width * (double)done / (double)total) : 0;
     char bar[64];
@@ -234,17 +221,4 @@ static void draw_progress(index_run *r, int final)
             (long long)total, st.scanning ? "+" : "", bar, rate, final ? "0:00:00" : eta);
     if (final) fputc('\n', stderr);
     fflush(stderr);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void close_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h)) uv_close(h, NULL);
 }

@@ -9,7 +9,6 @@
  * locking, one short transaction per PRUNE_BATCH rows.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "indexer.h"
+#include "capindexer.h"
 
 #define PRUNE_BATCH 500
 
@@ -30,31 +29,17 @@ typedef struct {
 
 static int collect_missing(void *ctx, const char *path);
 static int delete_rows(capdb *db, char **paths, size_t n, int64_t *removed, capdb_err *err);
-static char *absolute(const char *path);
 static void usage(FILE *out);
 
 int cmd_prune(int argc, char **argv)
 {
-    static const struct option OPTIONS[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *db_path = NULL;
-    int dry_run = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "nh", OPTIONS, NULL)) != -1) {
-        switch (c) {
-        case 'd': db_path = optarg; break;
-        case 'n': dry_run = 1; break;
-        case 'h': usage(stdout); return EXIT_MATCH;
-        default:
-            return cli_error("prune: unknown or incomplete option '%s' (see 'capsearch prune --help')",
-                             argv[optind - 1]);
-        }
-    }
+    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_DRY_RUN, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
+    if (first <= 0) return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
+    const char *db_path = o.db_path;
+    int dry_run = o.dry_run;
 
     char db_buf[PATH_MAX];
     if (!db_path) db_path = capdb_default_path(db_buf, sizeof db_buf);
@@ -68,7 +53,7 @@ int cmd_prune(int argc, char **argv)
 
     path_list targets = {0};
     int rc = 0;
-    if (optind == argc) {
+    if (first == argc) {
         /* rows whose file is gone */
         rc = capdb_foreach_path(db, "", collect_missing, &targets, &err);
         if (rc == 0 && targets.oom) {
@@ -76,8 +61,8 @@ int cmd_prune(int argc, char **argv)
             snprintf(err.msg, sizeof err.msg, "out of memory");
         }
     } else {
-        for (int i = optind; i < argc && rc == 0; i++) {
-            char *abs = absolute(argv[i]);
+        for (int i = first; i < argc && rc == 0; i++) {
+            char *abs = cli_indexed_path(argv[i]);
             if (!abs) {
                 rc = -ENOMEM;
                 snprintf(err.msg, sizeof err.msg, "out of memory");
@@ -147,25 +132,12 @@ static int delete_rows(capdb *db, char **paths, size_t n, int64_t *removed, capd
     return rc;
 }
 
-/* A folder as the index stores it (symlinks resolved), or as given when it is gone. */
-static char *absolute(const char *path)
-{
-    char *real = realpath(path, NULL);
-    if (real) return real;
-    char cwd[PATH_MAX];
-    if (path[0] == '/' || !getcwd(cwd, sizeof cwd)) return strdup(path);
-    size_t len = strlen(cwd) + strlen(path) + 2;
-    char *abs = malloc(len);
-    if (abs) snprintf(abs, len, "%s/%s", cwd, path);
-    return abs;
-}
-
 static void usage(FILE *out)
 {
-    fputs("Usage: capsearch prune [--db PATH] [--dry-run] [DIR...]\n\n"
+    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_DRY_RUN, 0};
+    fputs("Usage: capsearch prune [OPTIONS] [DIR...]\n\n"
           "Removes index rows: without DIR, the rows whose file no longer exists; with DIR,\n"
-          "every row under each DIR (a folder no longer watched). Photos are never touched.\n\n"
-          "  -n, --dry-run   list what would be removed, change nothing\n"
-          "      --db PATH   the index database\n"
-          "  -h, --help      show this help\n", out);
+          "every row under each DIR (a folder no longer watched). Photos are never touched.\n\n",
+          out);
+    cli_print_options(out, ACCEPTED);
 }

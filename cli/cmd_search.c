@@ -20,14 +20,16 @@ static int query_concepts(const char *models_dir, const char *text,
 
 int cmd_search(int argc, char **argv)
 {
-    cli_search_options o;
-    int first = cli_parse_search_options(argc, argv, &o, usage);
+    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
     if (first <= 0) {
-        cli_search_options_free(&o);
+        cli_options_free(&o);
         return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
     }
     if (first >= argc) {
-        cli_search_options_free(&o);
+        cli_options_free(&o);
         usage(stderr);
         return EXIT_TROUBLE;
     }
@@ -52,7 +54,7 @@ int cmd_search(int argc, char **argv)
     }
     capdb_close(db);
     free(text);
-    cli_search_options_free(&o);
+    cli_options_free(&o);
     return rc;
 }
 
@@ -62,7 +64,8 @@ static void usage(FILE *out)
           "Rank indexed images against a description: capsearch dog on a beach\n"
           "Each result: score, path, caption (matched words in bold on a terminal).\n\n"
           "Options:\n", out);
-    cli_print_search_options_help(out);
+    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
+    cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something matched, 1 nothing matched, 2 error.\n", out);
 }
 

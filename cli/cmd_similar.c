@@ -14,22 +14,23 @@
 
 static void usage(FILE *out);
 static int image_vector(capdb *db, const char *path, const char *models_dir, float *vec);
-static char *absolute_path(const char *path);
 
 int cmd_similar(int argc, char **argv)
 {
-    cli_search_options o;
-    int first = cli_parse_search_options(argc, argv, &o, usage);
+    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
     if (first <= 0) {
-        cli_search_options_free(&o);
+        cli_options_free(&o);
         return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
     }
     if (argc - first != 1) {
-        cli_search_options_free(&o);
+        cli_options_free(&o);
         usage(stderr);
         return EXIT_TROUBLE;
     }
-    char *path = absolute_path(argv[first]);
+    char *path = cli_indexed_path(argv[first]);
     float *vec = malloc(CE_POOLED_DIM * sizeof *vec);
     capdb *db = NULL;
     int rc = path && vec ? cli_open_db(o.db_path, &db, NULL, 0) : cli_error("out of memory");
@@ -50,7 +51,7 @@ int cmd_similar(int argc, char **argv)
     capdb_close(db);
     free(vec);
     free(path);
-    cli_search_options_free(&o);
+    cli_options_free(&o);
     return rc;
 }
 
@@ -60,7 +61,8 @@ static void usage(FILE *out)
           "Indexed images that look like IMAGE (cosine similarity of CNN image vectors),\n"
           "best first; IMAGE itself is left out. IMAGE need not be indexed.\n\n"
           "Options:\n", out);
-    cli_print_search_options_help(out);
+    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
+    cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something found, 1 nothing found, 2 error.\n", out);
 }
 
@@ -75,14 +77,11 @@ static int image_vector(capdb *db, const char *path, const char *models_dir, flo
 
     ce_model *model = NULL;
     ce_session *session = NULL;
+    if (cli_open_engine(models_dir, 0, &model, &session) != 0) return EXIT_TROUBLE;
     ce_image img = {0};
     ce_cnn_output *cnn = calloc(1, sizeof *cnn);
     ce_err err = {{0}};
-    int rc = cnn ? ce_model_open(models_dir ? models_dir : ce_default_models_dir(),
-                                 CE_OPEN_DEFAULT, &model, &err)
-                 : -ENOMEM;
-    if (rc == 0) rc = ce_session_new(model, &session, &err);
-    if (rc == 0) rc = ce_image_load_file(path, NULL, &img, &err);
+    int rc = cnn ? ce_image_load_file(path, NULL, &img, &err) : -ENOMEM;
     if (rc == 0) rc = ce_cnn_run(session, &img, cnn, &err);
     if (rc == 0) memcpy(vec, cnn->pooled, CE_POOLED_DIM * sizeof *vec);
     ce_image_free(&img);
@@ -92,19 +91,4 @@ static int image_vector(capdb *db, const char *path, const char *models_dir, flo
     if (rc == -ENOMEM && !err.msg[0]) return cli_error("out of memory");
     if (rc < 0) return cli_error("%s: %s", path, err.msg);
     return 0;
-}
-
-/* Indexed paths are absolute with symlinks resolved; a file that is gone may still be
- * in the index under the name given. */
-static char *absolute_path(const char *path)
-{
-    char *real = realpath(path, NULL);
-    if (real) return real;
-    if (path[0] == '/') return strdup(path);
-    char cwd[PATH_MAX];
-    if (!getcwd(cwd, sizeof cwd)) return NULL;
-    size_t len = strlen(cwd) + strlen(path) + 2;
-    char *abs = malloc(len);
-    if (abs) snprintf(abs, len, "%s/%s", cwd, path);
-    return abs;
 }

@@ -4,14 +4,13 @@
  * meta keys capsearchd writes every few seconds; see capdb.h).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
-#include "indexer.h"
+#include "capindexer.h"
 
 #define FAILURES_SHOWN 10
 /* A live daemon refreshes its heartbeat every few seconds. */
@@ -45,30 +44,17 @@ static void human_size(int64_t bytes, char *buf, size_t size);
 
 int cmd_status(int argc, char **argv)
 {
-    static const struct option OPTIONS[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"db", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *db_path = NULL;
-    int json = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "jh", OPTIONS, NULL)) != -1) {
-        switch (c) {
-        case 'j': json = 1; break;
-        case 'd': db_path = optarg; break;
-        case 'h': usage(stdout); return EXIT_MATCH;
-        default:
-            usage(stderr);
-            return EXIT_TROUBLE;
-        }
-    }
-    if (optind != argc) {
+    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
+    if (first <= 0) return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
+    if (first != argc) {
         usage(stderr);
         return EXIT_TROUBLE;
     }
+    const char *db_path = o.db_path;
+    int json = o.json;
 
     status_info st = {0};
     failure_list fl = {0};
@@ -90,12 +76,11 @@ int cmd_status(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    fputs("Usage: capsearch status [--json] [--db PATH]\n\n"
+    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
+    fputs("Usage: capsearch status [OPTIONS]\n\n"
           "Show the index database, its schema and model versions, image counts, recent\n"
-          "failures, and whether capsearchd is running.\n\n"
-          "  -j, --json     one JSON object\n"
-          "      --db PATH  the index database (default as for search)\n"
-          "  -h, --help     show this help\n", out);
+          "failures, and whether capsearchd is running.\n\n", out);
+    cli_print_options(out, ACCEPTED);
 }
 
 static int gather(capdb *db, status_info *st, failure_list *fl)
@@ -106,16 +91,16 @@ static int gather(capdb *db, status_info *st, failure_list *fl)
         capdb_foreach_failure(db, FAILURES_SHOWN, collect_failure, fl, &err) < 0)
         return cli_db_error(&err);
     meta(db, "model_version", st->model_version, sizeof st->model_version);
-    meta(db, "daemon.state", st->state, sizeof st->state);
-    meta(db, "daemon.queue", st->queue, sizeof st->queue);
-    meta(db, "daemon.indexed", st->indexed, sizeof st->indexed);
-    meta(db, "daemon.last_error", st->last_error, sizeof st->last_error);
-    meta(db, "daemon.roots", st->roots, sizeof st->roots);
+    meta(db, CX_META_DAEMON_STATE, st->state, sizeof st->state);
+    meta(db, CX_META_DAEMON_QUEUE, st->queue, sizeof st->queue);
+    meta(db, CX_META_DAEMON_INDEXED, st->indexed, sizeof st->indexed);
+    meta(db, CX_META_DAEMON_LAST_ERROR, st->last_error, sizeof st->last_error);
+    meta(db, CX_META_DAEMON_ROOTS, st->roots, sizeof st->roots);
 
     char buf[64];
-    meta(db, "daemon.pid", buf, sizeof buf);
+    meta(db, CX_META_DAEMON_PID, buf, sizeof buf);
     st->pid = strtol(buf, NULL, 10);
-    meta(db, "daemon.heartbeat", buf, sizeof buf);
+    meta(db, CX_META_DAEMON_HEARTBEAT, buf, sizeof buf);
     long long beat = strtoll(buf, NULL, 10);
     st->heartbeat_age = beat > 0 ? (int64_t)time(NULL) - beat : -1;
     if (st->heartbeat_age < -1) st->heartbeat_age = 0;     /* clock skew */

@@ -34,18 +34,13 @@ static const subcommand SUBCOMMANDS[] = {
 #define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
 
 /* The index of the first argument that is neither an option nor an option's value
- * (argc when none), reading the search options that take a value. */
+ * (argc when none), by the option table. */
 static int first_operand(int argc, char **argv)
 {
-    static const char *const WITH_VALUE[] = {"--db", "--models", "--dir", "--since", "--until",
-                                             "--limit", "-n"};
     int i = 1;
     while (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
         if (!strcmp(argv[i], "--")) return i + 1 < argc ? i + 1 : argc;
-        int takes_value = 0;
-        for (size_t k = 0; k < sizeof WITH_VALUE / sizeof WITH_VALUE[0]; k++)
-            if (!strcmp(argv[i], WITH_VALUE[k])) takes_value = 1;
-        i += takes_value ? 2 : 1;
+        i += cli_option_takes_value(argv[i]) ? 2 : 1;
     }
     return i < argc ? i : argc;
 }

@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon_watch.h"
-#include "indexer.h"
+#include "watch.h"
+#include "config.h"
 
 #define STATUS_INTERVAL_MS 2000
 #define SHUTDOWN_GRACE_MS 20000
@@ -34,11 +34,11 @@ typedef struct {
     int once;                   /* --once: scan the roots, wait for the queue, exit */
 
     uv_loop_t loop;
-    cx_config cfg;
+    cd_config cfg;
     capdb *db;
     ce_model *model;
     cx_pipeline *pipe;
-    dw_watcher *watch;
+    cd_watcher *watch;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t status_timer, grace_timer;
     uint64_t watchdog_usec;
@@ -49,9 +49,8 @@ typedef struct {
     int lock_fd;                /* flock'd PATH.capsearchd.lock: one daemon per index */
 } daemon_state;
 
-static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_size);
-static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
-                       char *err, size_t err_size);
+static int load_config(daemon_state *d, cd_config *cfg, cx_err *err);
+static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, cx_err *err);
 static void print_usage(FILE *out);
 static int open_database(daemon_state *d);
 static int index_lost(daemon_state *d, char *why, size_t size);
@@ -67,27 +66,26 @@ static void on_walk_file(void *ctx, const char *path, int urgent);
 static void begin_shutdown(daemon_state *d);
 static void on_grace_timer(uv_timer_t *t);
 static void finish(daemon_state *d);
-static void close_handle(uv_handle_t *h, void *arg);
 
 int main(int argc, char **argv)
 {
     daemon_state d;
-    char err[CX_CONFIG_ERR_MAX];
+    cx_err err = {{0}};
     memset(&d, 0, sizeof d);
     d.lock_fd = -1;
     d.argc = argc;
     d.argv = argv;
     cx_log_init("capsearchd", LOG_INFO);
 
-    cx_config_defaults(&d.cfg);
-    int rc = apply_flags(&d.cfg, argc, argv, &d, err, sizeof err);   /* --help, --config */
+    cd_config_defaults(&d.cfg);
+    int rc = apply_flags(&d.cfg, argc, argv, &d, &err);   /* --help, --config */
     if (rc > 0) return 0;
     if (rc == 0) {
-        cx_config_free(&d.cfg);
-        rc = load_config(&d, &d.cfg, err, sizeof err);
+        cd_config_free(&d.cfg);
+        rc = load_config(&d, &d.cfg, &err);
     }
     if (rc < 0) {
-        cx_log(LOG_ERR, "%s", err);
+        cx_log(LOG_ERR, "%s", err.msg);
         return 2;
     }
     cx_log_set_level(d.cfg.log_level);
@@ -98,33 +96,38 @@ int main(int argc, char **argv)
     rc = ce_model_open(models, CE_OPEN_DEFAULT, &d.model, &cerr);
     if (rc < 0) {
         cx_log(LOG_ERR, "cannot load the model from %s: %s", models, cerr.msg);
-        cx_config_free(&d.cfg);
+        cd_config_free(&d.cfg);
         return 1;
     }
     cx_log(LOG_INFO, "model %s (%s)", ce_model_version(d.model),
            ce_model_has_captioner(d.model) ? "captions" : "detections only: tags, no captions");
     if (open_database(&d) < 0) {
         ce_model_close(d.model);
-        cx_config_free(&d.cfg);
+        cd_config_free(&d.cfg);
         return 1;
     }
 
+    /* the pipeline's jobs must never wait for a pool thread (libuv reads this at the
+     * pool's first use); a value the user set wins */
+    char pool[16];
+    snprintf(pool, sizeof pool, "%d", cx_threadpool_size(d.cfg.index.workers));
+    setenv("UV_THREADPOOL_SIZE", pool, 0);
     uv_loop_init(&d.loop);
     cx_pipeline_options po = {
         .loop = &d.loop,
         .db = d.db,
         .model = d.model,
-        .cfg = &d.cfg,
-        .inflight_key = "daemon.inflight",
+        .settings = &d.cfg.index,
+        .inflight_key = CX_META_INFLIGHT_DAEMON,
         .on_dir = on_walk_dir,
         .on_file = on_walk_file,
         .on_idle = on_pipeline_idle,
         .ctx = &d,
     };
-    rc = cx_pipeline_new(&po, &d.pipe, err, sizeof err);
-    if (rc == 0) rc = dw_new(&d.loop, d.pipe, &d.cfg, &d.watch, err, sizeof err);
+    rc = cx_pipeline_new(&po, &d.pipe, &err);
+    if (rc == 0) rc = cd_watch_new(&d.loop, d.pipe, &d.cfg, &d.watch, &err);
     if (rc < 0) {
-        cx_log(LOG_ERR, "%s", err);
+        cx_log(LOG_ERR, "%s", err.msg);
         d.exit_code = 1;
     } else {
         uv_signal_init(&d.loop, &d.sig_term);
@@ -142,12 +145,12 @@ int main(int argc, char **argv)
         if (d.watchdog_usec && d.watchdog_usec / 2000 < every) every = d.watchdog_usec / 2000 + 1;
         uv_timer_start(&d.status_timer, on_status_timer, 0, every);
 
-        dw_set_config(d.watch, &d.cfg);
-        if (d.cfg.n_roots == 0)
+        cd_watch_set_config(d.watch, &d.cfg);
+        if (d.cfg.index.n_roots == 0)
             cx_log(LOG_WARNING, "no folders to watch: add 'root = /path' to the config "
                    "and send SIGHUP (systemctl reload capsearchd)");
-        cx_log(LOG_INFO, "started: %d root%s, %d worker%s, database %s", d.cfg.n_roots,
-               d.cfg.n_roots == 1 ? "" : "s", d.cfg.workers, d.cfg.workers == 1 ? "" : "s",
+        cx_log(LOG_INFO, "started: %d root%s, %d worker%s, database %s", d.cfg.index.n_roots,
+               d.cfg.index.n_roots == 1 ? "" : "s", d.cfg.index.workers, d.cfg.index.workers == 1 ? "" : "s",
                d.cfg.db_path);
         sd_notify(0, "READY=1\nSTATUS=starting the scan");
         uv_run(&d.loop, UV_RUN_DEFAULT);
@@ -164,10 +167,9 @@ int main(int argc, char **argv)
         uv_signal_stop(&d.sig_int);
         uv_signal_stop(&d.sig_hup);
     }
-    if (d.watch) dw_free(d.watch);
+    if (d.watch) cd_watch_free(d.watch);
     if (d.pipe) cx_pipeline_free(d.pipe);
-    uv_walk(&d.loop, close_handle, NULL);
-    uv_run(&d.loop, UV_RUN_NOWAIT);
+    cx_loop_close_handles(&d.loop);
     capdb_close(d.db);
     if (d.lock_fd >= 0) close(d.lock_fd);      /* only after the last write */
     if (hung > 0) {
@@ -178,28 +180,28 @@ int main(int argc, char **argv)
     }
     uv_loop_close(&d.loop);
     ce_model_close(d.model);
-    cx_config_free(&d.cfg);
+    cd_config_free(&d.cfg);
     return d.exit_code;
 }
 
 /* ------------------------------------------------------------------ config */
 
-static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_size)
+static int load_config(daemon_state *d, cd_config *cfg, cx_err *err)
 {
     char path[PATH_MAX];
-    cx_config_defaults(cfg);
-    const char *file = d->config_path ? d->config_path : cx_config_default_path(path, sizeof path);
-    int rc = cx_config_load_file(cfg, file, err, err_size);
+    cd_config_defaults(cfg);
+    const char *file = d->config_path ? d->config_path : cd_config_default_path(path, sizeof path);
+    int rc = cd_config_load_file(cfg, file, err);
     if (rc == -ENOENT && !d->config_path) {
         /* no config at the default place: the per-user service watches ~/Pictures */
         const char *home = getenv("HOME");
         char pictures[PATH_MAX];
         if (geteuid() != 0 && home && snprintf(pictures, sizeof pictures, "%s/Pictures", home) <
                                           (int)sizeof pictures && access(pictures, R_OK) == 0)
-            cx_config_set(cfg, "root", pictures, err, err_size);
+            cd_config_set(cfg, "root", pictures, err);
         rc = 0;
     }
-    if (rc == 0) rc = apply_flags(cfg, d->argc, d->argv, NULL, err, err_size);
+    if (rc == 0) rc = apply_flags(cfg, d->argc, d->argv, NULL, err);
     if (rc == 0 && !cfg->db_path) {
         char db[PATH_MAX];
         const char *state_dir = getenv("STATE_DIRECTORY");     /* systemd StateDirectory= */
@@ -210,7 +212,7 @@ static int load_config(daemon_state *d, cx_config *cfg, char *err, size_t err_si
         cfg->db_path = strdup(db);
         if (!cfg->db_path) rc = -ENOMEM;
     }
-    if (rc < 0) cx_config_free(cfg);
+    if (rc < 0) cd_config_free(cfg);
     return rc;
 }
 
@@ -219,7 +221,7 @@ static const struct option LONG_OPTIONS[] = {
     {"root", required_argument, NULL, 'r'},
     {"db", required_argument, NULL, 'd'},
     {"models", required_argument, NULL, 'm'},
-    {"workers", required_argument, NULL, 'j'},
+    {"workers", required_argument, NULL, 10},
     {"exclude", required_argument, NULL, 'x'},
     {"extensions", required_argument, NULL, 'e'},
     {"batch-size", required_argument, NULL, 1},
@@ -239,13 +241,12 @@ static const struct option LONG_OPTIONS[] = {
 
 /* Applies the flags onto cfg. With d set (the first pass) it only records --config and
  * --once and handles --help / --version (returns 1); the config file is read after. */
-static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
-                       char *err, size_t err_size)
+static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, cx_err *err)
 {
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "c:r:d:m:j:x:e:ohV", LONG_OPTIONS, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:r:d:m:x:e:ohV", LONG_OPTIONS, NULL)) != -1) {
         const char *key = NULL;
         switch (c) {
         case 'c': if (d) d->config_path = optarg; continue;
@@ -255,7 +256,7 @@ static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
         case 'r': key = "root"; break;
         case 'd': key = "database"; break;
         case 'm': key = "models"; break;
-        case 'j': key = "workers"; break;
+        case 10: key = "workers"; break;
         case 'x': key = "exclude"; break;
         case 'e': key = "extensions"; break;
         case 1: key = "batch_size"; break;
@@ -268,26 +269,25 @@ static int apply_flags(cx_config *cfg, int argc, char **argv, daemon_state *d,
         case 8: key = "max_watches"; break;
         case 9: key = "debug_overflow_every"; break;
         default:
-            snprintf(err, err_size, "unknown or incomplete option '%s' (see --help)",
-                     argv[optind - 1]);
-            return -EINVAL;
+            return cx_fail(err, -EINVAL, "unknown or incomplete option '%s' (see --help)",
+                           argv[optind - 1]);
         }
         if (d) continue;
         char abs[PATH_MAX];
         const char *value = optarg;
         if (c == 'r' && optarg[0] != '/') {        /* --root photos: relative to the cwd */
             if (!realpath(optarg, abs)) {
-                snprintf(err, err_size, "--root %s: %s", optarg, strerror(errno));
-                return -errno;
+                int e = errno;
+                return cx_fail(err, -e, "--root %s: %s", optarg, strerror(e));
             }
             value = abs;
         }
-        int rc = cx_config_set(cfg, key, value, err, err_size);
+        int rc = cd_config_set(cfg, key, value, err);
         if (rc < 0) return rc;
     }
     if (optind < argc) {
-        snprintf(err, err_size, "unexpected argument '%s' (folders go after --root)", argv[optind]);
-        return -EINVAL;
+        return cx_fail(err, -EINVAL, "unexpected argument '%s' (folders go after --root)",
+                       argv[optind]);
     }
     return 0;
 }
@@ -302,7 +302,7 @@ static void print_usage(FILE *out)
         "  -r, --root DIR           watch DIR (repeatable; adds to the config's roots)\n"
         "  -d, --db PATH            index database\n"
         "  -m, --models DIR         model directory\n"
-        "  -j, --workers N          images captioned in parallel\n"
+        "      --workers N          images captioned in parallel\n"
         "  -x, --exclude GLOB       skip matching names (repeatable)\n"
         "  -e, --extensions LIST    file extensions to index (\"jpg jpeg png\")\n"
         "      --batch-size N       results per database transaction\n"
@@ -450,37 +450,37 @@ static void on_signal(uv_signal_t *h, int signum)
 /* Reads the config again; the roots are applied live, the rest at the next use. */
 static void reload(daemon_state *d)
 {
-    cx_config fresh;
-    char err[CX_CONFIG_ERR_MAX];
+    cd_config fresh;
+    cx_err err = {{0}};
     sd_notify(0, "RELOADING=1");
-    if (load_config(d, &fresh, err, sizeof err) < 0) {
-        cx_log(LOG_ERR, "reload failed, keeping the old config: %s", err);
+    if (load_config(d, &fresh, &err) < 0) {
+        cx_log(LOG_ERR, "reload failed, keeping the old config: %s", err.msg);
         sd_notify(0, "READY=1");
         return;
     }
     if (strcmp(fresh.db_path, d->cfg.db_path))
         cx_log(LOG_WARNING, "reload: a new database path takes effect after a restart");
-    if (fresh.workers != d->cfg.workers)
+    if (fresh.index.workers != d->cfg.index.workers)
         cx_log(LOG_WARNING, "reload: a new worker count takes effect after a restart");
     free(fresh.db_path);
     fresh.db_path = d->cfg.db_path;
     d->cfg.db_path = NULL;
-    fresh.workers = d->cfg.workers;
+    fresh.index.workers = d->cfg.index.workers;
     /* the pipeline and watcher keep a pointer to d->cfg: swap contents in place */
-    for (int i = 0; i < d->cfg.n_roots; i++) {
+    for (int i = 0; i < d->cfg.index.n_roots; i++) {
         int kept = 0;
-        for (int k = 0; k < fresh.n_roots && !kept; k++)
-            kept = !strcmp(d->cfg.roots[i], fresh.roots[k]);
+        for (int k = 0; k < fresh.index.n_roots && !kept; k++)
+            kept = !strcmp(d->cfg.index.roots[i], fresh.index.roots[k]);
         if (!kept)
             cx_log(LOG_NOTICE, "no longer watching %s: its rows stay searchable until "
-                   "'capsearch prune %s'", d->cfg.roots[i], d->cfg.roots[i]);
+                   "'capsearch prune %s'", d->cfg.index.roots[i], d->cfg.index.roots[i]);
     }
-    cx_config old = d->cfg;
+    cd_config old = d->cfg;
     d->cfg = fresh;
     cx_log_set_level(d->cfg.log_level);
-    dw_set_config(d->watch, &d->cfg);
-    cx_config_free(&old);
-    cx_log(LOG_NOTICE, "config reloaded: %d root%s", d->cfg.n_roots, d->cfg.n_roots == 1 ? "" : "s");
+    cd_watch_set_config(d->watch, &d->cfg);
+    cd_config_free(&old);
+    cx_log(LOG_NOTICE, "config reloaded: %d root%s", d->cfg.index.n_roots, d->cfg.index.n_roots == 1 ? "" : "s");
     sd_notify(0, "READY=1");
 }
 
@@ -511,26 +511,26 @@ static void on_status_timer(uv_timer_t *t)
 static void publish_status(daemon_state *d, const char *state)
 {
     cx_stats st;
-    dw_stats ws;
+    cd_watch_stats ws;
     char buf[64], roots[8192];
     cx_pipeline_stats(d->pipe, &st);
-    dw_get_stats(d->watch, &ws);
+    cd_watch_stats_get(d->watch, &ws);
     snprintf(buf, sizeof buf, "%ld", (long)getpid());
-    cx_pipeline_meta_set(d->pipe, "daemon.pid", buf);
-    cx_pipeline_meta_set(d->pipe, "daemon.state", state);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_PID, buf);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_STATE, state);
     snprintf(buf, sizeof buf, "%lld", (long long)st.queued + st.in_flight);
-    cx_pipeline_meta_set(d->pipe, "daemon.queue", buf);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_QUEUE, buf);
     snprintf(buf, sizeof buf, "%lld", (long long)(st.indexed + st.failed));
-    cx_pipeline_meta_set(d->pipe, "daemon.indexed", buf);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_INDEXED, buf);
     snprintf(buf, sizeof buf, "%lld", (long long)st.model_runs);
-    cx_pipeline_meta_set(d->pipe, "daemon.model_runs", buf);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_MODEL_RUNS, buf);
     snprintf(buf, sizeof buf, "%lld", (long long)time(NULL));
-    cx_pipeline_meta_set(d->pipe, "daemon.heartbeat", buf);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_HEARTBEAT, buf);
     snprintf(buf, sizeof buf, "%d watched, %d polled", ws.watches, ws.unwatched);
-    cx_pipeline_meta_set(d->pipe, "daemon.watches", buf);
-    dw_roots_text(d->watch, roots, sizeof roots);
-    cx_pipeline_meta_set(d->pipe, "daemon.roots", roots);
-    cx_pipeline_meta_set(d->pipe, "daemon.last_error", cx_log_last_error());
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_WATCHES, buf);
+    cd_watch_roots_text(d->watch, roots, sizeof roots);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_ROOTS, roots);
+    cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_LAST_ERROR, cx_log_last_error());
     cx_pipeline_flush(d->pipe);
 
     char status[256];
@@ -551,13 +551,13 @@ static void publish_status(daemon_state *d, const char *state)
 static int on_walk_dir(void *ctx, const char *path)
 {
     daemon_state *d = ctx;
-    return d->watch ? dw_on_dir(d->watch, path) : 0;
+    return d->watch ? cd_watch_on_dir(d->watch, path) : 0;
 }
 
 static void on_walk_file(void *ctx, const char *path, int urgent)
 {
     daemon_state *d = ctx;
-    if (d->watch && !d->once) dw_on_file(d->watch, path, urgent);
+    if (d->watch && !d->once) cd_watch_on_file(d->watch, path, urgent);
     else cx_pipeline_submit(d->pipe, path, urgent);
 }
 
@@ -601,10 +601,4 @@ static void finish(daemon_state *d)
     d->stopping = 2;
     publish_status(d, "stopped");
     uv_stop(&d->loop);
-}
-
-static void close_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h)) uv_close(h, NULL);
 }

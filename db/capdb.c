@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "capdb_internal.h"
+#include "internal.h"
 
 /* Long enough for a daemon's batch commit to finish, short enough that a CLI user
  * is never left waiting silently. */
@@ -153,6 +153,11 @@ int capdb_schema_version(capdb *db)
     if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return version;
+}
+
+void capdb_set_busy_timeout(capdb *db, int ms)
+{
+    sqlite3_busy_timeout(db->sql, ms);
 }
 
 int capdb_damaged(capdb *db)
@@ -364,6 +369,8 @@ static int check_ours(capdb *db, capdb_err *err)
         " (SELECT count(*) FROM sqlite_schema),"
         " (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('images', 'meta'))",
         -1, &st, NULL);
+    if (rc != SQLITE_OK && ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED))
+        return capdb__sqlfail(db, err, rc, "reading the index header");     /* -EBUSY */
     if (rc != SQLITE_OK) {
         if (err) err->damaged = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
         return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,

@@ -10,7 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "capdb_internal.h"
+#include "caputf8.h"
+#include "internal.h"
 
 /* Concepts shown with at least this probability get a posting (a search entry). */
 #define CAPDB_POSTING_MIN 0.05f
@@ -26,7 +27,6 @@ typedef struct {
 static int savepoint(capdb *db, const char *sql, capdb_err *err);
 static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err *err);
 static int delete_range(capdb *db, const char *dir, int64_t *deleted, capdb_err *err);
-static int dir_bounds(const char *dir, char **lo, char **hi);
 static int by_weight_desc(const void *a, const void *b);
 static int utf8_length(const unsigned char *s);
 
@@ -156,7 +156,7 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
     size_t n = 0, cap = 0;
     char *lo = NULL, *hi = NULL;
     sqlite3_stmt *st = NULL;
-    if (dir_bounds(from, &lo, &hi) != 0) rc = capdb__fail(err, -ENOMEM, "out of memory");
+    if (capdb__dir_bounds(from, &lo, &hi) != 0) rc = capdb__fail(err, -ENOMEM, "out of memory");
     if (rc == 0) {
         int prc = sqlite3_prepare_v2(db->sql,
             "SELECT id, path FROM images WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
@@ -280,7 +280,7 @@ int capdb_foreach_path(capdb *db, const char *prefix,
     enum { BATCH = 512 };
     char *lo = NULL, *hi = NULL;
     int all = !prefix || !*prefix;
-    if (!all && dir_bounds(prefix, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
+    if (!all && capdb__dir_bounds(prefix, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql,
         "SELECT path FROM images WHERE path > ?1 AND (?2 IS NULL OR"
@@ -521,7 +521,7 @@ out:
 static int delete_range(capdb *db, const char *dir, int64_t *n, capdb_err *err)
 {
     char *lo, *hi;
-    if (dir_bounds(dir, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
+    if (capdb__dir_bounds(dir, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql, "DELETE FROM images WHERE path >= ?1 AND path < ?2",
                                 -1, &st, NULL);
@@ -538,9 +538,7 @@ static int delete_range(capdb *db, const char *dir, int64_t *n, capdb_err *err)
     return 0;
 }
 
-/* The rows under a directory are the byte range [dir "/", dir "0"). Trailing slashes
- * are ignored, so "/" and "/photos/" work. */
-static int dir_bounds(const char *dir, char **lo, char **hi)
+int capdb__dir_bounds(const char *dir, char **lo, char **hi)
 {
     size_t len = strlen(dir);
     while (len > 0 && dir[len - 1] == '/') len--;
@@ -569,18 +567,6 @@ static int by_weight_desc(const void *a, const void *b)
 /* Length of the valid UTF-8 sequence at s (1 for ASCII), 0 when it is not valid. */
 static int utf8_length(const unsigned char *s)
 {
-    int len;
     uint32_t cp;
-    if (s[0] < 0x80) return 1;
-    if ((s[0] & 0xE0) == 0xC0) { len = 2; cp = s[0] & 0x1F; }
-    else if ((s[0] & 0xF0) == 0xE0) { len = 3; cp = s[0] & 0x0F; }
-    else if ((s[0] & 0xF8) == 0xF0) { len = 4; cp = s[0] & 0x07; }
-    else return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    static const uint32_t MIN_FOR_LEN[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < MIN_FOR_LEN[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0;
-    return len;
+    return cu_utf8_decode(s, 4, &cp);
 }

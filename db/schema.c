@@ -15,7 +15,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "capdb_internal.h"
+#include "internal.h"
 
 static const char *const MIGRATIONS[] = {
     /* 0 -> 1: the first schema. */

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capdb_internal.h"
+#include "caputf8.h"
+#include "internal.h"
 
 /* Candidates taken from each side before fusing. */
 #define FTS_CANDIDATES 200
@@ -63,7 +64,6 @@ static int passes_filters(const capdb_query *q, const char *path, int64_t taken,
 static candidate *map_get(candidate_map *m, int64_t id);
 static int by_score_desc(const void *a, const void *b);
 static int is_word_codepoint(uint32_t cp);
-static int decode_utf8(const unsigned char *s, uint32_t *cp);
 static int is_stopword(const char *w);
 
 int capdb_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_err *err)
@@ -463,13 +463,13 @@ int capdb__query_words(const char *text, char ***words_out, capdb_err *err)
     while (*s) {
         /* skip to the start of a word; bytes that are not UTF-8 are dropped */
         uint32_t cp;
-        int l = decode_utf8(s, &cp);
+        int l = cu_utf8_decode(s, 4, &cp);
         if (l == 0 || !is_word_codepoint(cp)) {
             s += l ? l : 1;
             continue;
         }
         const unsigned char *start = s;
-        while (*s && (l = decode_utf8(s, &cp)) > 0 && is_word_codepoint(cp)) s += l;
+        while (*s && (l = cu_utf8_decode(s, 4, &cp)) > 0 && is_word_codepoint(cp)) s += l;
         size_t len = (size_t)(s - start);
         char *w = malloc(len + 1);
         if (!w) goto nomem;
@@ -656,16 +656,7 @@ static void filter_sql(const capdb_query *q, char *sql, size_t size, const char 
 static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi)
 {
     if (q->under_dir && *q->under_dir) {
-        size_t len = strlen(q->under_dir);
-        while (len > 0 && q->under_dir[len - 1] == '/') len--;
-        *lo = malloc(len + 2);
-        *hi = malloc(len + 2);
-        if (!*lo || !*hi) return -ENOMEM;
-        memcpy(*lo, q->under_dir, len);
-        memcpy(*hi, q->under_dir, len);
-        (*lo)[len] = '/';
-        (*hi)[len] = '0';
-        (*lo)[len + 1] = (*hi)[len + 1] = '\0';
+        if (capdb__dir_bounds(q->under_dir, lo, hi) != 0) return -ENOMEM;
         sqlite3_bind_text(st, 3, *lo, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, *hi, -1, SQLITE_STATIC);
     }
@@ -741,26 +732,6 @@ static int is_word_codepoint(uint32_t cp)
         return 0;                                             /* fullwidth punctuation */
     if (cp >= 0x1F000 && cp <= 0x1FAFF) return 0;             /* emoji, pictographs */
     return 1;
-}
-
-/* Decodes one UTF-8 sequence; returns its length, 0 when it is not valid UTF-8. */
-static int decode_utf8(const unsigned char *s, uint32_t *cp)
-{
-    int len;
-    uint32_t c;
-    if (s[0] < 0x80) { *cp = s[0]; return 1; }
-    if ((s[0] & 0xE0) == 0xC0) { len = 2; c = s[0] & 0x1F; }
-    else if ((s[0] & 0xF0) == 0xE0) { len = 3; c = s[0] & 0x0F; }
-    else if ((s[0] & 0xF8) == 0xF0) { len = 4; c = s[0] & 0x07; }
-    else return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    static const uint32_t MIN_FOR_LEN[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (c < MIN_FOR_LEN[len] || (c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF) return 0;
-    *cp = c;
-    return len;
 }
 
 static int is_stopword(const char *w)

@@ -2,7 +2,8 @@
  * The captioner: CNN features -> visual-concept probabilities -> LSTM decoder with beam
  * search. Weights come from models/captioner.csw, written by models/train/export.py; the
  * PyTorch twin of every computation here is models/train/decoder.py and
- * models/train/concept_head.py, and tests/caption checks both give the same numbers.
+ * models/train/train_concepts.py (the concept head), and tests/caption checks both give the
+ * same numbers.
  */
 #include <errno.h>
 #include <float.h>
@@ -14,8 +15,8 @@
 
 #include <cblas.h>
 
-#include "caption_internal.h"
-#include "internal.h"
+#include "caption.h"
+#include "model.h"
 #include "weights.h"
 
 #define CAPTIONER_FILE "captioner.csw"
@@ -84,16 +85,16 @@ int ce_caption_run(ce_session *session, const ce_cnn_output *cnn, const ce_capti
                    ce_caption *out, ce_err *err)
 {
     static const caption_grounding off = {0};
-    return caption_run_grounded(session, cnn, opt,
+    return ce__caption_run_grounded(session, cnn, opt,
                                 opt && opt->no_grounding ? &off : &caption_grounding_default, out, err);
 }
 
-int caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
+int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
                          const caption_grounding *g, ce_caption *out, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
-    ce_captioner_scratch *s = session ? ce_session_captioner_scratch(session) : NULL;
+    ce_captioner_scratch *s = session ? ce__session_captioner_scratch(session) : NULL;
     if (!s || !cnn || !out) {
         snprintf(err->msg, sizeof err->msg, s ? "caption: missing argument" : "caption: the model has no captioner");
         return s ? -EINVAL : -ENOENT;
@@ -111,7 +112,7 @@ int caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce
     concept_evidence(cap, cnn, s->probs, s->evidence);
     const float *bias = NULL;
     if (g && g->weight != 0) {
-        grounding_bias(cap, g, s->evidence, s->bias);
+        ce__grounding_bias(cap, g, s->evidence, s->bias);
         bias = s->bias;
     }
     set_condition(cap, s, s->probs);
@@ -121,14 +122,14 @@ int caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce
     beam_search(cap, s, width, max_len, bias, tokens, &n, &score, &raw);
     render_caption(cap, tokens, n, out->caption, sizeof out->caption);
     out->log_prob = raw;
-    out->confidence = caption_confidence(cap, s->evidence, tokens, n, raw);
+    out->confidence = ce__caption_confidence(cap, s->evidence, tokens, n, raw);
     out->n_concepts = cap->n_concepts;
     out->concepts = s->probs;
     fill_tags(cap, cnn, s->probs, out);
     return 0;
 }
 
-int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err)
+int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
@@ -143,7 +144,7 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return -ENOMEM;
     }
-    int rc = ce_weights_open_flags(path, text_only ? CE_WEIGHTS_SKIP_F16 : CE_WEIGHTS_CONVERT_F16,
+    int rc = ce__weights_open_flags(path, text_only ? CE_WEIGHTS_SKIP_F16 : CE_WEIGHTS_CONVERT_F16,
                                    &cap->weights, err);
     if (rc < 0) {
         free(cap);
@@ -151,13 +152,13 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
     }
     if ((rc = load_config(cap, err)) < 0 || (rc = load_vocabularies(cap, err)) < 0 ||
         (!text_only && (rc = load_tensors(cap, err)) < 0) ||
-        (rc = caption_text_init(cap, err)) < 0) {
+        (rc = ce__caption_text_init(cap, err)) < 0) {
         /* Prefix the message with the file name, truncating its end if need be. */
         const size_t prefix = sizeof CAPTIONER_FILE + 1;
         memmove(err->msg + prefix, err->msg, sizeof err->msg - prefix);
         err->msg[sizeof err->msg - 1] = 0;
         memcpy(err->msg, CAPTIONER_FILE ": ", prefix);
-        ce_captioner_close(cap);
+        ce__captioner_close(cap);
         return rc == -ENOENT ? -EBADMSG : rc;
     }
     cap->text_only = text_only;
@@ -167,12 +168,12 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
         cap->object = calloc((size_t)cap->n_concepts, 1);
         cap->compound_second = calloc((size_t)cap->n_words, 1);
         if (!cap->word_concept || !cap->object || !cap->compound_second) {
-            ce_captioner_close(cap);
+            ce__captioner_close(cap);
             snprintf(err->msg, sizeof err->msg, "out of memory");
             return -ENOMEM;
         }
         for (int t = 0; t < cap->n_words; t++)
-            cap->word_concept[t] = t > TOKEN_UNK && cap->once[t] ? caption_text_lookup(cap, cap->words[t]) : -1;
+            cap->word_concept[t] = t > TOKEN_UNK && cap->once[t] ? ce__caption_text_lookup(cap, cap->words[t]) : -1;
         mark_objects(cap);
         find_compounds(cap);
     }
@@ -183,8 +184,8 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
         return 0;
     }
     uint32_t h = 2166136261u;
-    for (int i = 0; i < ce_weights_count(cap->weights); i++) {
-        const ce_tensor *t = ce_weights_at(cap->weights, i);
+    for (int i = 0; i < ce__weights_count(cap->weights); i++) {
+        const ce_tensor *t = ce__weights_at(cap->weights, i);
         size_t width = t->dtype == CE_DT_U8 ? 1 : 4;
         h = fnv1a(h, t->name, strlen(t->name));
         h = fnv1a(h, t->data, t->count * width);
@@ -194,10 +195,10 @@ int ce_captioner_open(const char *models_dir, int text_only, ce_captioner **out,
     return 0;
 }
 
-void ce_captioner_close(ce_captioner *cap)
+void ce__captioner_close(ce_captioner *cap)
 {
     if (!cap) return;
-    caption_text_free(cap);
+    ce__caption_text_free(cap);
     free(cap->word_concept);
     free(cap->object);
     free(cap->compound_second);
@@ -205,13 +206,13 @@ void ce_captioner_close(ce_captioner *cap)
     free(cap->word_storage);
     free(cap->concepts);
     free(cap->concept_storage);
-    ce_weights_close(cap->weights);
+    ce__weights_close(cap->weights);
     free(cap);
 }
 
-const char *ce_captioner_version(const ce_captioner *cap) { return cap->version; }
+const char *ce__captioner_version(const ce_captioner *cap) { return cap->version; }
 
-int ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err)
+int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err)
 {
     *out = NULL;
     if (cap->text_only) {
@@ -247,12 +248,12 @@ int ce_captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out
     *out = s;
     return 0;
 oom:
-    ce_captioner_scratch_free(s);
+    ce__captioner_scratch_free(s);
     snprintf(err->msg, sizeof err->msg, "out of memory");
     return -ENOMEM;
 }
 
-void ce_captioner_scratch_free(ce_captioner_scratch *s)
+void ce__captioner_scratch_free(ce_captioner_scratch *s)
 {
     if (!s) return;
     free(s->raw);
@@ -278,7 +279,7 @@ void ce_captioner_scratch_free(ce_captioner_scratch *s)
 
 /* ------------------------------------------------------------------ pieces (also used by the golden test) */
 
-int caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
+int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
                                    const float *features, float *probs)
 {
     const int F = cap->feat_dim, Hh = cap->head_hidden, K = cap->n_concepts;
@@ -294,7 +295,7 @@ int caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch
     return 0;
 }
 
-int caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
                             int width, int max_len, int *tokens, int *n_tokens, float *score,
                             float *first_logits)
 {
@@ -310,11 +311,11 @@ int caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, co
     return beam_search(cap, s, width, max_len, NULL, tokens, n_tokens, score, &raw);
 }
 
-int caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+int ce__caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
                             const float *evidence, const caption_grounding *g, int width, int max_len,
                             int *tokens, int *n_tokens, float *raw)
 {
-    grounding_bias(cap, g, evidence, s->bias);
+    ce__grounding_bias(cap, g, evidence, s->bias);
     set_condition(cap, s, concepts);
     decoder_start(cap, s);
     float score;
@@ -325,7 +326,7 @@ int caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, co
 
 static int load_config(ce_captioner *cap, ce_err *err)
 {
-    const ce_tensor *t = ce_weights_get(cap->weights, "config/sizes", CE_DT_I32, err, 1, 8);
+    const ce_tensor *t = ce__weights_get(cap->weights, "config/sizes", CE_DT_I32, err, 1, 8);
     if (!t) return -EBADMSG;
     const int32_t *v = t->data;
     cap->n_words = v[0];
@@ -336,7 +337,7 @@ static int load_config(ce_captioner *cap, ce_err *err)
     cap->feat_dim = v[5];
     cap->head_hidden = v[6];
     cap->ngram_block = v[7];
-    const ce_tensor *f = ce_weights_get(cap->weights, "config/search", CE_DT_F32, err, 1, 2);
+    const ce_tensor *f = ce__weights_get(cap->weights, "config/search", CE_DT_F32, err, 1, 2);
     if (!f) return -EBADMSG;
     cap->length_alpha = ((const float *)f->data)[0];
     cap->cond_gamma = ((const float *)f->data)[1];
@@ -364,29 +365,29 @@ static int load_tensors(ce_captioner *cap, ce_err *err)
     const ce_weights *w = cap->weights;
     const int V = cap->n_words, K = cap->n_concepts, E = cap->emb, H = cap->hidden, C = cap->cond;
     const int F = cap->feat_dim, Hh = cap->head_hidden;
-    if (!(cap->feat_mean = ce_weights_f32(w, "head/feat_mean", err, 1, F)) ||
-        !(cap->feat_scale = ce_weights_f32(w, "head/feat_scale", err, 1, F)) ||
-        !(cap->head_w1 = ce_weights_f32(w, "head/w1", err, 2, Hh, F)) ||
-        !(cap->head_b1 = ce_weights_f32(w, "head/b1", err, 1, Hh)) ||
-        !(cap->head_w2 = ce_weights_f32(w, "head/w2", err, 2, K, Hh)) ||
-        !(cap->head_b2 = ce_weights_f32(w, "head/b2", err, 1, K)) ||
-        !(cap->cin_w = ce_weights_f32(w, "dec/cin_w", err, 2, C, K)) ||
-        !(cap->cin_b = ce_weights_f32(w, "dec/cin_b", err, 1, C)) ||
-        !(cap->init_h_w = ce_weights_f32(w, "dec/init_h_w", err, 2, H, C)) ||
-        !(cap->init_h_b = ce_weights_f32(w, "dec/init_h_b", err, 1, H)) ||
-        !(cap->init_c_w = ce_weights_f32(w, "dec/init_c_w", err, 2, H, C)) ||
-        !(cap->init_c_b = ce_weights_f32(w, "dec/init_c_b", err, 1, H)) ||
-        !(cap->emb_w = ce_weights_f32(w, "dec/emb", err, 2, V, E)) ||
-        !(cap->w_ih = ce_weights_f32(w, "dec/w_ih", err, 2, 4 * H, E + C)) ||
-        !(cap->w_hh = ce_weights_f32(w, "dec/w_hh", err, 2, 4 * H, H)) ||
-        !(cap->lstm_b = ce_weights_f32(w, "dec/b", err, 1, 4 * H)) ||
-        !(cap->out_w = ce_weights_f32(w, "dec/out_w", err, 2, V, H)) ||
-        !(cap->out_b = ce_weights_f32(w, "dec/out_b", err, 1, V)))
+    if (!(cap->feat_mean = ce__weights_f32(w, "head/feat_mean", err, 1, F)) ||
+        !(cap->feat_scale = ce__weights_f32(w, "head/feat_scale", err, 1, F)) ||
+        !(cap->head_w1 = ce__weights_f32(w, "head/w1", err, 2, Hh, F)) ||
+        !(cap->head_b1 = ce__weights_f32(w, "head/b1", err, 1, Hh)) ||
+        !(cap->head_w2 = ce__weights_f32(w, "head/w2", err, 2, K, Hh)) ||
+        !(cap->head_b2 = ce__weights_f32(w, "head/b2", err, 1, K)) ||
+        !(cap->cin_w = ce__weights_f32(w, "dec/cin_w", err, 2, C, K)) ||
+        !(cap->cin_b = ce__weights_f32(w, "dec/cin_b", err, 1, C)) ||
+        !(cap->init_h_w = ce__weights_f32(w, "dec/init_h_w", err, 2, H, C)) ||
+        !(cap->init_h_b = ce__weights_f32(w, "dec/init_h_b", err, 1, H)) ||
+        !(cap->init_c_w = ce__weights_f32(w, "dec/init_c_w", err, 2, H, C)) ||
+        !(cap->init_c_b = ce__weights_f32(w, "dec/init_c_b", err, 1, H)) ||
+        !(cap->emb_w = ce__weights_f32(w, "dec/emb", err, 2, V, E)) ||
+        !(cap->w_ih = ce__weights_f32(w, "dec/w_ih", err, 2, 4 * H, E + C)) ||
+        !(cap->w_hh = ce__weights_f32(w, "dec/w_hh", err, 2, 4 * H, H)) ||
+        !(cap->lstm_b = ce__weights_f32(w, "dec/b", err, 1, 4 * H)) ||
+        !(cap->out_w = ce__weights_f32(w, "dec/out_w", err, 2, V, H)) ||
+        !(cap->out_b = ce__weights_f32(w, "dec/out_b", err, 1, V)))
         return -EBADMSG;
-    const ce_tensor *once = ce_weights_get(w, "vocab/once", CE_DT_U8, err, 1, V);
+    const ce_tensor *once = ce__weights_get(w, "vocab/once", CE_DT_U8, err, 1, V);
     if (!once) return -EBADMSG;
     cap->once = once->data;
-    const ce_tensor *cc = ce_weights_get(w, "concepts/class_concepts", CE_DT_I32, err, 2,
+    const ce_tensor *cc = ce__weights_get(w, "concepts/class_concepts", CE_DT_I32, err, 2,
                                          CE_NUM_CLASSES, 2);
     if (!cc) return -EBADMSG;
     cap->class_concepts = cc->data;
@@ -402,7 +403,7 @@ static int load_tensors(ce_captioner *cap, ce_err *err)
 static int load_strings(const ce_weights *w, const char *name, int expect, const char ***out,
                         char **storage, ce_err *err)
 {
-    const ce_tensor *t = ce_weights_find(w, name);
+    const ce_tensor *t = ce__weights_find(w, name);
     if (!t || t->dtype != CE_DT_U8 || t->rank != 1) {
         snprintf(err->msg, sizeof err->msg, "%s missing or not a uint8 vector", name);
         return -EBADMSG;
@@ -436,11 +437,11 @@ static int load_strings(const ce_weights *w, const char *name, int expect, const
 /* Features the head sees; the same layout as models/train/features.py head_features(). */
 static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s, const ce_cnn_output *cnn)
 {
-    caption_head_features(cnn, s->raw);
-    caption_concepts_from_features(cap, s, s->raw, s->probs);
+    ce__caption_head_features(cnn, s->raw);
+    ce__caption_concepts_from_features(cap, s, s->raw, s->probs);
 }
 
-void caption_head_features(const ce_cnn_output *cnn, float *f)
+void ce__caption_head_features(const ce_cnn_output *cnn, float *f)
 {
     memcpy(f, cnn->pooled, sizeof cnn->pooled);
     f += CE_POOLED_DIM;
@@ -567,7 +568,7 @@ static void mark_objects(ce_captioner *cap)
     for (int k = 0; k < CE_NUM_CLASSES * 2; k++)
         if (cap->class_concepts[k] >= 0) cap->object[cap->class_concepts[k]] = 1;
     for (size_t i = 0; i < sizeof extra_objects / sizeof *extra_objects; i++) {
-        int c = caption_text_lookup(cap, extra_objects[i]);
+        int c = ce__caption_text_lookup(cap, extra_objects[i]);
         if (c >= 0) cap->object[c] = 1;
     }
 }
@@ -589,7 +590,7 @@ static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, 
  * weight * clamp(log(evidence / threshold), floor, ceiling), so that an object the
  * picture gives little evidence for costs log-probability in proportion to how weak the
  * evidence is (ceiling > 0 also rewards confident ones). Other words: 0. */
-void grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias)
+void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias)
 {
     for (int t = 0; t < cap->n_words; t++) {
         int c = cap->word_concept[t];
@@ -607,7 +608,7 @@ void grounding_bias(const ce_captioner *cap, const caption_grounding *g, const f
 /* How far to trust a caption, in [0, 1]: the square root of the geometric mean of the
  * decoder's per-word probabilities (exp of the length-normalised log-probability) times
  * the weakest evidence among the objects the caption names (1 when it names none). */
-float caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw)
+float ce__caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw)
 {
     float weakest = 1.0f;
     for (int i = 0; i < n; i++) {

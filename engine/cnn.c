@@ -89,7 +89,7 @@ struct cnn_state {
 /* ------------------------------------------------------------------ forward */
 
 typedef struct {
-    cnn_tap_fn fn;
+    ce_cnn_tap_fn fn;
     void *ctx;
 } tap;
 
@@ -139,8 +139,6 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
         if (i == FM0_BLOCK) {
             emit(t, "fm0", st->e, h, w, b->cexp);
             mean_pool(st->e, h * w, b->cexp, out->mid_pooled);
-            if (out->map_expanded_conv_14)
-                memcpy(out->map_expanded_conv_14, st->e, sizeof(float) * (size_t)(h * w * b->cexp));
             run_head(net, st, 0, st->e, 0);
         }
         int oh, ow;
@@ -158,7 +156,6 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
     float *fm = st->y;
     emit(t, "fm1", fm, h, w, c);
     mean_pool(fm, h * w, c, out->pooled);
-    if (out->map_conv_1) memcpy(out->map_conv_1, fm, sizeof(float) * (size_t)(h * w * c));
     int anchor0 = HEAD_SIZE[0] * HEAD_SIZE[0] * HEAD_ANCHORS[0];
     run_head(net, st, 1, fm, anchor0);
     anchor0 += h * w * HEAD_ANCHORS[1];
@@ -181,13 +178,13 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
     emit(t, "class_logits", st->logits, CE_NUM_ANCHORS, 1, CE_NUM_CLASSES);
 }
 
-int cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
-                   cnn_tap_fn fn, void *ctx, ce_err *err)
+int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
+                   ce_cnn_tap_fn fn, void *ctx, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
-    const cnn_net *net = s ? ce_session_cnn_net(s) : NULL;
-    cnn_state *st = s ? ce_session_cnn(s) : NULL;
+    const cnn_net *net = s ? ce__session_cnn_net(s) : NULL;
+    cnn_state *st = s ? ce__session_cnn(s) : NULL;
     if (!net || !st) {
         snprintf(err->msg, sizeof err->msg, "the model was opened without the CNN (text only)");
         return -EINVAL;
@@ -197,15 +194,15 @@ int cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
         return -EINVAL;
     }
     tap t = {fn, ctx};
-    ce_resize_input(img, st->input);
+    ce__resize_input(img, st->input);
     forward(net, st, out, &t);
-    ce_postprocess(st->box, st->logits, net->anchors, net->box_scales, out);
+    ce__postprocess(st->box, st->logits, net->anchors, net->box_scales, out);
     return 0;
 }
 
 int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err)
 {
-    return cnn_run_tapped(s, img, out, NULL, NULL, err);
+    return ce_cnn_run_tapped(s, img, out, NULL, NULL, err);
 }
 
 /* ------------------------------------------------------------------ layers */
@@ -378,7 +375,7 @@ static double conv_flops(int pixels, int cin, int cout, int taps)
     return (double)pixels * cout * (2.0 * cin * taps + 1.0);   /* MACs + bias */
 }
 
-double cnn_flops(void)
+double ce__cnn_flops(void)
 {
     double f = 0;
     int s = CE_INPUT_SIZE / 2, c = CONV0_OUT;
@@ -414,7 +411,7 @@ static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin,
                     conv *out, ce_err *err);
 enum { POINTWISE, DEPTHWISE, FULL3X3 };
 
-int cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
+int ce__cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
 {
     *out = NULL;
     cnn_net *net = calloc(1, sizeof *net);
@@ -463,7 +460,7 @@ int cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
         if (rc == 0) rc = get_conv(wf, p, POINTWISE, c, a * CE_NUM_CLASSES, &net->heads[k].cls_pw, err);
     }
     if (rc == 0) {
-        const float *scales = ce_weights_f32(wf, "postprocess/box_scales", err, 1, 4);
+        const float *scales = ce__weights_f32(wf, "postprocess/box_scales", err, 1, 4);
         if (!scales) rc = -EBADMSG;
         else memcpy(net->box_scales, scales, sizeof net->box_scales);
     }
@@ -471,7 +468,7 @@ int cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
         free(net);
         return rc;
     }
-    ce_anchors_generate(net->anchors);
+    ce__anchors_generate(net->anchors);
     *out = net;
     return 0;
 }
@@ -481,16 +478,16 @@ static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin,
 {
     char name[80];
     snprintf(name, sizeof name, "%s/w", prefix);
-    if (kind == POINTWISE) out->w = ce_weights_f32(wf, name, err, 2, cin, cout);
-    else if (kind == DEPTHWISE) out->w = ce_weights_f32(wf, name, err, 3, 3, 3, cout);
-    else out->w = ce_weights_f32(wf, name, err, 4, 3, 3, cin, cout);
+    if (kind == POINTWISE) out->w = ce__weights_f32(wf, name, err, 2, cin, cout);
+    else if (kind == DEPTHWISE) out->w = ce__weights_f32(wf, name, err, 3, 3, 3, cout);
+    else out->w = ce__weights_f32(wf, name, err, 4, 3, 3, cin, cout);
     if (!out->w) return -EBADMSG;
     snprintf(name, sizeof name, "%s/b", prefix);
-    out->b = ce_weights_f32(wf, name, err, 1, cout);
+    out->b = ce__weights_f32(wf, name, err, 1, cout);
     return out->b ? 0 : -EBADMSG;
 }
 
-void cnn_net_free(cnn_net *net) { free(net); }
+void ce__cnn_net_free(cnn_net *net) { free(net); }
 
 /* The largest tensor each scratch buffer holds over the forward pass. */
 static void plan_buffers(size_t *max_x, size_t *max_e, size_t *max_d)
@@ -516,7 +513,7 @@ static void plan_buffers(size_t *max_x, size_t *max_e, size_t *max_d)
 #undef GROW
 }
 
-int cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
+int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
 {
     (void)net;
     *out = NULL;
@@ -540,12 +537,12 @@ int cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
     *out = st;
     return 0;
 oom:
-    cnn_state_free(st);
+    ce__cnn_state_free(st);
     snprintf(err->msg, sizeof err->msg, "out of memory for CNN scratch buffers");
     return -ENOMEM;
 }
 
-void cnn_state_free(cnn_state *st)
+void ce__cnn_state_free(cnn_state *st)
 {
     if (!st) return;
     free(st->input);

@@ -6,6 +6,7 @@
 #define CAPENGINE_CNN_H
 
 #include "capengine.h"
+#include "capengine_debug.h"
 #include "weights.h"
 
 #define CE_INPUT_SIZE 300
@@ -20,46 +21,38 @@
 typedef struct cnn_net cnn_net;       /* weights: pointers into the mapped file */
 typedef struct cnn_state cnn_state;   /* per-session scratch buffers */
 
-int  cnn_net_build(const ce_weights *w, cnn_net **out, ce_err *err);
-void cnn_net_free(cnn_net *net);
-int  cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err);
-void cnn_state_free(cnn_state *st);
+int  ce__cnn_net_build(const ce_weights *w, cnn_net **out, ce_err *err);
+void ce__cnn_net_free(cnn_net *net);
+int  ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err);
+void ce__cnn_state_free(cnn_state *st);
 
 /* Floating-point operations of one forward pass (multiply and add counted as 2), counted
  * from the architecture: convolutions, depthwise, bias, activations, residual adds. */
-double cnn_flops(void);
-
-/* Called by the forward pass at named points ("input", "conv0", "block0".."block16",
- * "fm0".."fm5", "box_encodings", "class_logits") with the HWC tensor there; the
- * golden tests compare these with the original graph's nodes. */
-typedef void (*cnn_tap_fn)(void *ctx, const char *name, const float *data, int h, int w, int c);
-int cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
-                   cnn_tap_fn tap, void *ctx, ce_err *err);
+double ce__cnn_flops(void);
 
 /* How model.c hands the network and the scratch to cnn.c (NULL when opened text-only). */
-const cnn_net *ce_model_cnn(const ce_model *model);
-const cnn_net *ce_session_cnn_net(const ce_session *session);
-cnn_state *ce_session_cnn(ce_session *session);
+const cnn_net *ce__session_cnn_net(const ce_session *session);
+cnn_state *ce__session_cnn(ce_session *session);
 
 /* ------------------------------------------------------------------ input (resize.c) */
 
 /* Bilinear resize to 300x300 exactly as TensorFlow's ResizeBilinear (align_corners and
  * half_pixel_centers false), then x * (2/255) - 1: out is 300*300*3 floats, HWC. */
-void ce_resize_input(const ce_image *img, float *out);
+void ce__resize_input(const ce_image *img, float *out);
 
 /* ------------------------------------------------------------------ output (postprocess.c) */
 
 /* The SSD anchor grid (ymin, xmin, ymax, xmax), as the TF OD API's ssd_anchor_generator
  * builds it for this model. */
-void ce_anchors_generate(float anchors[CE_NUM_ANCHORS][4]);
+void ce__anchors_generate(float anchors[CE_NUM_ANCHORS][4]);
 
 /* From the raw box encodings [1917][4] and class logits [1917][91]: class_max (sigmoid
  * scores), and the detections after the score threshold and per-class NMS. */
-void ce_postprocess(const float *box_encodings, const float *class_logits,
+void ce__postprocess(const float *box_encodings, const float *class_logits,
                     const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
                     ce_cnn_output *out);
 
 /* COCO label of a class id 1..90, NULL for the ids COCO leaves unused. */
-const char *ce_coco_label(int class_id);
+const char *ce__coco_label(int class_id);
 
 #endif

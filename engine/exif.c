@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "image_internal.h"
+#include "image.h"
 
 enum {
     TAG_ORIENTATION = 0x0112,
@@ -47,7 +47,7 @@ static int entry_uint(const tiff_buf *t, const ifd_entry *e, uint32_t *v);
 static int64_t entry_time(const tiff_buf *t, const ifd_entry *e);
 static int64_t parse_exif_time(const uint8_t *s);
 
-void ce_exif_parse(const uint8_t *tiff, size_t size, ce_exif *out)
+void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out)
 {
     out->orientation = 1;
     out->taken_time = 0;

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "image_internal.h"
+#include "image.h"
 
 #define DEFAULT_MAX_PIXELS (100LL * 1000 * 1000)
 #define DEFAULT_MIN_SIDE 300
@@ -34,7 +34,7 @@ int ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *o
 {
     memset(out, 0, sizeof *out);
     if (!path) {
-        ce_image_error(err, "no path given");
+        ce__image_error(err, "no path given");
         return -EINVAL;
     }
     uint8_t *data = NULL;
@@ -53,7 +53,7 @@ int ce_image_load_memory(const void *data, size_t size, const ce_load_options *o
     ce_decode_params params = { DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE };
     if (opt) {
         if (opt->max_pixels < 0 || opt->min_side < 0) {
-            ce_image_error(err, "invalid load options (max_pixels %lld, min_side %d)",
+            ce__image_error(err, "invalid load options (max_pixels %lld, min_side %d)",
                            (long long)opt->max_pixels, opt->min_side);
             return -EINVAL;
         }
@@ -61,11 +61,11 @@ int ce_image_load_memory(const void *data, size_t size, const ce_load_options *o
         if (opt->min_side > 0) params.min_side = opt->min_side;
     }
     if (size == 0) {
-        ce_image_error(err, "empty file (0 bytes): not an image");
+        ce__image_error(err, "empty file (0 bytes): not an image");
         return -EBADMSG;
     }
     if (!data) {
-        ce_image_error(err, "no data given");
+        ce__image_error(err, "no data given");
         return -EINVAL;
     }
 
@@ -74,16 +74,16 @@ int ce_image_load_memory(const void *data, size_t size, const ce_load_options *o
     int rc;
     switch (sniff_format(data, size, &other)) {
     case FMT_JPEG:
-        rc = ce_decode_jpeg(data, size, &params, out, &orientation, err);
+        rc = ce__decode_jpeg(data, size, &params, out, &orientation, err);
         break;
     case FMT_PNG:
-        rc = ce_decode_png(data, size, &params, out, &orientation, err);
+        rc = ce__decode_png(data, size, &params, out, &orientation, err);
         break;
     case FMT_OTHER:
-        ce_image_error(err, "unsupported image format %s (only JPEG and PNG are read)", other);
+        ce__image_error(err, "unsupported image format %s (only JPEG and PNG are read)", other);
         return -ENOTSUP;
     default:
-        ce_image_error(err, "not a JPEG or PNG image (unrecognised content)");
+        ce__image_error(err, "not a JPEG or PNG image (unrecognised content)");
         return -ENOTSUP;
     }
     if (rc < 0) {
@@ -102,7 +102,7 @@ void ce_image_free(ce_image *img)
     memset(img, 0, sizeof *img);
 }
 
-void ce_image_error(ce_err *err, const char *fmt, ...)
+void ce__image_error(ce_err *err, const char *fmt, ...)
 {
     if (!err) return;
     va_list ap;
@@ -146,28 +146,28 @@ static int read_whole_file(const char *path, uint8_t **data, size_t *size, ce_er
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
-        ce_image_error(err, "cannot open %s: %s", path, strerror(e));
+        ce__image_error(err, "cannot open %s: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = errno;
-        ce_image_error(err, "cannot stat %s: %s", path, strerror(e));
+        ce__image_error(err, "cannot stat %s: %s", path, strerror(e));
         close(fd);
         return -e;
     }
     if (S_ISDIR(st.st_mode)) {
-        ce_image_error(err, "%s is a directory, not an image file", path);
+        ce__image_error(err, "%s is a directory, not an image file", path);
         close(fd);
         return -EISDIR;
     }
     if (!S_ISREG(st.st_mode)) {
-        ce_image_error(err, "%s is not a regular file", path);
+        ce__image_error(err, "%s is not a regular file", path);
         close(fd);
         return -EINVAL;
     }
     if (st.st_size > MAX_FILE_BYTES) {
-        ce_image_error(err, "%s is too large (%lld bytes; at most %lld)", path,
+        ce__image_error(err, "%s is too large (%lld bytes; at most %lld)", path,
                        (long long)st.st_size, (long long)MAX_FILE_BYTES);
         close(fd);
         return -E2BIG;
@@ -175,7 +175,7 @@ static int read_whole_file(const char *path, uint8_t **data, size_t *size, ce_er
     size_t want = (size_t)st.st_size;
     uint8_t *buf = malloc(want ? want : 1);
     if (!buf) {
-        ce_image_error(err, "out of memory reading %s (%zu bytes)", path, want);
+        ce__image_error(err, "out of memory reading %s (%zu bytes)", path, want);
         close(fd);
         return -ENOMEM;
     }
@@ -187,7 +187,7 @@ static int read_whole_file(const char *path, uint8_t **data, size_t *size, ce_er
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
             int e = errno;
-            ce_image_error(err, "cannot read %s: %s", path, strerror(e));
+            ce__image_error(err, "cannot read %s: %s", path, strerror(e));
             free(buf);
             close(fd);
             return -e;
@@ -223,7 +223,7 @@ static int apply_orientation(ce_image *img, int orientation, ce_err *err)
     }
     uint8_t *dst = malloc((size_t)w * (size_t)h * 3);
     if (!dst) {
-        ce_image_error(err, "out of memory rotating a %dx%d image", w, h);
+        ce__image_error(err, "out of memory rotating a %dx%d image", w, h);
         return -ENOMEM;
     }
     for (int dy = 0; dy < dh; dy++) {

@@ -27,7 +27,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-#include "image_internal.h"
+#include "image.h"
 
 /* Real encoders write at most a few dozen scans; libjpeg-turbo's own tools cap at 500. */
 #define MAX_SCANS 500
@@ -63,14 +63,14 @@ static void on_message(j_common_ptr cinfo, int msg_level);
 static void on_progress(j_common_ptr cinfo);
 static void fail_now(j_common_ptr cinfo, int code);
 
-int ce_decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params,
+int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params,
                    ce_image *img, int *orientation, ce_err *err)
 {
     /* The header limit is checked before libjpeg sees the file, so that a bare header
      * claiming 30000x30000 is "too large" rather than "truncated". */
     int w, h;
     if (sof_size(data, size, &w, &h) && (int64_t)w * h > params->max_pixels) {
-        ce_image_error(err, "JPEG is %dx%d = %lld pixels, over the limit of %lld "
+        ce__image_error(err, "JPEG is %dx%d = %lld pixels, over the limit of %lld "
                        "(refused before decoding)", w, h, (long long)w * h,
                        (long long)params->max_pixels);
         return -E2BIG;
@@ -78,7 +78,7 @@ int ce_decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *par
 
     jpeg_job *job = calloc(1, sizeof *job);
     if (!job) {
-        ce_image_error(err, "out of memory");
+        ce__image_error(err, "out of memory");
         return -ENOMEM;
     }
     job->data = data;
@@ -88,7 +88,7 @@ int ce_decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *par
     jpeg_destroy_decompress(&job->cinfo);
     free(job->cmyk_row);
     if (rc < 0) {
-        ce_image_error(err, "%s", job->fail.msg);
+        ce__image_error(err, "%s", job->fail.msg);
         free(job->pixels);
     } else {
         img->width = job->width;
@@ -220,7 +220,7 @@ static void read_exif(jpeg_job *job)
     for (jpeg_saved_marker_ptr m = job->cinfo.marker_list; m; m = m->next) {
         if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 &&
             memcmp(m->data, "Exif\0\0", 6) == 0) {
-            ce_exif_parse(m->data + 6, m->data_length - 6, &job->exif);
+            ce__exif_parse(m->data + 6, m->data_length - 6, &job->exif);
             return;
         }
     }

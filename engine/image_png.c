@@ -24,7 +24,7 @@
 
 #include <png.h>
 
-#include "image_internal.h"
+#include "image.h"
 
 /* Ancillary chunks (iCCP, text, eXIf) larger than this are refused by libpng. */
 #define MAX_CHUNK_BYTES (8u << 20)
@@ -64,13 +64,13 @@ static void png_release(png_structp png, png_voidp p);
 static void on_error(png_structp png, png_const_charp msg);
 static void on_warning(png_structp png, png_const_charp msg);
 
-int ce_decode_png(const uint8_t *data, size_t size, const ce_decode_params *params,
+int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params,
                   ce_image *img, int *orientation, ce_err *err)
 {
     uint32_t w, h;
     /* unsigned: two 32-bit sides can exceed INT64_MAX (found by fuzzing) */
     if (ihdr_size(data, size, &w, &h) && (uint64_t)w * h > (uint64_t)params->max_pixels) {
-        ce_image_error(err, "PNG is %ux%u = %llu pixels, over the limit of %lld "
+        ce__image_error(err, "PNG is %ux%u = %llu pixels, over the limit of %lld "
                        "(refused before decoding)", w, h, (unsigned long long)w * h,
                        (long long)params->max_pixels);
         return -E2BIG;
@@ -80,14 +80,14 @@ int ce_decode_png(const uint8_t *data, size_t size, const ce_decode_params *para
      * The whole file is in memory, so a chunk longer than what is left is refused here. */
     char chunk[5];
     if (chunk_past_end(data, size, chunk)) {
-        ce_image_error(err, "corrupt or truncated PNG: a %s chunk runs past the end of the "
+        ce__image_error(err, "corrupt or truncated PNG: a %s chunk runs past the end of the "
                        "file", chunk);
         return -EBADMSG;
     }
 
     png_job *job = calloc(1, sizeof *job);
     if (!job) {
-        ce_image_error(err, "out of memory");
+        ce__image_error(err, "out of memory");
         return -ENOMEM;
     }
     job->data = data;
@@ -101,7 +101,7 @@ int ce_decode_png(const uint8_t *data, size_t size, const ce_decode_params *para
     free(job->sums);
     free(job->rgb_row);
     if (rc < 0) {
-        ce_image_error(err, "%s", job->msg);
+        ce__image_error(err, "%s", job->msg);
         free(job->pixels);
     } else {
         img->width = job->out_w;
@@ -294,7 +294,7 @@ static void read_exif(png_job *job)
     png_uint_32 len = 0;
     png_bytep exif = NULL;
     if (png_get_eXIf_1(job->png, job->info, &len, &exif) && exif)
-        ce_exif_parse(exif, len, &job->exif);
+        ce__exif_parse(exif, len, &job->exif);
 #else
     (void)job;
 #endif

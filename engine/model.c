@@ -11,7 +11,7 @@
 #include <cblas.h>
 
 #include "cnn.h"
-#include "internal.h"
+#include "model.h"
 #include "weights.h"
 
 #define BACKBONE_FILE "ssdlite_mobilenet_v2_coco.csw"
@@ -62,7 +62,7 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
             rc = -ENAMETOOLONG;
             goto fail;
         }
-        rc = ce_weights_open(path, &m->backbone, err);
+        rc = ce__weights_open(path, &m->backbone, err);
         if (rc == -ENOENT) {
             snprintf(err->msg, sizeof err->msg,
                      "%.160s not found (run models/backbone/fetch_and_convert.sh, or set CAPSEARCH_MODELS)",
@@ -70,9 +70,9 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
             goto fail;
         }
         if (rc < 0) goto fail;
-        if ((rc = cnn_net_build(m->backbone, &m->cnn, err)) < 0) goto fail;
+        if ((rc = ce__cnn_net_build(m->backbone, &m->cnn, err)) < 0) goto fail;
     }
-    rc = ce_captioner_open(models_dir, flags & CE_OPEN_TEXT_ONLY, &m->captioner, err);
+    rc = ce__captioner_open(models_dir, flags & CE_OPEN_TEXT_ONLY, &m->captioner, err);
     if (rc == -ENOENT) {
         m->captioner = NULL;
         err->msg[0] = 0;
@@ -80,7 +80,7 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
         goto fail;
     }
     if (m->captioner)
-        snprintf(m->version, sizeof m->version, "%s+%s", BACKBONE_NAME, ce_captioner_version(m->captioner));
+        snprintf(m->version, sizeof m->version, "%s+%s", BACKBONE_NAME, ce__captioner_version(m->captioner));
     else
         snprintf(m->version, sizeof m->version, "%s", BACKBONE_NAME);
     *out = m;
@@ -93,16 +93,15 @@ fail:
 void ce_model_close(ce_model *model)
 {
     if (!model) return;
-    if (model->captioner) ce_captioner_close(model->captioner);
-    cnn_net_free(model->cnn);
-    ce_weights_close(model->backbone);
+    if (model->captioner) ce__captioner_close(model->captioner);
+    ce__cnn_net_free(model->cnn);
+    ce__weights_close(model->backbone);
     free(model);
 }
 
 int ce_model_has_captioner(const ce_model *model) { return model->captioner != NULL; }
 const char *ce_model_version(const ce_model *model) { return model->version; }
-const ce_captioner *ce_model_captioner(const ce_model *model) { return model->captioner; }
-const cnn_net *ce_model_cnn(const ce_model *model) { return model->cnn; }
+const ce_captioner *ce__model_captioner(const ce_model *model) { return model->captioner; }
 
 int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
 {
@@ -116,9 +115,9 @@ int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
     }
     s->model = model;
     int rc = 0;
-    if (model->cnn && (rc = cnn_state_new(model->cnn, &s->cnn, err)) < 0) goto fail;
+    if (model->cnn && (rc = ce__cnn_state_new(model->cnn, &s->cnn, err)) < 0) goto fail;
     if (model->captioner && model->cnn &&   /* text-only models caption nothing */
-        (rc = ce_captioner_scratch_new(model->captioner, &s->captioner, err)) < 0)
+        (rc = ce__captioner_scratch_new(model->captioner, &s->captioner, err)) < 0)
         goto fail;
     *out = s;
     return 0;
@@ -130,14 +129,14 @@ fail:
 void ce_session_free(ce_session *session)
 {
     if (!session) return;
-    if (session->captioner) ce_captioner_scratch_free(session->captioner);
-    cnn_state_free(session->cnn);
+    if (session->captioner) ce__captioner_scratch_free(session->captioner);
+    ce__cnn_state_free(session->cnn);
     free(session);
 }
 
-ce_captioner_scratch *ce_session_captioner_scratch(ce_session *session) { return session->captioner; }
-cnn_state *ce_session_cnn(ce_session *session) { return session->cnn; }
-const cnn_net *ce_session_cnn_net(const ce_session *session) { return session->model->cnn; }
+ce_captioner_scratch *ce__session_captioner_scratch(ce_session *session) { return session->captioner; }
+cnn_state *ce__session_cnn(ce_session *session) { return session->cnn; }
+const cnn_net *ce__session_cnn_net(const ce_session *session) { return session->model->cnn; }
 
 void ce_set_blas_threads(int n)
 {

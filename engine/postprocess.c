@@ -21,7 +21,7 @@ static float iou(const float *a, const float *b);
 static int by_score_desc(const void *a, const void *b);
 static void keep_best(ce_cnn_output *out, const ce_detection *d);
 
-void ce_postprocess(const float *box_encodings, const float *class_logits,
+void ce__postprocess(const float *box_encodings, const float *class_logits,
                     const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
                     ce_cnn_output *out)
 {
@@ -42,7 +42,7 @@ void ce_postprocess(const float *box_encodings, const float *class_logits,
     candidate cand[CE_NUM_ANCHORS];
     float boxes[CE_NUM_ANCHORS][4];
     for (int c = 1; c < k; c++) {
-        const char *label = ce_coco_label(c);
+        const char *label = ce__coco_label(c);
         if (!label || out->class_max[c] < CE_SCORE_THRESHOLD) continue;
         int m = 0;
         for (int a = 0; a < n; a++) {
@@ -116,7 +116,7 @@ static int by_score_desc(const void *a, const void *b)
 
 /* ------------------------------------------------------------------ anchors */
 
-void ce_anchors_generate(float anchors[CE_NUM_ANCHORS][4])
+void ce__anchors_generate(float anchors[CE_NUM_ANCHORS][4])
 {
     /* ssd_anchor_generator { num_layers: 6 min_scale: 0.2 max_scale: 0.95
      *   aspect_ratios: 1, 2, 0.5, 3, 0.3333 reduce_boxes_in_lowest_layer: true }
@@ -179,7 +179,7 @@ static const char *const COCO_LABELS[CE_NUM_CLASSES] = {
     [89] = "hair drier", [90] = "toothbrush",
 };
 
-const char *ce_coco_label(int class_id)
+const char *ce__coco_label(int class_id)
 {
     return class_id > 0 && class_id < CE_NUM_CLASSES ? COCO_LABELS[class_id] : NULL;
 }

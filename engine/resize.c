@@ -16,7 +16,7 @@ typedef struct {
 
 static void plan_axis(int in, sample *out);
 
-void ce_resize_input(const ce_image *img, float *out)
+void ce__resize_input(const ce_image *img, float *out)
 {
     sample ys[CE_INPUT_SIZE], xs[CE_INPUT_SIZE];
     plan_axis(img->height, ys);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "caption_internal.h"
+#include "caption.h"
 
 #define MAX_WORD 64
 
@@ -19,20 +19,20 @@ static int add_weight(ce_concept_weight *out, int n, int max, int concept);
 
 int ce_model_concept_count(const ce_model *model)
 {
-    const ce_captioner *cap = model ? ce_model_captioner(model) : NULL;
+    const ce_captioner *cap = model ? ce__model_captioner(model) : NULL;
     return cap ? cap->n_concepts : 0;
 }
 
 const char *ce_model_concept_word(const ce_model *model, int index)
 {
-    const ce_captioner *cap = model ? ce_model_captioner(model) : NULL;
+    const ce_captioner *cap = model ? ce__model_captioner(model) : NULL;
     if (!cap || index < 0 || index >= cap->n_concepts) return NULL;
     return cap->concepts[index];
 }
 
 int ce_text_concepts(const ce_model *model, const char *text, ce_concept_weight *out, int max)
 {
-    const ce_captioner *cap = model ? ce_model_captioner(model) : NULL;
+    const ce_captioner *cap = model ? ce__model_captioner(model) : NULL;
     if (!cap || !text || !out || max <= 0) return 0;
     int n = 0;
     const char *p = text;
@@ -49,19 +49,19 @@ int ce_text_concepts(const ce_model *model, const char *text, ce_concept_weight 
         char *w = word;
         while (*w == '-') w++;
         if (!*w) continue;
-        int c = caption_text_lookup(cap, w);
+        int c = ce__caption_text_lookup(cap, w);
         if (c >= 0) {
             n = add_weight(out, n, max, c);
         } else if (strchr(w, '-')) {
             /* "snow-covered" -> snow, covered */
             for (char *part = strtok(w, "-"); part; part = strtok(NULL, "-"))
-                if ((c = caption_text_lookup(cap, part)) >= 0) n = add_weight(out, n, max, c);
+                if ((c = ce__caption_text_lookup(cap, part)) >= 0) n = add_weight(out, n, max, c);
         }
     }
     return n;
 }
 
-int caption_text_lookup(const ce_captioner *cap, const char *word)
+int ce__caption_text_lookup(const ce_captioner *cap, const char *word)
 {
     int c = find_exact(cap, word);
     if (c >= 0) return c;
@@ -84,9 +84,9 @@ int caption_text_lookup(const ce_captioner *cap, const char *word)
     return -1;
 }
 
-int caption_text_init(ce_captioner *cap, ce_err *err)
+int ce__caption_text_init(ce_captioner *cap, ce_err *err)
 {
-    const ce_tensor *alias = ce_weights_find(cap->weights, "concepts/alias");
+    const ce_tensor *alias = ce__weights_find(cap->weights, "concepts/alias");
     if (!alias || alias->dtype != CE_DT_U8 || alias->rank != 1 ||
         (alias->count && ((const char *)alias->data)[alias->count - 1] != 0)) {
         snprintf(err->msg, sizeof err->msg, "concepts/alias missing or not NUL-terminated strings");
@@ -127,7 +127,7 @@ int caption_text_init(ce_captioner *cap, ce_err *err)
     return 0;
 }
 
-void caption_text_free(ce_captioner *cap)
+void ce__caption_text_free(ce_captioner *cap)
 {
     free(cap->lookup);
     cap->lookup = NULL;

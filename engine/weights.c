@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "caputf8.h"
 #include "weights.h"
 
 #define HEADER_SIZE 24
@@ -36,12 +37,12 @@ static int fail(ce_err *err, int code, const char *fmt, ...) __attribute__((form
 
 /* ------------------------------------------------------------------ open / close */
 
-int ce_weights_open(const char *path, ce_weights **out, ce_err *err)
+int ce__weights_open(const char *path, ce_weights **out, ce_err *err)
 {
-    return ce_weights_open_flags(path, CE_WEIGHTS_CONVERT_F16, out, err);
+    return ce__weights_open_flags(path, CE_WEIGHTS_CONVERT_F16, out, err);
 }
 
-int ce_weights_open_flags(const char *path, int flags, ce_weights **out, ce_err *err)
+int ce__weights_open_flags(const char *path, int flags, ce_weights **out, ce_err *err)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -78,14 +79,14 @@ int ce_weights_open_flags(const char *path, int flags, ce_weights **out, ce_err 
     if (rc < 0) {
         char msg[CE_ERR_MAX];
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-        ce_weights_close(w);
+        ce__weights_close(w);
         return fail(err, rc, "%s: %s", path, msg);
     }
     *out = w;
     return 0;
 }
 
-int ce_weights_open_memory(const void *data, size_t size, ce_weights **out, ce_err *err)
+int ce__weights_open_memory(const void *data, size_t size, ce_weights **out, ce_err *err)
 {
     *out = NULL;
     if (size < HEADER_SIZE) return fail(err, -EBADMSG, "too short for a weight file");
@@ -104,14 +105,14 @@ int ce_weights_open_memory(const void *data, size_t size, ce_weights **out, ce_e
     int rc = parse(w, err);
     if (rc == 0) rc = convert_f16(w, err);
     if (rc < 0) {
-        ce_weights_close(w);
+        ce__weights_close(w);
         return rc;
     }
     *out = w;
     return 0;
 }
 
-void ce_weights_close(ce_weights *w)
+void ce__weights_close(ce_weights *w)
 {
     if (!w) return;
     if (w->converted) {
@@ -128,14 +129,14 @@ void ce_weights_close(ce_weights *w)
 
 /* ------------------------------------------------------------------ lookup */
 
-int ce_weights_count(const ce_weights *w) { return w->count; }
+int ce__weights_count(const ce_weights *w) { return w->count; }
 
-const ce_tensor *ce_weights_at(const ce_weights *w, int index)
+const ce_tensor *ce__weights_at(const ce_weights *w, int index)
 {
     return index >= 0 && index < w->count ? &w->tensors[index] : NULL;
 }
 
-const ce_tensor *ce_weights_find(const ce_weights *w, const char *name)
+const ce_tensor *ce__weights_find(const ce_weights *w, const char *name)
 {
     int lo = 0, hi = w->count - 1;
     while (lo <= hi) {
@@ -154,7 +155,7 @@ static const char *const DTYPE_NAMES[] = {"float32", "float16", "int32", "uint8"
 static const ce_tensor *get_v(const ce_weights *w, const char *name, int dtype, ce_err *err,
                               int rank, va_list ap)
 {
-    const ce_tensor *t = ce_weights_find(w, name);
+    const ce_tensor *t = ce__weights_find(w, name);
     if (!t) {
         fail(err, -ENOENT, "weight file lacks tensor '%s'", name);
         return NULL;
@@ -182,7 +183,7 @@ static const ce_tensor *get_v(const ce_weights *w, const char *name, int dtype, 
     return t;
 }
 
-const ce_tensor *ce_weights_get(const ce_weights *w, const char *name, int dtype,
+const ce_tensor *ce__weights_get(const ce_weights *w, const char *name, int dtype,
                                 ce_err *err, int rank, ...)
 {
     va_list ap;
@@ -192,7 +193,7 @@ const ce_tensor *ce_weights_get(const ce_weights *w, const char *name, int dtype
     return t;
 }
 
-const float *ce_weights_f32(const ce_weights *w, const char *name, ce_err *err, int rank, ...)
+const float *ce__weights_f32(const ce_weights *w, const char *name, ce_err *err, int rank, ...)
 {
     va_list ap;
     va_start(ap, rank);
@@ -314,26 +315,11 @@ static int compare_names(const void *a, const void *b, void *ctx)
 
 static int valid_utf8(const uint8_t *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) { i++; continue; }
-        else if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-        else return 0;
-        if (n - i < len) return 0;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        /* Overlong forms, surrogates and code points past U+10FFFF. */
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return 0;
-        i += len;
+    uint32_t cp;
+    for (size_t i = 0; i < n;) {
+        int len = cu_utf8_decode(s + i, n - i, &cp);
+        if (len == 0) return 0;
+        i += (size_t)len;
     }
     return 1;
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "capengine.h"
+#include "capengine_debug.h"
 
 #define NAME_BYTES 128
 #define CONV1_CELLS (10 * 10)
@@ -102,6 +103,12 @@ int main(int argc, char **argv)
     return rc;
 }
 
+/* The Conv_1 map (10x10x1280, HWC) into ctx. */
+static void keep_conv_1(void *ctx, const char *name, const float *data, int h, int w, int c)
+{
+    if (!strcmp(name, "fm1")) memcpy(ctx, data, sizeof(float) * (size_t)(h * w * c));
+}
+
 static int extract_one(ce_session *s, const char *path, record *rec, float *map, ce_err *err)
 {
     memset(rec, 0, sizeof *rec);
@@ -117,8 +124,7 @@ static int extract_one(ce_session *s, const char *path, record *rec, float *map,
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return -ENOMEM;
     }
-    cnn->map_conv_1 = map;
-    rc = ce_cnn_run(s, &img, cnn, err);
+    rc = ce_cnn_run_tapped(s, &img, cnn, keep_conv_1, map, err);
     ce_image_free(&img);
     if (rc == 0) {
         rec->ok = 1;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "caption_internal.h"
+#include "caption.h"
 
 #define MAX_SETTINGS 64
 
@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     ce_set_blas_threads(1);
     ce_cnn_output *cnn = calloc(1, sizeof *cnn);
     ce_caption *out = calloc(1, sizeof *out);
-    ce_captioner_scratch *s = ce_session_captioner_scratch(session);
+    ce_captioner_scratch *s = ce__session_captioner_scratch(session);
     for (int i = 3; i < argc; i++) {
         ce_image img;
         if (ce_image_load_file(argv[i], NULL, &img, &err) < 0 || ce_cnn_run(session, &img, cnn, &err) < 0) {
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
         ce_image_free(&img);
         for (int k = 0; k < n_set; k++) {
             ce_caption_options opt = {.beam_width = beams[k]};
-            if (caption_run_grounded(session, cnn, &opt, &g[k], out, &err) < 0) {
+            if (ce__caption_run_grounded(session, cnn, &opt, &g[k], out, &err) < 0) {
                 fprintf(stderr, "caption_tool: %s\n", err.msg);
                 return 1;
             }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "caption_internal.h"
+#include "caption.h"
 
 #define TOL 1e-3f
 
@@ -31,16 +31,16 @@ int main(int argc, char **argv)
     ce_captioner *cap = NULL;
     ce_captioner_scratch *s = NULL;
     ce_weights *gold = NULL;
-    if (ce_captioner_open(argv[1], 0, &cap, &err) < 0 || ce_captioner_scratch_new(cap, &s, &err) < 0 ||
-        ce_weights_open(argv[2], &gold, &err) < 0) {
+    if (ce__captioner_open(argv[1], 0, &cap, &err) < 0 || ce__captioner_scratch_new(cap, &s, &err) < 0 ||
+        ce__weights_open(argv[2], &gold, &err) < 0) {
         fprintf(stderr, "test_golden: %s\n", err.msg);
         return 1;
     }
     const int F = cap->feat_dim, K = cap->n_concepts, V = cap->n_words;
-    const ce_tensor *feats = ce_weights_find(gold, "golden/features");
-    const ce_tensor *probs = ce_weights_find(gold, "golden/probs");
-    const ce_tensor *conds = ce_weights_find(gold, "golden/concepts");
-    const ce_tensor *logits = ce_weights_find(gold, "golden/first_logits");
+    const ce_tensor *feats = ce__weights_find(gold, "golden/features");
+    const ce_tensor *probs = ce__weights_find(gold, "golden/probs");
+    const ce_tensor *conds = ce__weights_find(gold, "golden/concepts");
+    const ce_tensor *logits = ce__weights_find(gold, "golden/first_logits");
     if (!feats || !probs || !conds || !logits || feats->rank != 2 || feats->dims[1] != (uint32_t)F ||
         probs->dims[1] != (uint32_t)K || conds->dims[1] != (uint32_t)K || logits->dims[1] != (uint32_t)V ||
         logits->dims[0] != conds->dims[0]) {
@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     }
     float *p = malloc(sizeof(float) * (size_t)K), *l = malloc(sizeof(float) * (size_t)V);
     for (uint32_t i = 0; i < feats->dims[0]; i++) {
-        caption_concepts_from_features(cap, s, (const float *)feats->data + (size_t)i * F, p);
+        ce__caption_concepts_from_features(cap, s, (const float *)feats->data + (size_t)i * F, p);
         size_t at;
         float d = max_abs_diff(p, (const float *)probs->data + (size_t)i * K, (size_t)K, &at);
         check(d <= TOL, "concept probabilities", (int)i, d);
@@ -57,7 +57,7 @@ int main(int argc, char **argv)
     int tokens[CE_MAX_CAPTION], n;
     float score;
     for (uint32_t i = 0; i < conds->dims[0]; i++) {
-        caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, 1, 20, tokens, &n,
+        ce__caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, 1, 20, tokens, &n,
                                 &score, l);
         size_t at;
         float d = max_abs_diff(l, (const float *)logits->data + (size_t)i * V, (size_t)V, &at);
@@ -67,16 +67,16 @@ int main(int argc, char **argv)
     for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
         char name[64];
         snprintf(name, sizeof name, "golden/tokens_w%d", widths[w]);
-        const ce_tensor *tok = ce_weights_find(gold, name);
+        const ce_tensor *tok = ce__weights_find(gold, name);
         snprintf(name, sizeof name, "golden/score_w%d", widths[w]);
-        const ce_tensor *sc = ce_weights_find(gold, name);
+        const ce_tensor *sc = ce__weights_find(gold, name);
         if (!tok || !sc || tok->dims[0] != conds->dims[0]) {
             fprintf(stderr, "test_golden: %s missing\n", name);
             return 1;
         }
         const int len = (int)tok->dims[1];
         for (uint32_t i = 0; i < conds->dims[0]; i++) {
-            caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, widths[w], len - 1,
+            ce__caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, widths[w], len - 1,
                                     tokens, &n, &score, NULL);
             const int32_t *want = (const int32_t *)tok->data + (size_t)i * (size_t)len;
             int same = 1;
@@ -98,9 +98,9 @@ int main(int argc, char **argv)
         const float *cond = (const float *)conds->data + (size_t)i * K;
         int plain[CE_MAX_CAPTION], n_plain, grounded[CE_MAX_CAPTION], n_grounded;
         float raw;
-        caption_decode_concepts(cap, s, cond, 3, 20, plain, &n_plain, &score, NULL);
+        ce__caption_decode_concepts(cap, s, cond, 3, 20, plain, &n_plain, &score, NULL);
         caption_grounding off = {0.0f, 0.3f, -4.0f, 0.0f, 0};
-        caption_decode_grounded(cap, s, cond, cond, &off, 3, 20, grounded, &n_grounded, &raw);
+        ce__caption_decode_grounded(cap, s, cond, cond, &off, 3, 20, grounded, &n_grounded, &raw);
         check(n_grounded == n_plain && memcmp(plain, grounded, sizeof(int) * (size_t)n_plain) == 0,
               "grounding weight 0 = plain search", (int)i, 0);
         memcpy(ev, cond, sizeof(float) * (size_t)K);
@@ -111,7 +111,7 @@ int main(int argc, char **argv)
         if (removed < 0) continue;
         ev[removed] = 0;
         caption_grounding heavy = {10.0f, 0.3f, -10.0f, 0.0f, 0};
-        caption_decode_grounded(cap, s, cond, ev, &heavy, 3, 20, grounded, &n_grounded, &raw);
+        ce__caption_decode_grounded(cap, s, cond, ev, &heavy, 3, 20, grounded, &n_grounded, &raw);
         int named = 0;
         printf("grounded without '%s', input %u:", cap->concepts[removed], i);
         for (int j = 0; j < n_grounded; j++) {
@@ -125,9 +125,9 @@ int main(int argc, char **argv)
     free(ev);
     free(p);
     free(l);
-    ce_weights_close(gold);
-    ce_captioner_scratch_free(s);
-    ce_captioner_close(cap);
+    ce__weights_close(gold);
+    ce__captioner_scratch_free(s);
+    ce__captioner_close(cap);
     if (failures) fprintf(stderr, "test_golden: %d failures\n", failures);
     return failures ? 1 : 0;
 }

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "capdb.h"
-#include "capdb_internal.h"
+#include "internal.h"
 
 static int failures;
 #define CHECK(cond) do { if (!(cond)) { \

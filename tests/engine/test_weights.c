@@ -106,8 +106,8 @@ static int opens(const buf *b)
 {
     ce_weights *w;
     ce_err err;
-    int rc = ce_weights_open_memory(b->b, b->n, &w, &err);
-    if (rc == 0) ce_weights_close(w);
+    int rc = ce__weights_open_memory(b->b, b->n, &w, &err);
+    if (rc == 0) ce__weights_close(w);
     else CHECK(err.msg[0] != 0);
     return rc == 0;
 }
@@ -117,40 +117,40 @@ static void test_valid(void)
     buf b = build(valid_entries, 4);
     ce_weights *w;
     ce_err err;
-    CHECK(ce_weights_open_memory(b.b, b.n, &w, &err) == 0);
+    CHECK(ce__weights_open_memory(b.b, b.n, &w, &err) == 0);
     if (!w) return;
-    CHECK(ce_weights_count(w) == 4);
-    CHECK(!strcmp(ce_weights_at(w, 2)->name, "config/ids"));
-    const float *f = ce_weights_f32(w, "a/weights", &err, 2, 2, 3);
+    CHECK(ce__weights_count(w) == 4);
+    CHECK(!strcmp(ce__weights_at(w, 2)->name, "config/ids"));
+    const float *f = ce__weights_f32(w, "a/weights", &err, 2, 2, 3);
     CHECK(f && f[5] == 6.5f);
     CHECK(((uintptr_t)f & 63) == 0);
-    const float *h = ce_weights_f32(w, "b/half", &err, 1, 6);
+    const float *h = ce__weights_f32(w, "b/half", &err, 1, 6);
     CHECK(h && h[0] == 1.0f && h[1] == -2.0f && h[2] == 0.5f && h[3] == ldexpf(1, -24) &&
           h[4] == 65504.0f && isinf(h[5]));
-    const ce_tensor *t = ce_weights_get(w, "config/ids", CE_DT_I32, &err, 1, 3);
+    const ce_tensor *t = ce__weights_get(w, "config/ids", CE_DT_I32, &err, 1, 3);
     CHECK(t && ((const int32_t *)t->data)[2] == 42);
-    t = ce_weights_get(w, "vocab", CE_DT_U8, &err, 1, 5);
+    t = ce__weights_get(w, "vocab", CE_DT_U8, &err, 1, 5);
     CHECK(t && !strcmp(t->data, "dog"));
     /* Wrong shape, wrong dtype, missing name: NULL and a message naming the tensor. */
     err.msg[0] = 0;
-    CHECK(ce_weights_f32(w, "a/weights", &err, 2, 3, 2) == NULL && strstr(err.msg, "[2,3]"));
-    CHECK(ce_weights_f32(w, "config/ids", &err, 1, 3) == NULL && strstr(err.msg, "int32"));
-    CHECK(ce_weights_f32(w, "nope", &err, 1, 3) == NULL && strstr(err.msg, "nope"));
-    CHECK(ce_weights_find(w, "a/weight") == NULL);
-    ce_weights_close(w);
+    CHECK(ce__weights_f32(w, "a/weights", &err, 2, 3, 2) == NULL && strstr(err.msg, "[2,3]"));
+    CHECK(ce__weights_f32(w, "config/ids", &err, 1, 3) == NULL && strstr(err.msg, "int32"));
+    CHECK(ce__weights_f32(w, "nope", &err, 1, 3) == NULL && strstr(err.msg, "nope"));
+    CHECK(ce__weights_find(w, "a/weight") == NULL);
+    ce__weights_close(w);
 
     /* The same through a real file and mmap. */
     char path[] = "/tmp/test_weights_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0 && write(fd, b.b, b.n) == (ssize_t)b.n);
     close(fd);
-    CHECK(ce_weights_open(path, &w, &err) == 0);
+    CHECK(ce__weights_open(path, &w, &err) == 0);
     if (w) {
-        CHECK(ce_weights_f32(w, "a/weights", &err, 2, 2, 3)[1] == 2.0f);
-        ce_weights_close(w);
+        CHECK(ce__weights_f32(w, "a/weights", &err, 2, 2, 3)[1] == 2.0f);
+        ce__weights_close(w);
     }
     unlink(path);
-    CHECK(ce_weights_open(path, &w, &err) == -ENOENT && w == NULL);
+    CHECK(ce__weights_open(path, &w, &err) == -ENOENT && w == NULL);
     free(b.b);
 }
 

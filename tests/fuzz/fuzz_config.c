@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "indexer.h"
+#include "config.h"
 
 static const char *const NAMES[][2] = {
     {"IMG_0042.JPG", "/photos/2023/IMG_0042.JPG"},
@@ -24,27 +24,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cx_log_init("fuzz", LOG_CRIT);
         quiet = 1;
     }
-    cx_config cfg;
-    cx_config_defaults(&cfg);
-    char err[CX_CONFIG_ERR_MAX] = "";
-    int rc = cx_config_parse(&cfg, (const char *)data, size, "fuzz.conf", err, sizeof err);
+    cd_config cfg;
+    cd_config_defaults(&cfg);
+    cx_err err = {""};
+    int rc = cd_config_parse(&cfg, (const char *)data, size, "fuzz.conf", &err);
     if (rc < 0) {
-        if (strncmp(err, "fuzz.conf:", 10) != 0)
-            fuzz_fail("error without source and line: '%s'", err);
+        if (strncmp(err.msg, "fuzz.conf:", 10) != 0)
+            fuzz_fail("error without source and line: '%s'", err.msg);
     } else {
-        if (cfg.workers < 1 || cfg.batch_size < 1 || cfg.batch_ms < 1 || cfg.queue_max < 1 ||
-            cfg.time_limit_s < 1 || cfg.poll_interval_s < 1 || cfg.max_pixels < 1)
+        if (cfg.index.workers < 1 || cfg.index.batch_size < 1 || cfg.index.batch_ms < 1 || cfg.index.queue_max < 1 ||
+            cfg.index.time_limit_s < 1 || cfg.poll_interval_s < 1 || cfg.index.max_pixels < 1)
             fuzz_fail("a setting out of range after a successful parse");
-        for (int i = 0; i < cfg.n_roots; i++)
-            if (cfg.roots[i][0] != '/') fuzz_fail("relative root '%s'", cfg.roots[i]);
-        for (int i = 0; i < cfg.n_extensions; i++)
-            if (!cfg.extensions[i][0]) fuzz_fail("empty extension");
+        for (int i = 0; i < cfg.index.n_roots; i++)
+            if (cfg.index.roots[i][0] != '/') fuzz_fail("relative root '%s'", cfg.index.roots[i]);
+        for (int i = 0; i < cfg.index.n_extensions; i++)
+            if (!cfg.index.extensions[i][0]) fuzz_fail("empty extension");
     }
     for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++) {
-        cx_config_wants_file(&cfg, NAMES[i][0], NAMES[i][1]);
-        cx_config_wants_dir(&cfg, NAMES[i][0], NAMES[i][1]);
-        cx_config_wants_path(&cfg, NAMES[i][1]);
+        cx_wants_file(&cfg.index, NAMES[i][0], NAMES[i][1]);
+        cx_wants_dir(&cfg.index, NAMES[i][0], NAMES[i][1]);
+        cx_wants_path(&cfg.index, NAMES[i][1]);
     }
-    cx_config_free(&cfg);
+    cd_config_free(&cfg);
     return 0;
 }

@@ -8,7 +8,7 @@
 
 #include "capengine.h"
 #include "fuzz.h"
-#include "image_internal.h"
+#include "image.h"
 
 /* Small enough that no input makes a run slow; the limit check itself is then fuzzed. */
 #define FUZZ_MAX_PIXELS (4 * 1024 * 1024)
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     ce_exif exif;
-    ce_exif_parse(data, size, &exif);
+    ce__exif_parse(data, size, &exif);
     if (exif.orientation < 1 || exif.orientation > 8)
         fuzz_fail("EXIF orientation %d out of 1..8", exif.orientation);
     return 0;

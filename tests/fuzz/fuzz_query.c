@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "capdb.h"
-#include "capdb_internal.h"
+#include "internal.h"
 #include "fuzz.h"
 
 #define N_CONCEPTS 32

@@ -18,15 +18,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ce_weights *w = NULL;
     ce_err err;
     memset(&err, 0, sizeof err);
-    int rc = ce_weights_open_memory(data, size, &w, &err);
+    int rc = ce__weights_open_memory(data, size, &w, &err);
     if (rc < 0) {
-        if (!err.msg[0]) fuzz_fail("ce_weights_open_memory returned %d with no message", rc);
+        if (!err.msg[0]) fuzz_fail("ce__weights_open_memory returned %d with no message", rc);
         return 0;
     }
-    int n = ce_weights_count(w);
+    int n = ce__weights_count(w);
     if (n < 0) fuzz_fail("negative tensor count %d", n);
     for (int i = 0; i < n; i++) {
-        const ce_tensor *t = ce_weights_at(w, i);
+        const ce_tensor *t = ce__weights_at(w, i);
         if (!t || !t->name) fuzz_fail("tensor %d missing", i);
         size_t esize = dtype_size(t->dtype);
         if (!esize) fuzz_fail("tensor %s has dtype %d after open", t->name, t->dtype);
@@ -41,10 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t sum = 0;
         for (size_t b = 0; b < t->count * esize; b++) sum ^= bytes[b];
         (void)sum;
-        if (ce_weights_find(w, t->name) != t)
-            fuzz_fail("ce_weights_find(\"%s\") does not return tensor %d", t->name, i);
+        if (ce__weights_find(w, t->name) != t)
+            fuzz_fail("ce__weights_find(\"%s\") does not return tensor %d", t->name, i);
     }
-    ce_weights_close(w);
+    ce__weights_close(w);
     return 0;
 }
 

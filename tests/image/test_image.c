@@ -15,7 +15,7 @@
 #include <png.h>
 
 #include "capengine.h"
-#include "image_internal.h"
+#include "image.h"
 #include "imggen.h"
 
 static int failures;
@@ -296,12 +296,12 @@ static void test_exif_parser(void)
         uint8_t app1[256];
         size_t n = make_exif_app1(app1, be, 3, "2019:01:02 03:04:05", NULL);
         ce_exif ex;
-        ce_exif_parse(app1 + 6, n - 6, &ex);
+        ce__exif_parse(app1 + 6, n - 6, &ex);
         CHECK(ex.orientation == 3 && ex.taken_time == 1546398245, "be=%d: %d %lld", be,
               ex.orientation, (long long)ex.taken_time);
 
         n = make_exif_app1(app1, be, 9, "0000:00:00 00:00:00", "2019:02:30 00:00:00");
-        ce_exif_parse(app1 + 6, n - 6, &ex);
+        ce__exif_parse(app1 + 6, n - 6, &ex);
         CHECK(ex.orientation == 1 && ex.taken_time == 0, "invalid values ignored: %d %lld",
               ex.orientation, (long long)ex.taken_time);
 
@@ -309,7 +309,7 @@ static void test_exif_parser(void)
         for (size_t len = 0; len < n - 6; len++) {
             uint8_t *copy = malloc(len ? len : 1);   /* exact size so ASan sees overruns */
             memcpy(copy, app1 + 6, len);
-            ce_exif_parse(copy, len, &ex);
+            ce__exif_parse(copy, len, &ex);
             CHECK(ex.orientation >= 1 && ex.orientation <= 8, "prefix %zu", len);
             free(copy);
         }
@@ -323,13 +323,13 @@ static void test_exif_parser(void)
                 seed = seed * 1103515245u + 12345u;
                 copy[at] = (uint8_t)(seed >> 16);
             }
-            ce_exif_parse(copy, n - 6, &ex);
+            ce__exif_parse(copy, n - 6, &ex);
             CHECK(ex.orientation >= 1 && ex.orientation <= 8, "mutation %d", iter);
             free(copy);
         }
     }
     ce_exif ex;
-    ce_exif_parse(NULL, 0, &ex);
+    ce__exif_parse(NULL, 0, &ex);
     CHECK(ex.orientation == 1 && ex.taken_time == 0, "empty");
 }
 

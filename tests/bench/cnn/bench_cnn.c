@@ -3,7 +3,7 @@
  *   cnn300  ce_cnn_run on a 300x300 image (network + post-processing)
  *   e2e12mp a 4000x3000 JPEG end to end: ce_image_load_file + ce_cnn_run
  * batch 1, with 1 and 2 BLAS threads: median and p90 latency, images/s and GFLOP/s
- * (FLOPs counted from the architecture by cnn_flops()). Prints a table for people and
+ * (FLOPs counted from the architecture by ce__cnn_flops()). Prints a table for people and
  * `RESULT name threads=N median_ms=.. p90_ms=.. images_per_s=.. gflops=..` lines for
  * tests/bench/peers/run.sh.
  *
@@ -91,7 +91,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    double flops = cnn_flops();
+    double flops = ce__cnn_flops();
     printf("network: ssdlite_mobilenet_v2_coco 300x300, %.3f GFLOP per image (counted)\n", flops / 1e9);
     printf("12 MP JPEG: %s (%dx%d)\n", big, BIG_W, BIG_H);
     printf("iterations: %d after %d warm-up\n\n", iters, warmup);
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
         for (int r = 0; r < RUNS; r++) {
             runs[r].last = now_ms();
             runs[r].n = 0;
-            if (cnn_run_tapped(s, &small, out, on_tap, &runs[r], &err) < 0) goto fail;
+            if (ce_cnn_run_tapped(s, &small, out, on_tap, &runs[r], &err) < 0) goto fail;
         }
         printf("\nstage times (1 thread, median of %d runs; each stage ends at the named tap):\n", RUNS);
         double col[RUNS], total = 0;

@@ -31,7 +31,7 @@
 
 #include "capdb.h"
 #include "capengine.h"
-#include "indexer.h"
+#include "capindexer.h"
 
 enum { ST_HASH, ST_DECODE, ST_CNN, ST_CAPTION, ST_DB, N_STAGES };
 static const char *const STAGE_NAMES[N_STAGES] = {"hash", "decode", "cnn", "caption", "database"};
@@ -234,52 +234,20 @@ static int index_one(const char *path, ce_session *s, const ce_model *model, cap
         goto done;
     }
 
-    char tags[1024] = "";
-    size_t used = 0;
-    ce_caption cap;
-    memset(&cap, 0, sizeof cap);
-    if (ce_model_has_captioner(model)) {
-        t = now_ms(), c = cpu_ms();
-        rc = ce_caption_run(s, cnn, NULL, &cap, &err);
-        ms[ST_CAPTION] = now_ms() - t, cpu[ST_CAPTION] = cpu_ms() - c;
-        if (rc < 0) {
-            snprintf(msg, msg_size, "%s: %s", path, err.msg);
-            goto done;
-        }
-        for (int i = 0; i < cap.n_tags; i++) {
-            int w = snprintf(tags + used, sizeof tags - used, "%s%s", used ? " " : "", cap.tags[i].word);
-            if (w < 0 || (size_t)w >= sizeof tags - used) break;
-            used += (size_t)w;
-        }
-    } else {
-        for (int i = 0; i < cnn->n_detections; i++) {
-            const char *label = cnn->detections[i].label;
-            if (!label || strstr(tags, label)) continue;
-            int w = snprintf(tags + used, sizeof tags - used, "%s%s", used ? " " : "", label);
-            if (w < 0 || (size_t)w >= sizeof tags - used) break;
-            used += (size_t)w;
-        }
+    /* the pipeline's own code from here on (row.c): what the daemon stores */
+    float pooled[CE_POOLED_DIM];
+    cx_image_result result = {.width = img.source_width, .height = img.source_height,
+                              .taken_time = img.taken_time, .pooled = pooled};
+    t = now_ms(), c = cpu_ms();
+    rc = cx_image_describe(s, model, cnn, &result, &err);
+    ms[ST_CAPTION] = ce_model_has_captioner(model) ? now_ms() - t : 0;
+    cpu[ST_CAPTION] = ce_model_has_captioner(model) ? cpu_ms() - c : 0;
+    if (rc < 0) {
+        snprintf(msg, msg_size, "%s: %s", path, err.msg);
+        goto done;
     }
-
-    capdb_image row = {
-        .path = path,
-        .device = (uint64_t)st.st_dev,
-        .inode = (uint64_t)st.st_ino,
-        .size = st.st_size,
-        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-        .fingerprint = fp,
-        .width = img.source_width,
-        .height = img.source_height,
-        .taken_time = img.taken_time,
-        .status = CAPDB_STATUS_OK,
-        .caption = cap.caption[0] ? cap.caption : NULL,
-        .tags = tags,
-        .model_version = ce_model_version(model),
-        .concepts = cap.concepts,
-        .n_concepts = cap.concepts ? cap.n_concepts : 0,
-        .pooled = cnn->pooled,
-        .n_pooled = CE_POOLED_DIM,
-    };
+    capdb_image row;
+    cx_image_row(path, &st, fp, &result, ce_model_version(model), &row);
     capdb_err derr = {{0}, 0};
     capdb_file_state state;
     t = now_ms(), c = cpu_ms();
@@ -287,6 +255,7 @@ static int index_one(const char *path, ce_session *s, const ce_model *model, cap
     if (rc == 0) rc = capdb_upsert(db, &row, &derr);
     ms[ST_DB] = now_ms() - t, cpu[ST_DB] = cpu_ms() - c;
     if (rc < 0) snprintf(msg, msg_size, "%s: %s", path, derr.msg);
+    free(result.concepts);
 done:
     ce_image_free(&img);
     free(cnn);

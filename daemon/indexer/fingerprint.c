@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "indexer.h"
+#include "capindexer.h"
 
 #define P1 11400714785074694791ULL
 #define P2 14029467366897019727ULL

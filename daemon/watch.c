@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon_watch.h"
+#include "watch.h"
 
 #define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | \
                     IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
@@ -69,10 +69,10 @@ typedef struct root {
     struct root *next;
 } root;
 
-struct dw_watcher {
+struct cd_watcher {
     uv_loop_t *loop;
     cx_pipeline *pipe;
-    const cx_config *cfg;
+    const cd_config *cfg;
     int fd;
     uv_poll_t poll;
     uv_timer_t timer;           /* moves, settling files, missing roots, polling */
@@ -88,46 +88,41 @@ struct dw_watcher {
     int n_settling;
     root *roots;
     uint64_t last_poll_ms, last_root_check_ms;
-    int64_t overflows, events, events_since_overflow;
+    int64_t events_since_overflow;    /* debug_overflow_every */
     int handles_open;
 };
 
 static void on_readable(uv_poll_t *h, int status, int events);
-static void handle_event(dw_watcher *w, const struct inotify_event *ev);
-static void overflow(dw_watcher *w, const char *why);
+static void handle_event(cd_watcher *w, const struct inotify_event *ev);
+static void overflow(cd_watcher *w, const char *why);
 static void on_timer(uv_timer_t *t);
-static void expire_moves(dw_watcher *w, int all);
-static void check_settling(dw_watcher *w);
-static void poll_unwatched(dw_watcher *w);
+static void expire_moves(cd_watcher *w, int all);
+static void check_settling(cd_watcher *w);
+static void poll_unwatched(cd_watcher *w);
 static char *parent_of(const char *path);
-static void check_roots(dw_watcher *w);
-static void start_root(dw_watcher *w, root *r);
-static int  add_watch(dw_watcher *w, const char *path);
-static void forget_watches_under(dw_watcher *w, const char *prefix, int rm);
-static void rename_watches(dw_watcher *w, const char *from, const char *to);
-static watch *watch_find(dw_watcher *w, int wd);
-static void watch_put(dw_watcher *w, int wd, const char *path);
-static void watch_del(dw_watcher *w, int wd);
-static void unwatched_add(dw_watcher *w, const char *path);
-static void unwatched_del(dw_watcher *w, const char *path);
-static void settle_add(dw_watcher *w, const char *path, int urgent, int quiet_ms);
-static void settle_del(dw_watcher *w, const char *path);
+static void check_roots(cd_watcher *w);
+static void start_root(cd_watcher *w, root *r);
+static int  add_watch(cd_watcher *w, const char *path);
+static void forget_watches_under(cd_watcher *w, const char *prefix, int rm);
+static void rename_watches(cd_watcher *w, const char *from, const char *to);
+static watch *watch_find(cd_watcher *w, int wd);
+static void watch_put(cd_watcher *w, int wd, const char *path);
+static void watch_del(cd_watcher *w, int wd);
+static void unwatched_add(cd_watcher *w, const char *path);
+static void unwatched_del(cd_watcher *w, const char *path);
+static void settle_add(cd_watcher *w, const char *path, int urgent, int quiet_ms);
+static void settle_del(cd_watcher *w, const char *path);
 static int  is_under(const char *path, const char *dir);
-static char *join(const char *dir, const char *name);
-static uint64_t now_ms(void);
-static void update_polling(dw_watcher *w);
+static void update_polling(cd_watcher *w);
 
 /* ------------------------------------------------------------------ lifetime */
 
-int dw_new(uv_loop_t *loop, cx_pipeline *pipe, const cx_config *cfg, dw_watcher **out,
-           char *err, size_t err_size)
+int cd_watch_new(uv_loop_t *loop, cx_pipeline *pipe, const cd_config *cfg, cd_watcher **out,
+                 cx_err *err)
 {
     *out = NULL;
-    dw_watcher *w = calloc(1, sizeof *w);
-    if (!w) {
-        snprintf(err, err_size, "out of memory");
-        return -ENOMEM;
-    }
+    cd_watcher *w = calloc(1, sizeof *w);
+    if (!w) return cx_fail(err, -ENOMEM, "out of memory");
     w->loop = loop;
     w->pipe = pipe;
     w->cfg = cfg;
@@ -136,8 +131,8 @@ int dw_new(uv_loop_t *loop, cx_pipeline *pipe, const cx_config *cfg, dw_watcher 
     w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (!w->table || w->fd < 0) {
         int e = w->fd < 0 ? errno : ENOMEM;
-        snprintf(err, err_size, "inotify: %s%s", strerror(e),
-                 e == EMFILE ? " (fs.inotify.max_user_instances reached)" : "");
+        cx_fail(err, -e, "inotify: %s%s", strerror(e),
+                e == EMFILE ? " (fs.inotify.max_user_instances reached)" : "");
         if (w->fd >= 0) close(w->fd);
         free(w->table);
         free(w);
@@ -149,18 +144,18 @@ int dw_new(uv_loop_t *loop, cx_pipeline *pipe, const cx_config *cfg, dw_watcher 
     w->handles_open = 2;
     update_polling(w);
     uv_timer_start(&w->timer, on_timer, 250, 250);
-    w->last_poll_ms = w->last_root_check_ms = now_ms();
+    w->last_poll_ms = w->last_root_check_ms = cx_now_ms();
     *out = w;
     return 0;
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    dw_watcher *w = h->data;
+    cd_watcher *w = h->data;
     w->handles_open--;
 }
 
-void dw_free(dw_watcher *w)
+void cd_watch_free(cd_watcher *w)
 {
     if (!w) return;
     uv_close((uv_handle_t *)&w->poll, on_closed);
@@ -191,15 +186,15 @@ void dw_free(dw_watcher *w)
 
 /* ------------------------------------------------------------------ roots */
 
-void dw_set_config(dw_watcher *w, const cx_config *cfg)
+void cd_watch_set_config(cd_watcher *w, const cd_config *cfg)
 {
     w->cfg = cfg;
     /* roots no longer configured: stop watching, keep their rows */
     for (root **link = &w->roots; *link;) {
         root *r = *link;
         int keep = 0;
-        for (int i = 0; i < cfg->n_roots; i++)
-            if (!strcmp(cfg->roots[i], r->configured)) keep = 1;
+        for (int i = 0; i < cfg->index.n_roots; i++)
+            if (!strcmp(cfg->index.roots[i], r->configured)) keep = 1;
         if (keep) {
             link = &r->next;
             continue;
@@ -211,15 +206,15 @@ void dw_set_config(dw_watcher *w, const cx_config *cfg)
         free(r->resolved);
         free(r);
     }
-    for (int i = 0; i < cfg->n_roots; i++) {
+    for (int i = 0; i < cfg->index.n_roots; i++) {
         int known = 0;
         for (root *r = w->roots; r; r = r->next)
-            if (!strcmp(cfg->roots[i], r->configured)) known = 1;
+            if (!strcmp(cfg->index.roots[i], r->configured)) known = 1;
         if (known) continue;
         root *r = calloc(1, sizeof *r);
-        if (!r || !(r->configured = strdup(cfg->roots[i]))) {
+        if (!r || !(r->configured = strdup(cfg->index.roots[i]))) {
             free(r);
-            cx_log(LOG_ERR, "out of memory adding root %s", cfg->roots[i]);
+            cx_log(LOG_ERR, "out of memory adding root %s", cfg->index.roots[i]);
             continue;
         }
         r->next = w->roots;
@@ -229,7 +224,7 @@ void dw_set_config(dw_watcher *w, const cx_config *cfg)
     update_polling(w);
 }
 
-static void start_root(dw_watcher *w, root *r)
+static void start_root(cd_watcher *w, root *r)
 {
     char resolved[PATH_MAX];
     struct stat st;
@@ -249,12 +244,12 @@ static void start_root(dw_watcher *w, root *r)
     if (!r->resolved) return;
     cx_log(LOG_INFO, "watching %s%s%s", r->configured, strcmp(resolved, r->configured) ? " -> " : "",
            strcmp(resolved, r->configured) ? resolved : "");
-    /* the walk calls dw_on_dir for the root and every folder below: that adds the watches
+    /* the walk calls cd_watch_on_dir for the root and every folder below: that adds the watches
      * before the files are listed, so nothing created meanwhile is missed */
     cx_pipeline_scan(w->pipe, r->resolved, CX_SCAN_VANISHED);
 }
 
-static void check_roots(dw_watcher *w)
+static void check_roots(cd_watcher *w)
 {
     for (root *r = w->roots; r; r = r->next) {
         struct stat st;
@@ -270,7 +265,7 @@ static void check_roots(dw_watcher *w)
     }
 }
 
-void dw_roots_text(const dw_watcher *w, char *buf, size_t size)
+void cd_watch_roots_text(const cd_watcher *w, char *buf, size_t size)
 {
     size_t used = 0;
     if (size) buf[0] = '\0';
@@ -282,28 +277,24 @@ void dw_roots_text(const dw_watcher *w, char *buf, size_t size)
     }
 }
 
-void dw_get_stats(const dw_watcher *w, dw_stats *out)
+void cd_watch_stats_get(const cd_watcher *w, cd_watch_stats *out)
 {
     memset(out, 0, sizeof *out);
     out->watches = w->n_watches;
     out->unwatched = w->n_unwatched;
-    for (root *r = w->roots; r; r = r->next)
-        if (!r->resolved) out->missing_roots++;
-    out->overflows = w->overflows;
-    out->events = w->events;
 }
 
 /* ------------------------------------------------------------------ watches */
 
-int dw_on_dir(void *watcher, const char *path)
+int cd_watch_on_dir(void *watcher, const char *path)
 {
-    dw_watcher *w = watcher;
+    cd_watcher *w = watcher;
     return add_watch(w, path) < 0 ? 1 : 0;
 }
 
-void dw_on_file(void *watcher, const char *path, int urgent)
+void cd_watch_on_file(void *watcher, const char *path, int urgent)
 {
-    dw_watcher *w = watcher;
+    cd_watcher *w = watcher;
     struct stat st;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -321,7 +312,7 @@ void dw_on_file(void *watcher, const char *path, int urgent)
 
 /* Returns 0 when watched or left to polling (walk it), < 0 when the folder must not be
  * walked (a loop: the same folder is already watched under another path). */
-static int add_watch(dw_watcher *w, const char *path)
+static int add_watch(cd_watcher *w, const char *path)
 {
     int wd;
     int simulated = w->cfg->max_watches > 0 && w->n_watches >= w->cfg->max_watches;
@@ -376,7 +367,7 @@ static int add_watch(dw_watcher *w, const char *path)
     return 0;
 }
 
-static void forget_watches_under(dw_watcher *w, const char *prefix, int rm)
+static void forget_watches_under(cd_watcher *w, const char *prefix, int rm)
 {
     for (size_t i = 0; i < w->table_size; i++) {
         watch *x = w->table[i];
@@ -395,7 +386,7 @@ static void forget_watches_under(dw_watcher *w, const char *prefix, int rm)
     }
 }
 
-static void rename_watches(dw_watcher *w, const char *from, const char *to)
+static void rename_watches(cd_watcher *w, const char *from, const char *to)
 {
     size_t from_len = strlen(from), to_len = strlen(to);
     for (size_t i = 0; i < w->table_size; i++) {
@@ -426,7 +417,7 @@ static void rename_watches(dw_watcher *w, const char *from, const char *to)
 
 static void on_readable(uv_poll_t *h, int status, int events)
 {
-    dw_watcher *w = h->data;
+    cd_watcher *w = h->data;
     (void)events;
     if (status < 0) {
         cx_log(LOG_ERR, "inotify poll: %s", uv_strerror(status));
@@ -444,7 +435,6 @@ static void on_readable(uv_poll_t *h, int status, int events)
         for (char *p = buf; p < buf + n;) {
             const struct inotify_event *ev = (const struct inotify_event *)p;
             p += sizeof *ev + ev->len;
-            w->events++;
             int every = w->cfg->debug_overflow_every;
             if (every > 0 && ++w->events_since_overflow >= every) {
                 /* testing knob: lose every event still unread, as the kernel would */
@@ -459,12 +449,12 @@ static void on_readable(uv_poll_t *h, int status, int events)
         /* backpressure: a full queue stops reading; the kernel queues (or overflows) */
         cx_stats st;
         cx_pipeline_stats(w->pipe, &st);
-        if (st.queued >= w->cfg->queue_max) break;
+        if (st.queued >= w->cfg->index.queue_max) break;
     }
     update_polling(w);
 }
 
-static void handle_event(dw_watcher *w, const struct inotify_event *ev)
+static void handle_event(cd_watcher *w, const struct inotify_event *ev)
 {
     if (ev->mask & IN_Q_OVERFLOW) {
         overflow(w, "the kernel's event queue overflowed (fs.inotify.max_queued_events)");
@@ -485,12 +475,12 @@ static void handle_event(dw_watcher *w, const struct inotify_event *ev)
         return;
     }
     if (ev->len == 0 || !ev->name[0]) return;
-    char *path = join(x->path, ev->name);
+    char *path = cx_join_path(x->path, ev->name);
     if (!path) return;
     int is_dir = (ev->mask & IN_ISDIR) != 0;
-    const cx_config *cfg = w->cfg;
-    int wanted = is_dir ? cx_config_wants_dir(cfg, ev->name, path)
-                        : cx_config_wants_file(cfg, ev->name, path);
+    const cd_config *cfg = w->cfg;
+    int wanted = is_dir ? cx_wants_dir(&cfg->index, ev->name, path)
+                        : cx_wants_file(&cfg->index, ev->name, path);
 
     if (ev->mask & IN_MOVED_FROM) {
         settle_del(w, path);
@@ -499,7 +489,7 @@ static void handle_event(dw_watcher *w, const struct inotify_event *ev)
             m->cookie = ev->cookie;
             m->path = path;
             m->is_dir = is_dir;
-            m->when_ms = now_ms();
+            m->when_ms = cx_now_ms();
             m->next = w->moves;
             w->moves = m;
             path = NULL;
@@ -546,9 +536,8 @@ static void handle_event(dw_watcher *w, const struct inotify_event *ev)
     free(path);
 }
 
-static void overflow(dw_watcher *w, const char *why)
+static void overflow(cd_watcher *w, const char *why)
 {
-    w->overflows++;
     cx_log(LOG_WARNING, "inotify events were lost (%s); rescanning every root", why);
     expire_moves(w, 1);
     for (root *r = w->roots; r; r = r->next)
@@ -559,8 +548,8 @@ static void overflow(dw_watcher *w, const char *why)
 
 static void on_timer(uv_timer_t *t)
 {
-    dw_watcher *w = t->data;
-    uint64_t now = now_ms();
+    cd_watcher *w = t->data;
+    uint64_t now = cx_now_ms();
     expire_moves(w, 0);
     check_settling(w);
     if (now - w->last_root_check_ms >= ROOT_RETRY_MS) {
@@ -574,9 +563,9 @@ static void on_timer(uv_timer_t *t)
     update_polling(w);
 }
 
-static void expire_moves(dw_watcher *w, int all)
+static void expire_moves(cd_watcher *w, int all)
 {
-    uint64_t now = now_ms();
+    uint64_t now = cx_now_ms();
     for (pending_move **link = &w->moves; *link;) {
         pending_move *m = *link;
         if (!all && now - m->when_ms < MOVE_PAIR_MS) {
@@ -606,9 +595,9 @@ static void expire_moves(dw_watcher *w, int all)
     }
 }
 
-static void check_settling(dw_watcher *w)
+static void check_settling(cd_watcher *w)
 {
-    uint64_t now = now_ms();
+    uint64_t now = cx_now_ms();
     for (settling *s = w->settle; s;) {
         settling *next = s->next;
         struct stat st;
@@ -638,7 +627,7 @@ static char *parent_of(const char *path)
     return strndup(path, (size_t)(slash - path));
 }
 
-static void poll_unwatched(dw_watcher *w)
+static void poll_unwatched(cd_watcher *w)
 {
     int scanned = 0;
     for (int i = 0; i < w->n_unwatched; i++) {
@@ -654,16 +643,16 @@ static void poll_unwatched(dw_watcher *w)
     cx_log(LOG_DEBUG, "polled %d unwatched folder trees", scanned);
 }
 
-static void update_polling(dw_watcher *w)
+static void update_polling(cd_watcher *w)
 {
     cx_stats st;
     cx_pipeline_stats(w->pipe, &st);
-    int full = st.queued >= w->cfg->queue_max;
+    int full = st.queued >= w->cfg->index.queue_max;
     if (w->polling && full) {
         uv_poll_stop(&w->poll);
         w->polling = 0;
         cx_log(LOG_DEBUG, "queue full (%lld): inotify reading paused", (long long)st.queued);
-    } else if (!w->polling && st.queued < w->cfg->queue_max / 2 + 1) {
+    } else if (!w->polling && st.queued < w->cfg->index.queue_max / 2 + 1) {
         uv_poll_start(&w->poll, UV_READABLE, on_readable);
         w->polling = 1;
     }
@@ -671,14 +660,14 @@ static void update_polling(dw_watcher *w)
 
 /* ------------------------------------------------------------------ tables */
 
-static watch *watch_find(dw_watcher *w, int wd)
+static watch *watch_find(cd_watcher *w, int wd)
 {
     for (watch *x = w->table[(size_t)wd & (w->table_size - 1)]; x; x = x->next)
         if (x->wd == wd) return x;
     return NULL;
 }
 
-static void watch_put(dw_watcher *w, int wd, const char *path)
+static void watch_put(cd_watcher *w, int wd, const char *path)
 {
     if ((size_t)w->n_watches >= w->table_size) {
         size_t size = w->table_size * 2;
@@ -710,7 +699,7 @@ static void watch_put(dw_watcher *w, int wd, const char *path)
     w->n_watches++;
 }
 
-static void watch_del(dw_watcher *w, int wd)
+static void watch_del(cd_watcher *w, int wd)
 {
     for (watch **link = &w->table[(size_t)wd & (w->table_size - 1)]; *link; link = &(*link)->next) {
         if ((*link)->wd == wd) {
@@ -724,7 +713,7 @@ static void watch_del(dw_watcher *w, int wd)
     }
 }
 
-static void unwatched_add(dw_watcher *w, const char *path)
+static void unwatched_add(cd_watcher *w, const char *path)
 {
     for (int i = 0; i < w->n_unwatched; i++)
         if (!strcmp(w->unwatched[i], path)) return;
@@ -739,7 +728,7 @@ static void unwatched_add(dw_watcher *w, const char *path)
     if (copy) w->unwatched[w->n_unwatched++] = copy;
 }
 
-static void unwatched_del(dw_watcher *w, const char *path)
+static void unwatched_del(cd_watcher *w, const char *path)
 {
     for (int i = 0; i < w->n_unwatched; i++) {
         if (strcmp(w->unwatched[i], path)) continue;
@@ -751,14 +740,14 @@ static void unwatched_del(dw_watcher *w, const char *path)
 
 /* Waits until the file's size and mtime stay the same for quiet_ms, then submits it.
  * A second event for a settling file restarts its wait, with the shorter quiet period. */
-static void settle_add(dw_watcher *w, const char *path, int urgent, int quiet_ms)
+static void settle_add(cd_watcher *w, const char *path, int urgent, int quiet_ms)
 {
     for (settling *s = w->settle; s; s = s->next) {
         if (!strcmp(s->path, path)) {
             s->urgent |= urgent;
             if (quiet_ms < s->quiet_ms) s->quiet_ms = quiet_ms;
             s->size = -1;
-            s->since_ms = now_ms();
+            s->since_ms = cx_now_ms();
             return;
         }
     }
@@ -771,13 +760,13 @@ static void settle_add(dw_watcher *w, const char *path, int urgent, int quiet_ms
     s->size = -1;
     s->urgent = urgent;
     s->quiet_ms = quiet_ms;
-    s->since_ms = now_ms();
+    s->since_ms = cx_now_ms();
     s->next = w->settle;
     w->settle = s;
     w->n_settling++;
 }
 
-static void settle_del(dw_watcher *w, const char *path)
+static void settle_del(cd_watcher *w, const char *path)
 {
     for (settling **link = &w->settle; *link; link = &(*link)->next) {
         if (!strcmp((*link)->path, path)) {
@@ -797,23 +786,4 @@ static int is_under(const char *path, const char *dir)
 {
     size_t n = strlen(dir);
     return !strncmp(path, dir, n) && (path[n] == '\0' || path[n] == '/');
-}
-
-static char *join(const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    if (a + b + 2 > PATH_MAX) return NULL;
-    char *s = malloc(a + b + 2);
-    if (!s) return NULL;
-    memcpy(s, dir, a);
-    s[a] = '/';
-    memcpy(s + a + 1, name, b + 1);
-    return s;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }

@@ -1,15 +1,25 @@
 /*
- * libcapindexer: the scan-and-caption pipeline shared by capsearchd and `capsearch index`.
+ * capindexer.h: libcapindexer, the scan-and-caption pipeline shared by capsearchd and
+ * `capsearch index` — the only public header of daemon/indexer/.
  *
  *   log.c          one logging function (syslog priorities, journal-aware)
- *   config.c       capsearchd.conf parser + which files and folders are wanted
+ *   printable.c    the terminal-safety rule for text we did not write
  *   fingerprint.c  a fast 64-bit content hash (XXH64) of a whole file
- *   pipeline.c     bounded queue -> uv_queue_work workers -> batched writer, and the
- *                  incremental folder walk that feeds it
+ *   settings.c     what to index (roots, filters) and the pipeline's limits
+ *   pipeline.c     the pipeline's life and public operations; its parts, one job per
+ *                  file: queue.c, walk.c, stages.c, row.c, writer.c, inflight.c,
+ *                  vanished.c (private: pipeline.h)
  *
  * Threads: everything here runs on the libuv loop thread except the work callbacks
- * inside pipeline.c, which only touch their own job (path in, result struct out) and
+ * inside stages.c, which only touch their own job (path in, result struct out) and
  * their own ce_session. Only the loop thread touches the database.
+ *
+ * Errors: 0 on success, a negative errno on failure, with a one-line message in cx_err
+ * (as ce_err in libcapengine and capdb_err in libcapdb).
+ *
+ * Process state: nothing here changes it. The pipeline runs hashing and model jobs on
+ * libuv's thread pool, whose size is read from UV_THREADPOOL_SIZE at its first use: the
+ * program sets it first (cx_threadpool_size() says how large it should be).
  */
 #ifndef CAPINDEXER_H
 #define CAPINDEXER_H
@@ -17,11 +27,36 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <uv.h>
 
 #include "capdb.h"
 #include "capengine.h"
+
+#define CX_ERR_MAX 512
+typedef struct { char msg[CX_ERR_MAX]; } cx_err;
+/* Fills err (printf-style) and returns code, a negative errno. */
+int cx_fail(cx_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------ meta keys */
+
+/* The daemon's live state, written by capsearchd every few seconds and read by
+ * `capsearch status` (capdb's meta table; libcapdb itself knows no daemon). */
+#define CX_META_DAEMON_PID       "daemon.pid"
+#define CX_META_DAEMON_STATE     "daemon.state"        /* scanning / watching / stopped */
+#define CX_META_DAEMON_QUEUE     "daemon.queue"        /* files waiting */
+#define CX_META_DAEMON_INDEXED   "daemon.indexed"      /* files done since start */
+#define CX_META_DAEMON_HEARTBEAT "daemon.heartbeat"    /* unix seconds */
+#define CX_META_DAEMON_ROOTS     "daemon.roots"        /* watched folders, one per line */
+#define CX_META_DAEMON_LAST_ERROR "daemon.last_error"
+#define CX_META_DAEMON_MODEL_RUNS "daemon.model_runs"  /* images given to the engine */
+#define CX_META_DAEMON_WATCHES   "daemon.watches"      /* "N watched, M polled" */
+/* Crash markers ("attempt<TAB>path" lines of the files in the engine, committed before
+ * it opens them): one per kind of writer, so that `capsearch index` and a daemon beside
+ * it never share one. */
+#define CX_META_INFLIGHT_DAEMON  "daemon.inflight"
+#define CX_META_INFLIGHT_INDEX   "index.inflight"
 
 /* ------------------------------------------------------------------ logging */
 
@@ -46,10 +81,12 @@ void  cx_fputs_printable(const char *s, FILE *out);
  * unsafe byte as '?'; returns buf. */
 char *cx_printable(const char *s, char *buf, size_t size);
 
-/* ------------------------------------------------------------------ config */
+/* ------------------------------------------------------------------ settings */
 
+/* What to index and how hard: the pipeline reads it at each use, so a program may change
+ * it between loop iterations (capsearchd does on SIGHUP). */
 typedef struct {
-    char **roots;           int n_roots;        /* absolute folders to watch / walk */
+    char **roots;           int n_roots;        /* absolute folders, no trailing '/' */
     char **excludes;        int n_excludes;     /* fnmatch globs on a name, or on the whole
                                                    path when the glob holds a '/' */
     char **extensions;      int n_extensions;   /* lower case, no dot */
@@ -58,36 +95,41 @@ typedef struct {
     int batch_ms;           /* ... or this long after the first one */
     int64_t max_pixels;     /* images whose header claims more are failures */
     int time_limit_s;       /* per image; a file that takes longer is recorded failed */
-    int log_level;          /* LOG_* */
-    char *db_path;          /* NULL = capdb_default_path / the service default */
-    char *models_dir;       /* NULL = ce_default_models_dir() */
     int queue_max;          /* files waiting before the walk / watcher hold back */
-    int poll_interval_s;    /* rescan of folders that could not be watched */
-    int max_watches;        /* 0 = only the kernel's limit; N simulates a limit of N */
-    int debug_overflow_every; /* 0 = off; N: every N inotify events act as IN_Q_OVERFLOW
-                                 (the unread events are dropped), to test the rescan */
-} cx_config;
+} cx_settings;
 
-#define CX_CONFIG_ERR_MAX 512
+#define CX_MAX_LIST 1024    /* roots, excludes, extensions: at most this many each */
 
-void cx_config_defaults(cx_config *cfg);
-void cx_config_free(cx_config *cfg);
-/* Parses "key = value" lines onto cfg (which holds the defaults or earlier values).
- * source names the text in messages ("FILE:LINE: ..."). Never reads past len. */
-int  cx_config_parse(cx_config *cfg, const char *text, size_t len, const char *source,
-                     char *err, size_t err_size);
-int  cx_config_load_file(cx_config *cfg, const char *path, char *err, size_t err_size);
-/* Sets one key from a command-line flag, with the same checks as the file. */
-int  cx_config_set(cx_config *cfg, const char *key, const char *value,
-                   char *err, size_t err_size);
-/* /etc/capsearch/capsearchd.conf for root, else $XDG_CONFIG_HOME/capsearch/capsearchd.conf */
-const char *cx_config_default_path(char *buf, size_t size);
+/* Defaults: half the cores as workers, batches of 64 or 1 s, 100 MP, 60 s, 10,000
+ * queued; excludes .* @eaDir .git node_modules; extensions jpg jpeg jpe png. */
+void cx_settings_defaults(cx_settings *s);
+void cx_settings_free(cx_settings *s);
+/* Adds an absolute folder ("/a/b/" == "/a/b"; a repeat is a no-op). */
+int  cx_settings_add_root(cx_settings *s, const char *path, cx_err *err);
+/* Adds a glob; "" clears the list (defaults included). */
+int  cx_settings_add_exclude(cx_settings *s, const char *glob, cx_err *err);
+/* Replaces the extensions by a list separated by spaces or commas ("jpg, png"). */
+int  cx_settings_set_extensions(cx_settings *s, const char *list, cx_err *err);
 
 /* Name-level filters (name = last path component, path = the whole path). */
-int cx_config_wants_dir(const cx_config *cfg, const char *name, const char *path);
-int cx_config_wants_file(const cx_config *cfg, const char *name, const char *path);
-/* Every component of path below root passes the filters (used on rows of the index). */
-int cx_config_wants_path(const cx_config *cfg, const char *path);
+int cx_wants_dir(const cx_settings *s, const char *name, const char *path);
+int cx_wants_file(const cx_settings *s, const char *name, const char *path);
+/* Every component of path below its root passes the filters (used on rows of the index). */
+int cx_wants_path(const cx_settings *s, const char *path);
+
+/* Monotonic milliseconds (timings, back-off). */
+uint64_t cx_now_ms(void);
+/* Closes every handle still open on loop and runs it once so their close callbacks run:
+ * what a program does before uv_loop_close. */
+void cx_loop_close_handles(uv_loop_t *loop);
+
+/* dir + "/" + name (no doubled '/'), malloc'd; NULL past PATH_MAX (logged) or out of
+ * memory. */
+char *cx_join_path(const char *dir, const char *name);
+
+/* libuv threads the pipeline needs for `workers`: hashing + model jobs + a few abandoned
+ * ones must never wait for a pool thread, or the time limit would count time queued. */
+int cx_threadpool_size(int workers);
 
 /* ------------------------------------------------------------------ fingerprint */
 
@@ -118,9 +160,9 @@ typedef struct {
     uv_loop_t *loop;
     capdb *db;                    /* opened for writing; the pipeline owns transactions */
     const ce_model *model;
-    const cx_config *cfg;         /* read at each use: the daemon swaps it on reload */
-    const char *inflight_key;     /* meta key of the "model running on" marker, e.g.
-                                     "daemon.inflight"; a restart after a crash reads it */
+    const cx_settings *settings;  /* read at each use: the daemon swaps it on reload */
+    const char *inflight_key;     /* meta key of the "model running on" marker
+                                     (CX_META_INFLIGHT_*); a restart after a crash reads it */
     /* Called for each folder the walk enters (after the filters); return 0 to walk it.
      * The daemon adds its inotify watch here. NULL = walk everything wanted. */
     int (*on_dir)(void *ctx, const char *path);
@@ -136,8 +178,8 @@ typedef struct {
     int stop_on_write_error;
 } cx_pipeline_options;
 
-int  cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, char *err, size_t err_size);
-/* Commits what is pending and frees; jobs still in workers must have finished
+int  cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *err);
+/* Stops, commits what is pending and frees; jobs still in workers must have finished
  * (cx_pipeline_busy() == 0) or be abandoned ones: those are waited for by the loop. */
 void cx_pipeline_free(cx_pipeline *p);
 
@@ -168,5 +210,28 @@ int  cx_pipeline_busy(const cx_pipeline *p);
 int  cx_pipeline_hung(const cx_pipeline *p);
 /* Stops taking new work (walks and queues are dropped; in-flight jobs still finish). */
 void cx_pipeline_stop(cx_pipeline *p);
+
+/* ------------------------------------------------------------------ image -> row */
+
+/* What the engine made of one image, in the form the index stores (row.c). */
+typedef struct {
+    int width, height;
+    int64_t taken_time;
+    char caption[CE_MAX_CAPTION];
+    char tags[1024];              /* space-separated words */
+    float *concepts;              /* n_concepts probabilities (malloc'd, may be NULL) */
+    int n_concepts;
+    float *pooled;                /* CE_POOLED_DIM (caller's buffer) */
+} cx_image_result;
+
+/* After the CNN: with a captioner, the concept head and the caption search (caption,
+ * tags, concepts); without one, the detections' labels as tags. Copies the pooled vector
+ * into result->pooled (CE_POOLED_DIM floats, the caller's); result->concepts is malloc'd
+ * (free it). The pipeline and the stage benchmark both call this. 0 or a negative errno. */
+int  cx_image_describe(ce_session *session, const ce_model *model, const ce_cnn_output *cnn,
+                       cx_image_result *result, ce_err *err);
+/* The database row of a file and its description (pointers into path and result). */
+void cx_image_row(const char *path, const struct stat *st, uint64_t fingerprint,
+                  const cx_image_result *result, const char *model_version, capdb_image *row);
 
 #endif

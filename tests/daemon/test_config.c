@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "indexer.h"
+#include "config.h"
 
 static int failures;
 
@@ -41,8 +41,8 @@ int main(void)
 
 static void test_valid(void)
 {
-    cx_config c;
-    char err[CX_CONFIG_ERR_MAX] = "";
+    cd_config c;
+    cx_err err = {""};
     const char *text =
         "# comment\n"
         "\n"
@@ -57,24 +57,24 @@ static void test_valid(void)
         "log_level = debug\n"
         "database = \" /tmp/with space.db\"\n"
         "max_watches = 7";                  /* no final newline */
-    cx_config_defaults(&c);
-    int rc = cx_config_parse(&c, text, strlen(text), "t.conf", err, sizeof err);
-    CHECK(rc == 0, "valid config refused: %s", err);
-    CHECK(c.n_roots == 2, "roots: %d", c.n_roots);
-    CHECK(c.n_roots == 2 && !strcmp(c.roots[0], "/srv/photos"), "root 0: %s", c.roots[0]);
-    CHECK(c.n_excludes == 5, "excludes: %d (4 defaults + 1)", c.n_excludes);
-    CHECK(c.n_extensions == 3 && !strcmp(c.extensions[0], "jpg") && !strcmp(c.extensions[1], "png"),
+    cd_config_defaults(&c);
+    int rc = cd_config_parse(&c, text, strlen(text), "t.conf", &err);
+    CHECK(rc == 0, "valid config refused: %s", err.msg);
+    CHECK(c.index.n_roots == 2, "roots: %d", c.index.n_roots);
+    CHECK(c.index.n_roots == 2 && !strcmp(c.index.roots[0], "/srv/photos"), "root 0: %s", c.index.roots[0]);
+    CHECK(c.index.n_excludes == 5, "excludes: %d (4 defaults + 1)", c.index.n_excludes);
+    CHECK(c.index.n_extensions == 3 && !strcmp(c.index.extensions[0], "jpg") && !strcmp(c.index.extensions[1], "png"),
           "extensions");
-    CHECK(c.workers == 3 && c.batch_size == 10 && c.max_pixels == 5000000, "numbers");
+    CHECK(c.index.workers == 3 && c.index.batch_size == 10 && c.index.max_pixels == 5000000, "numbers");
     CHECK(c.log_level == LOG_DEBUG, "log level");
     CHECK(c.db_path && !strcmp(c.db_path, " /tmp/with space.db"), "quoted db path: %s", c.db_path);
     CHECK(c.max_watches == 7, "max_watches");
-    cx_config_free(&c);
+    cd_config_free(&c);
 
-    cx_config_defaults(&c);
-    rc = cx_config_parse(&c, "exclude =\n", 10, "t", err, sizeof err);
-    CHECK(rc == 0 && c.n_excludes == 0, "empty exclude clears the defaults");
-    cx_config_free(&c);
+    cd_config_defaults(&c);
+    rc = cd_config_parse(&c, "exclude =\n", 10, "t", &err);
+    CHECK(rc == 0 && c.index.n_excludes == 0, "empty exclude clears the defaults");
+    cd_config_free(&c);
 }
 
 static void test_errors(void)
@@ -93,50 +93,50 @@ static void test_errors(void)
         {"a = b\0c\n", "t.conf:1: NUL byte"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cx_config c;
-        char err[CX_CONFIG_ERR_MAX] = "";
-        cx_config_defaults(&c);
+        cd_config c;
+        cx_err err = {""};
+        cd_config_defaults(&c);
         size_t len = strlen(cases[i].text);
         if (strstr(cases[i].want, "NUL")) len = 8;
-        int rc = cx_config_parse(&c, cases[i].text, len, "t.conf", err, sizeof err);
+        int rc = cd_config_parse(&c, cases[i].text, len, "t.conf", &err);
         CHECK(rc < 0, "case %zu accepted", i);
-        CHECK(strstr(err, cases[i].want) != NULL, "case %zu: got '%s', want '%s'", i, err,
+        CHECK(strstr(err.msg, cases[i].want) != NULL, "case %zu: got '%s', want '%s'", i, err.msg,
               cases[i].want);
-        cx_config_free(&c);
+        cd_config_free(&c);
     }
     /* an overlong line is an error, not a silent truncation */
     size_t n = 10000;
     char *big = malloc(n);
     memset(big, 'x', n);
     memcpy(big, "root = /", 8);
-    cx_config c;
-    char err[CX_CONFIG_ERR_MAX];
-    cx_config_defaults(&c);
-    CHECK(cx_config_parse(&c, big, n, "t.conf", err, sizeof err) < 0 && strstr(err, "t.conf:1:"),
-          "long line: %s", err);
-    cx_config_free(&c);
+    cd_config c;
+    cx_err err = {""};
+    cd_config_defaults(&c);
+    CHECK(cd_config_parse(&c, big, n, "t.conf", &err) < 0 && strstr(err.msg, "t.conf:1:"),
+          "long line: %s", err.msg);
+    cd_config_free(&c);
     free(big);
 }
 
 static void test_filters(void)
 {
-    cx_config c;
-    char err[CX_CONFIG_ERR_MAX];
-    cx_config_defaults(&c);
-    cx_config_set(&c, "root", "/p", err, sizeof err);
-    cx_config_set(&c, "exclude", "/p/private/*", err, sizeof err);
-    CHECK(cx_config_wants_file(&c, "a.JPG", "/p/a.JPG"), "upper-case extension");
-    CHECK(!cx_config_wants_file(&c, "a.txt", "/p/a.txt"), "other extension");
-    CHECK(!cx_config_wants_file(&c, ".a.jpg", "/p/.a.jpg"), "hidden file");
-    CHECK(!cx_config_wants_file(&c, "jpg", "/p/jpg"), "no extension");
-    CHECK(!cx_config_wants_dir(&c, "@eaDir", "/p/@eaDir"), "@eaDir");
-    CHECK(!cx_config_wants_dir(&c, "node_modules", "/p/x/node_modules"), "node_modules");
-    CHECK(cx_config_wants_path(&c, "/p/x/y/a.jpg"), "plain path");
-    CHECK(!cx_config_wants_path(&c, "/p/x/.git/a.jpg"), "under .git");
-    CHECK(!cx_config_wants_path(&c, "/p/private/a.jpg"), "path glob");
-    CHECK(cx_config_wants_path(&c, "/home/.hidden-root-parent/q/a.jpg") == 0,
+    cd_config c;
+    cx_err err = {""};
+    cd_config_defaults(&c);
+    cd_config_set(&c, "root", "/p", &err);
+    cd_config_set(&c, "exclude", "/p/private/*", &err);
+    CHECK(cx_wants_file(&c.index, "a.JPG", "/p/a.JPG"), "upper-case extension");
+    CHECK(!cx_wants_file(&c.index, "a.txt", "/p/a.txt"), "other extension");
+    CHECK(!cx_wants_file(&c.index, ".a.jpg", "/p/.a.jpg"), "hidden file");
+    CHECK(!cx_wants_file(&c.index, "jpg", "/p/jpg"), "no extension");
+    CHECK(!cx_wants_dir(&c.index, "@eaDir", "/p/@eaDir"), "@eaDir");
+    CHECK(!cx_wants_dir(&c.index, "node_modules", "/p/x/node_modules"), "node_modules");
+    CHECK(cx_wants_path(&c.index, "/p/x/y/a.jpg"), "plain path");
+    CHECK(!cx_wants_path(&c.index, "/p/x/.git/a.jpg"), "under .git");
+    CHECK(!cx_wants_path(&c.index, "/p/private/a.jpg"), "path glob");
+    CHECK(cx_wants_path(&c.index, "/home/.hidden-root-parent/q/a.jpg") == 0,
           "outside the roots every component counts");
-    cx_config_free(&c);
+    cd_config_free(&c);
 }
 
 static void test_fingerprint(void)
@@ -191,13 +191,13 @@ static void test_random(void)
         /* exact-size heap copy: ASan catches any read past len */
         char *text = malloc(len ? len : 1);
         memcpy(text, buf, len);
-        cx_config c;
-        char err[CX_CONFIG_ERR_MAX];
-        cx_config_defaults(&c);
-        int rc = cx_config_parse(&c, text, len, "fuzz", err, sizeof err);
-        CHECK(rc == 0 || strncmp(err, "fuzz:", 5) == 0, "error without a location: %s", err);
-        for (int i = 0; i < c.n_roots; i++) cx_config_wants_path(&c, c.roots[i]);
-        cx_config_free(&c);
+        cd_config c;
+        cx_err err = {""};
+        cd_config_defaults(&c);
+        int rc = cd_config_parse(&c, text, len, "fuzz", &err);
+        CHECK(rc == 0 || strncmp(err.msg, "fuzz:", 5) == 0, "error without a location: %s", err.msg);
+        for (int i = 0; i < c.index.n_roots; i++) cx_wants_path(&c.index, c.index.roots[i]);
+        cd_config_free(&c);
         free(text);
     }
 }

@@ -46,6 +46,9 @@ const char *capdb_default_path(char *buf, size_t size);
  * missing file get their own clear messages. */
 int  capdb_open(const char *path, int mode, capdb **out, capdb_err *err);
 void capdb_close(capdb *db);
+/* How long a statement waits for another writer's lock before -EBUSY (default 5000 ms;
+ * a writer on an event loop sets it short and retries from a timer). */
+void capdb_set_busy_timeout(capdb *db, int ms);
 /* PRAGMA application_id of a capsearch index ("CAPS"); stamped by the writer. */
 #define CAPDB_APPLICATION_ID 0x43415053
 
@@ -121,15 +124,8 @@ int capdb_foreach_path(capdb *db, const char *prefix,
 
 /* ------------------------------------------------------------------ metadata */
 
-/* Keys in use: "model_version" (of the newest indexed row); the daemon's live state,
- * written by capsearchd every few seconds and read by `capsearch status`:
- * "daemon.pid", "daemon.state" (scanning / watching / stopped), "daemon.queue" (files
- * waiting), "daemon.indexed" (files done since start), "daemon.heartbeat" (unix seconds),
- * "daemon.roots" (watched folders, one per line), "daemon.last_error"; also
- * "daemon.model_runs" (images given to the engine since start: tests assert renames add
- * none), "daemon.watches" ("N watched, M polled"), and the crash markers
- * "daemon.inflight" / "index.inflight" ("attempt<TAB>path" lines of the files in the
- * engine, committed before it opens them). */
+/* Key-value metadata. libcapdb itself writes "model_version" (of the newest indexed row);
+ * the other keys belong to the programs that write them (capindexer.h: CX_META_*). */
 int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err);
 /* Returns 1 found (value copied), 0 absent, < 0 error. */
 int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_err *err);

@@ -50,6 +50,11 @@ int capdb__register_functions(sqlite3 *sql);
 /* Migrations: step i takes a database from user_version i to i + 1. */
 int capdb__migrate(sqlite3 *sql, int from, int to, capdb_err *err);
 
+/* The rows under a directory are the byte range [dir "/", dir "0") (schema.c states
+ * why): both bounds malloc'd. Trailing slashes are ignored, so "/" and "/photos/" work.
+ * 0, or -ENOMEM with nothing allocated. */
+int capdb__dir_bounds(const char *dir, char **lo, char **hi);
+
 /* The path's searchable words ("/photos/2023 Beach/IMG_0042.jpg" ->
  * "photos 2023 Beach IMG 0042"): caller frees. */
 char *capdb__path_words(const char *path);

@@ -2,7 +2,7 @@
 """Integration tests for capsearchd: the real daemon process on real temporary folders,
 real inotify, the real model and a real SQLite index.
 
-    daemon_test.py --bin DIR --photos DIR SCENARIO
+    test_daemon.py --bin DIR --photos DIR SCENARIO
 
 Each scenario starts capsearchd (and restarts or kills it where the scenario says so),
 changes files the way users and programs do, and checks the index with SQLite and with

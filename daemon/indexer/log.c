@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "indexer.h"
+#include "capindexer.h"
 
 static struct {
     char ident[32];
@@ -86,4 +86,15 @@ int cx_log_parse_level(const char *name)
 const char *cx_log_last_error(void)
 {
     return LOG.last_error;
+}
+
+int cx_fail(cx_err *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }

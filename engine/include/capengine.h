@@ -3,7 +3,8 @@
  *
  * Pure computation: image decoding, the SSDLite-MobileNetV2 CNN, the visual-concept
  * head, the LSTM captioner with beam search, and the text side (query -> concepts).
- * No SQLite, no libuv, no global state beyond a loaded model.
+ * No SQLite, no libuv, no global state beyond a loaded model — with one exception,
+ * named as such: ce_set_blas_threads sets OpenBLAS's process-wide thread count.
  *
  * Threads: a ce_model is read-only once opened and may be shared by any number of
  * threads; each thread uses its own ce_session (scratch buffers).
@@ -97,16 +98,14 @@ typedef struct {
     float class_max[CE_NUM_CLASSES]; /* per class, max sigmoid score over all anchors */
     int n_detections;                /* after score threshold + per-class NMS, best first */
     ce_detection detections[CE_MAX_DETECTIONS];
-    /* Optional full maps, filled only when the caller sets the pointers before the call
-     * (sizes 19*19*576 and 10*10*1280, HWC order); NULL = not wanted. */
-    float *map_expanded_conv_14;
-    float *map_conv_1;
-} ce_cnn_output;
+} ce_cnn_output;                     /* inner feature maps: capengine_debug.h */
 
 /* Runs the network on an image of any size (bilinear resize to 300x300 inside). */
 int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err);
 
-/* Sets the BLAS threads the calling process uses (daemon workers: 1; CLI: all cores). */
+/* Process-wide (OpenBLAS has one thread pool per process): the BLAS threads every session
+ * of the process uses. capsearchd and `capsearch index` use 1 per worker; the CLI's
+ * caption, detect and similar use 1 too (measured faster on 2 cores: tests/bench/cnn). */
 void ce_set_blas_threads(int n);
 
 /* ------------------------------------------------------------------ captioner */

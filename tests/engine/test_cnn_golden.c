@@ -145,7 +145,7 @@ static int check_image(ce_session *s, const char *ref_path, const char *jpg_path
     tap_ctx t = {&ref, 0, 0};
     ce_err err;
     int failures = 0;
-    if (cnn_run_tapped(s, &img, out, on_tap, &t, &err) < 0) {
+    if (ce_cnn_run_tapped(s, &img, out, on_tap, &t, &err) < 0) {
         fprintf(stderr, "FAIL: %s: %s\n", jpg_path, err.msg);
         failures = 1;
     } else {
@@ -233,7 +233,7 @@ static int compare_detections(const ref_record *r, const ce_cnn_output *out)
         }
         if (best < 0) {
             if (d[1] >= CE_SCORE_THRESHOLD + SCORE_TOLERANCE) {
-                printf("  detection %s %.3f missing  FAIL\n", ce_coco_label((int)d[0]), d[1]);
+                printf("  detection %s %.3f missing  FAIL\n", ce__coco_label((int)d[0]), d[1]);
                 failures++;
             }
             continue;
@@ -243,7 +243,7 @@ static int compare_detections(const ref_record *r, const ce_cnn_output *out)
         worst_score = fmax(worst_score, ds);
         worst_iou = fmin(worst_iou, best_iou);
         if (ds > SCORE_TOLERANCE || best_iou < MIN_IOU) {
-            printf("  detection %s score %.4f vs %.4f, IoU %.4f  FAIL\n", ce_coco_label((int)d[0]),
+            printf("  detection %s score %.4f vs %.4f, IoU %.4f  FAIL\n", ce__coco_label((int)d[0]),
                    out->detections[best].score, d[1], best_iou);
             failures++;
         }
@@ -265,17 +265,17 @@ static int check_anchors(const char *models_dir)
     snprintf(path, sizeof path, "%s/ssdlite_mobilenet_v2_coco.csw", models_dir);
     ce_err err;
     ce_weights *w;
-    if (ce_weights_open(path, &w, &err) < 0) {
+    if (ce__weights_open(path, &w, &err) < 0) {
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 1;
     }
-    const float *graph = ce_weights_f32(w, "postprocess/anchors", &err, 2, CE_NUM_ANCHORS, 4);
+    const float *graph = ce__weights_f32(w, "postprocess/anchors", &err, 2, CE_NUM_ANCHORS, 4);
     static float ours[CE_NUM_ANCHORS][4];
-    ce_anchors_generate(ours);
+    ce__anchors_generate(ours);
     double worst = graph ? 0 : INFINITY;
     for (int i = 0; graph && i < CE_NUM_ANCHORS * 4; i++)
         worst = fmax(worst, fabs(ours[i / 4][i % 4] - graph[i]));
-    ce_weights_close(w);
+    ce__weights_close(w);
     printf("anchors: max diff from the graph's %.2e%s\n", worst, worst > 1e-5 ? "  FAIL" : "");
     return worst > 1e-5;
 }

@@ -13,25 +13,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "indexer.h"
+#include "capindexer.h"
+#include "caputf8.h"
 
 int cx_printable_len(const char *text)
 {
-    const unsigned char *s = (const unsigned char *)text;
-    int len;
     uint32_t cp;
-    if (s[0] < 0x80) return s[0] >= 0x20 && s[0] != 0x7f ? 1 : 0;
-    else if ((s[0] & 0xE0) == 0xC0) { len = 2; cp = s[0] & 0x1F; }
-    else if ((s[0] & 0xF0) == 0xE0) { len = 3; cp = s[0] & 0x0F; }
-    else if ((s[0] & 0xF8) == 0xF0) { len = 4; cp = s[0] & 0x07; }
-    else return 0;
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    static const uint32_t MIN_FOR_LEN[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < MIN_FOR_LEN[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return 0;
-    if (cp >= 0x80 && cp <= 0x9F) return 0;                     /* C1 controls */
+    int len = cu_utf8_decode((const unsigned char *)text, 4, &cp);
+    if (len == 0 || cp < 0x20 || cp == 0x7f) return 0;       /* invalid, C0, DEL */
+    if (cp >= 0x80 && cp <= 0x9F) return 0;                   /* C1 controls */
     return len;
 }
 

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "internal.h"
+#include "model.h"
 #include "weights.h"
 
 /* The concept head's input: pooled 1280 + mid_pooled 576 + class_max 91 + log(1 + boxes
@@ -59,30 +59,30 @@ typedef struct {
 extern const caption_grounding caption_grounding_default;
 
 /* text.c: the word -> concept table built from concepts/words and concepts/alias. */
-int  caption_text_init(ce_captioner *cap, ce_err *err);
-void caption_text_free(ce_captioner *cap);
+int  ce__caption_text_init(ce_captioner *cap, ce_err *err);
+void ce__caption_text_free(ce_captioner *cap);
 /* Concept index of one lowercase word (plural rules and aliases applied), or -1. */
-int  caption_text_lookup(const ce_captioner *cap, const char *word);
+int  ce__caption_text_lookup(const ce_captioner *cap, const char *word);
 
 /* caption.c: the stages of ce_caption_run. */
-void caption_head_features(const ce_cnn_output *cnn, float *features);
-int  caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
+void ce__caption_head_features(const ce_cnn_output *cnn, float *features);
+int  ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
                                     const float *features, float *probs);
 /* Beam search from a concept vector; first_logits (n_words, may be NULL) receives the raw
  * logits of the first step. Returns the token count written to tokens. */
-int  caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+int  ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
                              int width, int max_len, int *tokens, int *n_tokens, float *score,
                              float *first_logits);
 
 /* ce_caption_run with explicit grounding (weight 0 = the plain search of the golden). */
-int  caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
+int  ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
                           const caption_grounding *g, ce_caption *out, ce_err *err);
 /* Grounded beam search from a concept vector and an evidence vector (n_concepts each);
  * raw receives the decoder's length-normalised log-probability of the result. */
-int  caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
+int  ce__caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
                              const float *evidence, const caption_grounding *g, int width, int max_len,
                              int *tokens, int *n_tokens, float *raw);
-void grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias);
-float caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw);
+void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias);
+float ce__caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw);
 
 #endif
