@@ -61,8 +61,11 @@ char *cli_indexed_path(const char *path);
 enum {
     CLI_OPT_LIMIT = 256, CLI_OPT_JSON, CLI_OPT_PRINT0, CLI_OPT_DIR, CLI_OPT_SINCE,
     CLI_OPT_UNTIL, CLI_OPT_BEAM, CLI_OPT_MAX_LENGTH, CLI_OPT_TAGS, CLI_OPT_JOBS,
-    CLI_OPT_QUIET, CLI_OPT_DRY_RUN, CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_HELP,
+    CLI_OPT_QUIET, CLI_OPT_DRY_RUN, CLI_OPT_LISTEN, CLI_OPT_SOCKET, CLI_OPT_TOKEN_FILE,
+    CLI_OPT_ALLOW_HOST, CLI_OPT_CACHE_DIR, CLI_OPT_RATE_LIMIT, CLI_OPT_MAX_CONNECTIONS,
+    CLI_OPT_LOG, CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_HELP,
 };
+#define CLI_MAX_ALLOW_HOSTS 32
 #define CLI_DEFAULT_TAGS 8
 
 /* The parsed values (each subcommand reads the ones it takes). */
@@ -78,6 +81,13 @@ typedef struct {
     int beam, max_length;         /* 0 = the engine's defaults */
     int tags;                     /* default CLI_DEFAULT_TAGS */
     int jobs;                     /* default: the cores */
+    /* serve */
+    const char *listen, *socket_path, *token_file, *cache_dir;
+    const char *allow_hosts[CLI_MAX_ALLOW_HOSTS];
+    int n_allow_hosts;
+    int rate_limit;               /* requests/s per client, default 200, 0 = none */
+    int max_connections;          /* 0 = the server's default */
+    int log_requests;
 } cli_options;
 
 void cli_options_init(cli_options *o);

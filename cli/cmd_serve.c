@@ -7,7 +7,6 @@
  * is ready (Type=notify).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,31 +21,19 @@
 #include "capweb.h"
 #include "cli.h"
 
-#define MAX_ALLOW_HOSTS 32
+/* The options serve takes (rows of the table in options.c). */
+#define SERVE_OPTIONS CLI_OPT_LISTEN, CLI_OPT_SOCKET, CLI_OPT_TOKEN_FILE, CLI_OPT_ALLOW_HOST, \
+                      CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_CACHE_DIR, CLI_OPT_RATE_LIMIT, \
+                      CLI_OPT_MAX_CONNECTIONS, CLI_OPT_LOG
 
 static void usage(FILE *out)
 {
+    static const int ACCEPTED[] = {SERVE_OPTIONS, 0};
     fputs("Usage: capsearch serve [OPTIONS]\n\n"
           "Serve the photo search page and the HTTP JSON API (GET /api/search?q=...,\n"
-          "/api/images/ID, /api/similar/ID, /api/status, /thumb/ID, /image/ID).\n\n"
-          "Options:\n"
-          "      --listen HOST:PORT  address to listen on (default 127.0.0.1:8377; port 0\n"
-          "                          picks a free one)\n"
-          "      --socket PATH       listen on a UNIX socket instead\n"
-          "      --token-file FILE   require this token (Authorization: Bearer, or the\n"
-          "                          page's login); needed beyond loopback\n"
-          "      --allow-host NAME   accept this Host header besides localhost and IP\n"
-          "                          addresses (repeatable; DNS rebinding guard)\n"
-          "      --db PATH           the index database (default as for search)\n"
-          "      --models DIR        model folder for the query's concepts\n"
-          "      --cache-dir DIR     thumbnail cache (default $CACHE_DIRECTORY, else\n"
-          "                          $XDG_CACHE_HOME/capsearch)\n"
-          "      --rate-limit N      requests per second per client address (default 200,\n"
-          "                          0 = no limit)\n"
-          "      --max-connections N connections at once (default 256)\n"
-          "      --log               one line per request on stderr\n"
-          "  -h, --help              show this help\n\n"
-          "A socket passed by systemd (LISTEN_FDS) is used when present.\n", out);
+          "/api/images/ID, /api/similar/ID, /api/status, /thumb/ID, /image/ID).\n\n", out);
+    cli_print_options(out, ACCEPTED);
+    fputs("\nA socket passed by systemd (LISTEN_FDS) is used when present.\n", out);
 }
 
 static char *read_token(const char *path)
@@ -116,81 +103,31 @@ static char *default_cache_dir(void)
 
 int cmd_serve(int argc, char **argv)
 {
-    enum { O_LISTEN = 256, O_SOCKET, O_TOKEN, O_ALLOW, O_DB, O_MODELS, O_CACHE, O_RATE, O_MAXC, O_LOG };
-    static const struct option OPTIONS[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"socket", required_argument, NULL, O_SOCKET},
-        {"token-file", required_argument, NULL, O_TOKEN},
-        {"allow-host", required_argument, NULL, O_ALLOW},
-        {"db", required_argument, NULL, O_DB},
-        {"models", required_argument, NULL, O_MODELS},
-        {"cache-dir", required_argument, NULL, O_CACHE},
-        {"rate-limit", required_argument, NULL, O_RATE},
-        {"max-connections", required_argument, NULL, O_MAXC},
-        {"log", no_argument, NULL, O_LOG},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *listen_addr = NULL, *socket_path = NULL, *token_file = NULL, *db_path = NULL;
-    const char *allow[MAX_ALLOW_HOSTS];
-    capweb_config cfg = {.listen_fd = -1, .rate_limit = 200};
-    char *cache_dir = NULL;
-    long n;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", OPTIONS, NULL)) != -1) {
-        switch (c) {
-        case O_LISTEN: listen_addr = optarg; break;
-        case O_SOCKET: socket_path = optarg; break;
-        case O_TOKEN: token_file = optarg; break;
-        case O_DB: db_path = optarg; break;
-        case O_MODELS: cfg.models_dir = optarg; break;
-        case O_LOG: cfg.log_requests = 1; break;
-        case O_CACHE:
-            free(cache_dir);
-            cache_dir = strdup(optarg);
-            break;
-        case O_ALLOW:
-            if (cfg.n_allow_hosts == MAX_ALLOW_HOSTS) {
-                free(cache_dir);
-                return cli_error("at most %d --allow-host names", MAX_ALLOW_HOSTS);
-            }
-            allow[cfg.n_allow_hosts++] = optarg;
-            break;
-        case O_RATE:
-        case O_MAXC:
-            n = cli_parse_count(optarg);
-            if (n < (c == O_RATE ? 0 : 1) || n > 100000) {
-                free(cache_dir);
-                return cli_error("--%s wants a number from %d to 100000, not '%s'",
-                                 c == O_RATE ? "rate-limit" : "max-connections", c == O_RATE ? 0 : 1,
-                                 optarg);
-            }
-            if (c == O_RATE) cfg.rate_limit = (double)n; else cfg.max_connections = (int)n;
-            break;
-        case 'h':
-            free(cache_dir);
-            usage(stdout);
-            return EXIT_MATCH;
-        default:
-            free(cache_dir);
-            if (optopt && optopt < 256) cli_error("unknown option '-%c'", optopt);
-            else cli_error("unknown or incomplete option '%s'", argv[optind - 1]);
-            usage(stderr);
-            return EXIT_TROUBLE;
-        }
-    }
-    if (optind != argc) {
-        free(cache_dir);
+    static const int ACCEPTED[] = {SERVE_OPTIONS, 0};
+    cli_options o;
+    cli_options_init(&o);
+    int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
+    if (first <= 0) return first == 0 ? EXIT_MATCH : EXIT_TROUBLE;
+    if (first != argc) {
         usage(stderr);
         return EXIT_TROUBLE;
     }
+    const char *listen_addr = o.listen, *socket_path = o.socket_path;
+    const char *token_file = o.token_file, *db_path = o.db_path;
+    capweb_config cfg = {
+        .listen_fd = -1,
+        .rate_limit = (double)o.rate_limit,
+        .max_connections = o.max_connections,
+        .models_dir = o.models_dir,
+        .log_requests = o.log_requests,
+        .allow_hosts = o.allow_hosts,
+        .n_allow_hosts = o.n_allow_hosts,
+    };
+    char *cache_dir = o.cache_dir ? strdup(o.cache_dir) : NULL;
     if (listen_addr && socket_path) {
         free(cache_dir);
         return cli_error("--listen and --socket exclude each other");
     }
-    cfg.allow_hosts = allow;
     char dbbuf[4096];
     cfg.db_path = db_path ? db_path : capdb_default_path(dbbuf, sizeof dbbuf);
     cfg.listen = listen_addr;
@@ -226,13 +163,13 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     capweb *w = NULL;
-    char err[512];
-    int rc = capweb_start(&cfg, &w, err, sizeof err);
+    capweb_err err = {""};
+    int rc = capweb_start(&cfg, &w, &err);
     if (rc < 0) {
         if (cfg.listen_fd >= 0 && activated != 1) close(cfg.listen_fd);
         free(token);
         free(cache_dir);
-        return cli_error("%s", err);
+        return cli_error("%s", err.msg);
     }
     char where[600];
     if (activated == 1) snprintf(where, sizeof where, "the socket systemd passed (port %d)", capweb_port(w));

@@ -37,6 +37,19 @@ static const cli_option OPTIONS[] = {
     {CLI_OPT_JOBS,    "jobs",       0,   "N",    "images captioned in parallel, 1..256 (default: the cores)"},
     {CLI_OPT_QUIET,   "quiet",      'q', NULL,   "no progress bar, no summary"},
     {CLI_OPT_DRY_RUN, "dry-run",    0,   NULL,   "list what would be removed, change nothing"},
+    {CLI_OPT_LISTEN,  "listen",     0,   "HOST:PORT", "address to listen on (default 127.0.0.1:8377; port 0\n"
+                                                 "picks a free one)"},
+    {CLI_OPT_SOCKET,  "socket",     0,   "PATH", "listen on a UNIX socket instead"},
+    {CLI_OPT_TOKEN_FILE, "token-file", 0, "FILE", "require this token (Authorization: Bearer, or the\n"
+                                                 "page's login); needed beyond loopback"},
+    {CLI_OPT_ALLOW_HOST, "allow-host", 0, "NAME", "accept this Host header besides localhost and IP\n"
+                                                 "addresses (repeatable; DNS rebinding guard)"},
+    {CLI_OPT_CACHE_DIR, "cache-dir", 0,  "DIR",  "thumbnail cache (default $CACHE_DIRECTORY, else\n"
+                                                 "$XDG_CACHE_HOME/capsearch)"},
+    {CLI_OPT_RATE_LIMIT, "rate-limit", 0, "N",   "requests per second per client address (default 200,\n"
+                                                 "0 = no limit)"},
+    {CLI_OPT_MAX_CONNECTIONS, "max-connections", 0, "N", "connections at once (default 256)"},
+    {CLI_OPT_LOG,     "log",        0,   NULL,   "one line per request on stderr"},
     {CLI_OPT_DB,      "db",         'd', "PATH", "the index database (default: $CAPSEARCH_DB, the per-user\n"
                                                  "index, then /var/lib/capsearch/index.db)"},
     {CLI_OPT_MODELS,  "models",     'm', "DIR",  "model folder (default: $CAPSEARCH_MODELS or the installed one)"},
@@ -55,6 +68,7 @@ void cli_options_init(cli_options *o)
     o->tags = CLI_DEFAULT_TAGS;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o->jobs = cores > 0 ? (int)cores : 1;
+    o->rate_limit = 200;
 }
 
 void cli_options_free(cli_options *o)
@@ -138,6 +152,7 @@ void cli_print_options(FILE *out, const int *accepted)
                  opt->letter ? opt->letter : ' ', opt->letter ? ',' : ' ', opt->name,
                  opt->value ? " " : "", opt->value ? opt->value : "");
         fprintf(out, "  %-22s", left);
+        if (strlen(left) >= 22) fprintf(out, "\n%24s", "");   /* a long name: help below */
         for (const char *h = opt->help; *h; h++) {           /* continuation lines align */
             fputc(*h, out);
             if (*h == '\n') fprintf(out, "%24s", "");
@@ -187,6 +202,30 @@ static int set_value(cli_options *o, const cli_option *opt, const char *value)
         else o->jobs = (int)n;
         return 0;
     }
+    case CLI_OPT_RATE_LIMIT:
+    case CLI_OPT_MAX_CONNECTIONS: {
+        long lo = opt->id == CLI_OPT_RATE_LIMIT ? 0 : 1;
+        n = cli_parse_count(value);
+        if (n < lo || n > 100000) {
+            cli_error("--%s wants a number from %ld to 100000, not '%s'", opt->name, lo, value);
+            return -1;
+        }
+        if (opt->id == CLI_OPT_RATE_LIMIT) o->rate_limit = (int)n;
+        else o->max_connections = (int)n;
+        return 0;
+    }
+    case CLI_OPT_ALLOW_HOST:
+        if (o->n_allow_hosts == CLI_MAX_ALLOW_HOSTS) {
+            cli_error("at most %d --allow-host names", CLI_MAX_ALLOW_HOSTS);
+            return -1;
+        }
+        o->allow_hosts[o->n_allow_hosts++] = value;
+        return 0;
+    case CLI_OPT_LISTEN: o->listen = value; return 0;
+    case CLI_OPT_SOCKET: o->socket_path = value; return 0;
+    case CLI_OPT_TOKEN_FILE: o->token_file = value; return 0;
+    case CLI_OPT_CACHE_DIR: o->cache_dir = value; return 0;
+    case CLI_OPT_LOG: o->log_requests = 1; return 0;
     case CLI_OPT_JSON: o->json = 1; return 0;
     case CLI_OPT_PRINT0: o->print0 = 1; return 0;
     case CLI_OPT_QUIET: o->quiet = 1; return 0;

@@ -47,7 +47,10 @@ typedef struct {
 /* Starts the server (its threads run until capweb_stop). Returns 0, or a negative errno
  * code with a one-line message in err. Refuses (-EPERM) a listening address that is not
  * loopback when no token is set. */
-int  capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_size);
+#define CAPWEB_ERR_MAX 512
+typedef struct { char msg[CAPWEB_ERR_MAX]; } capweb_err;    /* as ce_err, capdb_err, cx_err */
+
+int  capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err);
 /* The bound TCP port (after ":0"), 0 for a UNIX socket. */
 int  capweb_port(const capweb *w);
 /* 1 when the listening socket is loopback or a UNIX socket. */

@@ -356,7 +356,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ------------------------------------------------------------------ listening */
 
-static int bind_listen(const char *listen_addr, char *err, size_t err_size)
+static int bind_listen(const char *listen_addr, capweb_err *err)
 {
     char host[256];
     const char *port;
@@ -376,7 +376,7 @@ static int bind_listen(const char *listen_addr, char *err, size_t err_size)
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
     int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
     if (g != 0) {
-        snprintf(err, err_size, "--listen %s: %s", listen_addr, gai_strerror(g));
+        snprintf(err->msg, sizeof err->msg, "--listen %s: %s", listen_addr, gai_strerror(g));
         return -EINVAL;
     }
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
@@ -384,14 +384,14 @@ static int bind_listen(const char *listen_addr, char *err, size_t err_size)
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
         rc = -errno;
-        snprintf(err, err_size, "--listen %s: %s", listen_addr, strerror(errno));
+        snprintf(err->msg, sizeof err->msg, "--listen %s: %s", listen_addr, strerror(errno));
         if (fd >= 0) close(fd);
         fd = -1;
     }
     freeaddrinfo(ai);
     return fd >= 0 ? fd : rc;
 bad:
-    snprintf(err, err_size, "--listen wants HOST:PORT (127.0.0.1:8377, [::1]:8377), not '%s'",
+    snprintf(err->msg, sizeof err->msg, "--listen wants HOST:PORT (127.0.0.1:8377, [::1]:8377), not '%s'",
              listen_addr);
     return -EINVAL;
 }
@@ -419,12 +419,12 @@ static int socket_is_local(int fd, int *port)
     return 0;
 }
 
-int capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_size)
+int capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err)
 {
     *out = NULL;
     capweb *w = calloc(1, sizeof *w);
     if (!w) {
-        snprintf(err, err_size, "out of memory");
+        snprintf(err->msg, sizeof err->msg, "out of memory");
         return -ENOMEM;
     }
     w->cfg = *cfg;
@@ -464,7 +464,7 @@ int capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_s
             }
         }
     }
-    if (rc == -ENOMEM) snprintf(err, err_size, "out of memory");
+    if (rc == -ENOMEM) snprintf(err->msg, sizeof err->msg, "out of memory");
     if (rc == 0) {
         ce_err cerr;
         if (ce_model_open(cfg->models_dir ? cfg->models_dir : ce_default_models_dir(),
@@ -475,7 +475,7 @@ int capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_s
         if (cfg->listen_fd >= 0) {
             w->listen_fd = cfg->listen_fd;
         } else {
-            rc = bind_listen(cfg->listen ? cfg->listen : "127.0.0.1:8377", err, err_size);
+            rc = bind_listen(cfg->listen ? cfg->listen : "127.0.0.1:8377", err);
             if (rc >= 0) {
                 w->listen_fd = rc;
                 w->own_fd = 1;
@@ -486,7 +486,7 @@ int capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_s
     if (rc == 0) {
         w->local = socket_is_local(w->listen_fd, &w->port);
         if (!w->local && !w->token) {
-            snprintf(err, err_size, "listening beyond loopback needs a token (--token-file FILE)");
+            snprintf(err->msg, sizeof err->msg, "listening beyond loopback needs a token (--token-file FILE)");
             rc = -EPERM;
         }
     }
@@ -504,7 +504,7 @@ int capweb_start(const capweb_config *cfg, capweb **out, char *err, size_t err_s
             MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
             MHD_OPTION_END);
         if (!w->mhd) {
-            snprintf(err, err_size, "cannot start the HTTP server (libmicrohttpd)");
+            snprintf(err->msg, sizeof err->msg, "cannot start the HTTP server (libmicrohttpd)");
             rc = -EIO;
         }
     }

@@ -3,7 +3,7 @@
 # pointed at the freshly built binary (verify insists that the executable exists).
 # Exit 77 (skipped) where systemd-analyze is not installed.
 set -eu
-build=${1:?usage: verify_units.sh BUILD_DIR}
+build=${1:?usage: test_units.sh BUILD_DIR}
 command -v systemd-analyze >/dev/null 2>&1 || { echo "skip: no systemd-analyze"; exit 77; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
