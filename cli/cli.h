@@ -59,34 +59,52 @@ char *cli_indexed_path(const char *path);
 
 /* Every option of every subcommand (ids above any short letter). */
 enum {
-    CLI_OPT_LIMIT = 256, CLI_OPT_JSON, CLI_OPT_PRINT0, CLI_OPT_DIR, CLI_OPT_SINCE,
-    CLI_OPT_UNTIL, CLI_OPT_BEAM, CLI_OPT_MAX_LENGTH, CLI_OPT_TAGS, CLI_OPT_JOBS,
-    CLI_OPT_QUIET, CLI_OPT_DRY_RUN, CLI_OPT_LISTEN, CLI_OPT_SOCKET, CLI_OPT_TOKEN_FILE,
-    CLI_OPT_ALLOW_HOST, CLI_OPT_CACHE_DIR, CLI_OPT_RATE_LIMIT, CLI_OPT_MAX_CONNECTIONS,
-    CLI_OPT_LOG, CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_HELP,
+    CLI_OPT_LIMIT = 256,
+    CLI_OPT_JSON,
+    CLI_OPT_PRINT0,
+    CLI_OPT_DIR,
+    CLI_OPT_SINCE,
+    CLI_OPT_UNTIL,
+    CLI_OPT_BEAM,
+    CLI_OPT_MAX_LENGTH,
+    CLI_OPT_TAGS,
+    CLI_OPT_JOBS,
+    CLI_OPT_QUIET,
+    CLI_OPT_DRY_RUN,
+    CLI_OPT_LISTEN,
+    CLI_OPT_SOCKET,
+    CLI_OPT_TOKEN_FILE,
+    CLI_OPT_ALLOW_HOST,
+    CLI_OPT_CACHE_DIR,
+    CLI_OPT_RATE_LIMIT,
+    CLI_OPT_MAX_CONNECTIONS,
+    CLI_OPT_LOG,
+    CLI_OPT_DB,
+    CLI_OPT_MODELS,
+    CLI_OPT_HELP,
 };
 #define CLI_MAX_ALLOW_HOSTS 32
 #define CLI_DEFAULT_TAGS 8
 
 /* The parsed values (each subcommand reads the ones it takes). */
 typedef struct {
-    const char *db_path;          /* --db, NULL = capdb_default_path() */
-    const char *models_dir;       /* --models, NULL = ce_default_models_dir() */
-    char *under_dir;              /* --dir, made absolute (owned) */
-    int dir_missing;              /* ... and no such folder exists (now) */
-    int64_t since, until;         /* --since / --until, unix seconds (may be negative) */
-    int has_since, has_until;     /* ... each set only when given */
-    int limit;                    /* --limit, default 20 */
+    const char *db_path;      /* --db, NULL = capdb_default_path() */
+    const char *models_dir;   /* --models, NULL = ce_default_models_dir() */
+    char *under_dir;          /* --dir, made absolute (owned) */
+    int dir_missing;          /* ... and no such folder exists (now) */
+    int64_t since, until;     /* --since / --until, unix seconds (may be negative) */
+    int has_since, has_until; /* ... each set only when given */
+    int limit;                /* --limit, default 20 */
     int json, print0, quiet, dry_run;
-    int beam, max_length;         /* 0 = the engine's defaults */
-    int tags;                     /* default CLI_DEFAULT_TAGS */
-    int jobs;                     /* default: the cores */
+    int beam, max_length; /* 0 = the engine's defaults */
+    int tags;             /* default CLI_DEFAULT_TAGS */
+    int jobs;             /* default: the cores */
     /* serve */
     const char *listen, *socket_path, *token_file, *cache_dir;
     const char *allow_hosts[CLI_MAX_ALLOW_HOSTS];
     int n_allow_hosts;
-    int rate_limit;               /* requests/s per client, default 200, 0 = none */
-    int max_connections;          /* 0 = the server's default */
+    int rate_limit;      /* requests/s per client, default 200, 0 = none */
+    int max_connections; /* 0 = the server's default */
     int log_requests;
 } cli_options;
 
@@ -95,16 +113,17 @@ void cli_options_free(cli_options *o);
 /* Parses the options listed in accepted (0-terminated CLI_OPT_* ids; --help is always
  * taken) with getopt_long: options may follow operands. Returns the index of the first
  * operand, 0 after --help (the caller exits 0), or -1 after printing why (exit 2). */
-int  cli_parse_options(int argc, char **argv, const int *accepted, cli_options *o,
-                       void (*usage)(FILE *out));
+int cli_parse_options(int argc, char **argv, const int *accepted, cli_options *o,
+                      void (*usage)(FILE *out));
 /* 1 when arg is an option of the table that takes its value as the next argument
  * ("--db", "-n"; not "--db=X"): how main() finds a subcommand's name after options. */
-int  cli_option_takes_value(const char *arg);
+int cli_option_takes_value(const char *arg);
 /* The help lines of the accepted options, in table order. */
 void cli_print_options(FILE *out, const int *accepted);
 /* The options search and similar take. */
-#define CLI_SEARCH_OPTIONS CLI_OPT_LIMIT, CLI_OPT_JSON, CLI_OPT_PRINT0, CLI_OPT_DIR, \
-                           CLI_OPT_SINCE, CLI_OPT_UNTIL, CLI_OPT_DB, CLI_OPT_MODELS
+#define CLI_SEARCH_OPTIONS                                                                         \
+    CLI_OPT_LIMIT, CLI_OPT_JSON, CLI_OPT_PRINT0, CLI_OPT_DIR, CLI_OPT_SINCE, CLI_OPT_UNTIL,        \
+        CLI_OPT_DB, CLI_OPT_MODELS
 
 /* ------------------------------------------------------------------ the index */
 
@@ -116,8 +135,7 @@ int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size);
  * matches on a terminal, JSON Lines, or NUL-separated paths), leaving out the hit
  * whose path is `exclude` (may be NULL). Returns EXIT_MATCH, EXIT_NO_MATCH or
  * EXIT_TROUBLE. */
-int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o,
-                  const char *exclude);
+int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o, const char *exclude);
 
 /* Parses YYYY-MM-DD[THH:MM:SS] as UTC (EXIF times are stored that way) into unix
  * seconds, years 1800..9999 (negative before 1970); a bare date with end_of_day set means

@@ -39,8 +39,10 @@ int cli_db_error(const capdb_err *err)
     cli_error("%s", err->msg);
     if (err->damaged)
         fputs("  the index is damaged; it holds nothing the photos cannot give again: delete it\n"
-              "  (the file and its -wal and -shm files) and rebuild it with 'capsearch index DIR...'\n"
-              "  or by restarting capsearchd\n", stderr);
+              "  (the file and its -wal and -shm files) and rebuild it with 'capsearch index "
+              "DIR...'\n"
+              "  or by restarting capsearchd\n",
+              stderr);
     return EXIT_TROUBLE;
 }
 
@@ -68,7 +70,7 @@ void cli_json_string(FILE *out, const char *s)
             continue;
         }
         switch (*p) {
-        case '"':  fputs("\\\"", out); break;
+        case '"': fputs("\\\"", out); break;
         case '\\': fputs("\\\\", out); break;
         case '\n': fputs("\\n", out); break;
         case '\r': fputs("\\r", out); break;
@@ -91,15 +93,9 @@ void cli_print_json_error(const char *path, const char *msg)
     fputs("}\n", stdout);
 }
 
-int cli_stdout_is_tty(void)
-{
-    return isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-}
+int cli_stdout_is_tty(void) { return isatty(STDOUT_FILENO) && !getenv("NO_COLOR"); }
 
-int cli_stderr_is_tty(void)
-{
-    return isatty(STDERR_FILENO);
-}
+int cli_stderr_is_tty(void) { return isatty(STDERR_FILENO); }
 
 long cli_parse_count(const char *s)
 {
@@ -160,7 +156,7 @@ int cli_parse_date(const char *s, int end_of_day, int64_t *out)
     tm.tm_min = mi;
     tm.tm_sec = sec;
     time_t t = timegm(&tm);
-    if (tm.tm_mday != d) return -1;   /* 2023-02-30 normalised into March */
+    if (tm.tm_mday != d) return -1; /* 2023-02-30 normalised into March */
     if (!has_time && end_of_day) t += 86399;
     *out = (int64_t)t;
     return 0;
@@ -178,7 +174,8 @@ int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size)
     if (rc == -ENOENT)
         return cli_error("no index at %s\n"
                          "  create one with 'capsearch index DIR...', or start the daemon "
-                         "(systemctl --user start capsearchd, or capsearchd)", path);
+                         "(systemctl --user start capsearchd, or capsearchd)",
+                         path);
     if (rc < 0) return cli_db_error(&err);
     return 0;
 }
@@ -189,8 +186,7 @@ static void print_text_hit(FILE *out, const capdb_hit *h, int color);
 static void print_json_hit(FILE *out, const capdb_hit *h);
 static void put_sanitised(FILE *out, const char *s, int markers, int color);
 
-int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o,
-                  const char *exclude)
+int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o, const char *exclude)
 {
     capdb_results res;
     capdb_err err = {{0}, 0};
@@ -198,8 +194,9 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o,
         int any = 0;
         if (capdb_foreach_path(db, q->under_dir, stop_at_first, &any, &err) < 0)
             return cli_db_error(&err);
-        if (!any) return cli_error("--dir %s: no such folder, and nothing indexed under it",
-                                   q->under_dir);
+        if (!any)
+            return cli_error("--dir %s: no such folder, and nothing indexed under it",
+                             q->under_dir);
     }
     int rc = capdb_search(db, q, &res, &err);
     if (rc < 0) return cli_db_error(&err);
@@ -222,7 +219,8 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o,
         shown++;
     }
     capdb_results_free(&res);
-    if (fflush(stdout) != 0 || ferror(stdout)) return cli_error("writing results: %s", strerror(errno));
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return cli_error("writing results: %s", strerror(errno));
     return shown ? EXIT_MATCH : EXIT_NO_MATCH;
 }
 
@@ -252,10 +250,15 @@ static void put_sanitised(FILE *out, const char *s, int markers, int color)
 {
     while (*s) {
         int len = cx_printable_len(s);
-        if (markers && *s == 0x01) { if (color) fputs("\033[1m", out); }
-        else if (markers && *s == 0x02) { if (color) fputs("\033[0m", out); }
-        else if (len > 0) { fwrite(s, 1, (size_t)len, out); s += len; continue; }
-        else fputc('?', out);
+        if (markers && *s == 0x01) {
+            if (color) fputs("\033[1m", out);
+        } else if (markers && *s == 0x02) {
+            if (color) fputs("\033[0m", out);
+        } else if (len > 0) {
+            fwrite(s, 1, (size_t)len, out);
+            s += len;
+            continue;
+        } else fputc('?', out);
         s++;
     }
 }
@@ -265,11 +268,14 @@ static void print_json_hit(FILE *out, const capdb_hit *h)
     fprintf(out, "{\"score\":%.6f,\"path\":", h->score);
     cli_json_string(out, h->path);
     fputs(",\"caption\":", out);
-    if (h->caption) cli_json_string(out, h->caption); else fputs("null", out);
+    if (h->caption) cli_json_string(out, h->caption);
+    else fputs("null", out);
     fputs(",\"tags\":", out);
-    if (h->tags) cli_json_string(out, h->tags); else fputs("null", out);
+    if (h->tags) cli_json_string(out, h->tags);
+    else fputs("null", out);
     fprintf(out, ",\"width\":%d,\"height\":%d,\"taken_time\":", h->width, h->height);
-    if (h->taken_time) fprintf(out, "%lld", (long long)h->taken_time); else fputs("null", out);
+    if (h->taken_time) fprintf(out, "%lld", (long long)h->taken_time);
+    else fputs("null", out);
     fprintf(out, ",\"mtime\":%lld}\n", (long long)(h->mtime_ns / 1000000000));
 }
 

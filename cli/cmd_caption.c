@@ -14,15 +14,14 @@
 #include "cli.h"
 #include "capindexer.h"
 
-
 static void usage(FILE *out);
 static void print_text(const char *path, const ce_caption *c, int n_tags);
 static void print_json(const char *path, const ce_caption *c, int n_tags);
 
 int cmd_caption(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_BEAM, CLI_OPT_MAX_LENGTH, CLI_OPT_TAGS,
-                                   CLI_OPT_MODELS, 0};
+    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_BEAM,   CLI_OPT_MAX_LENGTH,
+                                   CLI_OPT_TAGS, CLI_OPT_MODELS, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -80,11 +79,12 @@ int cmd_caption(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_BEAM, CLI_OPT_MAX_LENGTH, CLI_OPT_TAGS,
-                                   CLI_OPT_MODELS, 0};
+    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_BEAM,   CLI_OPT_MAX_LENGTH,
+                                   CLI_OPT_TAGS, CLI_OPT_MODELS, 0};
     fputs("Usage: capsearch caption [OPTIONS] IMAGE...\n\n"
           "Describes each image in a sentence and lists its top tags (detected objects and\n"
-          "visual concepts with their scores).\n\n", out);
+          "visual concepts with their scores).\n\n",
+          out);
     cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 every file captioned, 2 a file could not be read.\n", out);
 }

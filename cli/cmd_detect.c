@@ -74,7 +74,8 @@ static void usage(FILE *out)
     fputs("Usage: capsearch detect [OPTIONS] IMAGE...\n\n"
           "Lists the objects the CNN (SSDLite-MobileNetV2, 80 COCO classes) finds in each\n"
           "image: label, score, and box in pixels (left,top - right,bottom); with --json the\n"
-          "boxes are normalised to 0..1.\n\n", out);
+          "boxes are normalised to 0..1.\n\n",
+          out);
     cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something detected, 1 nothing detected, 2 a file could not be read.\n",
           out);

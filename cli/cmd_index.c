@@ -72,7 +72,7 @@ int cmd_index(int argc, char **argv)
     snprintf(pool, sizeof pool, "%d", cx_threadpool_size(cfg.workers));
     setenv("UV_THREADPOOL_SIZE", pool, 0);
     cx_log_init("capsearch", quiet ? LOG_ERR : LOG_WARNING);
-    ce_set_blas_threads(1);         /* throughput: one BLAS thread per job */
+    ce_set_blas_threads(1); /* throughput: one BLAS thread per job */
 
     char db_buf[PATH_MAX];
     if (!db_path) db_path = capdb_default_path(db_buf, sizeof db_buf);
@@ -145,19 +145,22 @@ int cmd_index(int argc, char **argv)
         if (!quiet)
             printf("%s%lld indexed, %lld failed, %lld moved, %lld removed, %lld unchanged "
                    "in %.1f s (%.1f images/s)\n",
-                   st.write_errors ? "stopped, not all saved: " : r.interrupted ? "interrupted: " : "",
+                   st.write_errors ? "stopped, not all saved: "
+                   : r.interrupted ? "interrupted: "
+                                   : "",
                    (long long)st.indexed, (long long)st.failed, (long long)st.moved,
                    (long long)st.removed, (long long)st.unchanged, secs,
                    secs > 0 ? (double)st.model_runs / secs : 0.0);
         if (st.write_errors > 0)
             code = cli_error("index: stopped: could not write to %s (see above); the images "
                              "indexed before are kept, run 'capsearch index' again once it "
-                             "is writable", db_path);
-        else if (r.interrupted)
-            code = EXIT_TROUBLE;
+                             "is writable",
+                             db_path);
+        else if (r.interrupted) code = EXIT_TROUBLE;
         else
             code = st.failed > 0 && st.indexed == 0 && st.moved == 0 && st.unchanged == 0
-                       ? EXIT_TROUBLE : EXIT_MATCH;
+                       ? EXIT_TROUBLE
+                       : EXIT_MATCH;
     }
     if (hung) {
         fflush(NULL);
@@ -192,10 +195,7 @@ static void on_sigint(uv_signal_t *h, int signum)
     cx_pipeline_stop(r->pipe);
 }
 
-static void on_progress(uv_timer_t *t)
-{
-    draw_progress(t->data, 0);
-}
+static void on_progress(uv_timer_t *t) { draw_progress(t->data, 0); }
 
 /* "  123/4567  [=====>        ]  3.2 img/s  ETA 0:23:10" on one rewritten line. */
 static void draw_progress(index_run *r, int final)

@@ -46,8 +46,7 @@ int cmd_prune(int argc, char **argv)
     capdb *db = NULL;
     capdb_err err = {{0}, 0};
     struct stat sb;
-    if (stat(db_path, &sb) != 0)
-        return cli_error("prune: no index at %s", db_path);
+    if (stat(db_path, &sb) != 0) return cli_error("prune: no index at %s", db_path);
     if (capdb_open(db_path, dry_run ? CAPDB_OPEN_READONLY : CAPDB_OPEN_WRITE, &db, &err) < 0)
         return cli_db_error(&err);
 
@@ -71,7 +70,11 @@ int cmd_prune(int argc, char **argv)
             if (targets.n == targets.cap) {
                 size_t cap = targets.cap ? targets.cap * 2 : 16;
                 char **grown = realloc(targets.paths, cap * sizeof *grown);
-                if (!grown) { free(abs); rc = -ENOMEM; break; }
+                if (!grown) {
+                    free(abs);
+                    rc = -ENOMEM;
+                    break;
+                }
                 targets.paths = grown;
                 targets.cap = cap;
             }
@@ -109,11 +112,17 @@ static int collect_missing(void *ctx, const char *path)
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
         char **grown = realloc(l->paths, cap * sizeof *grown);
-        if (!grown) { l->oom = 1; return 1; }
+        if (!grown) {
+            l->oom = 1;
+            return 1;
+        }
         l->paths = grown;
         l->cap = cap;
     }
-    if (!(l->paths[l->n] = strdup(path))) { l->oom = 1; return 1; }
+    if (!(l->paths[l->n] = strdup(path))) {
+        l->oom = 1;
+        return 1;
+    }
     l->n++;
     return 0;
 }

@@ -63,7 +63,8 @@ static void usage(FILE *out)
     fputs("Usage: capsearch [search] [OPTIONS] QUERY...\n\n"
           "Rank indexed images against a description: capsearch dog on a beach\n"
           "Each result: score, path, caption (matched words in bold on a terminal).\n\n"
-          "Options:\n", out);
+          "Options:\n",
+          out);
     static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
     cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something matched, 1 nothing matched, 2 error.\n", out);
@@ -93,8 +94,8 @@ static int query_concepts(const char *models_dir, const char *text,
 {
     ce_model *model = NULL;
     ce_err err;
-    if (ce_model_open(models_dir ? models_dir : ce_default_models_dir(), CE_OPEN_TEXT_ONLY,
-                      &model, &err) != 0)
+    if (ce_model_open(models_dir ? models_dir : ce_default_models_dir(), CE_OPEN_TEXT_ONLY, &model,
+                      &err) != 0)
         return 0;
     ce_concept_weight weights[MAX_QUERY_CONCEPTS];
     int n = ce_text_concepts(model, text, weights, MAX_QUERY_CONCEPTS);

@@ -22,16 +22,18 @@
 #include "cli.h"
 
 /* The options serve takes (rows of the table in options.c). */
-#define SERVE_OPTIONS CLI_OPT_LISTEN, CLI_OPT_SOCKET, CLI_OPT_TOKEN_FILE, CLI_OPT_ALLOW_HOST, \
-                      CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_CACHE_DIR, CLI_OPT_RATE_LIMIT, \
-                      CLI_OPT_MAX_CONNECTIONS, CLI_OPT_LOG
+#define SERVE_OPTIONS                                                                              \
+    CLI_OPT_LISTEN, CLI_OPT_SOCKET, CLI_OPT_TOKEN_FILE, CLI_OPT_ALLOW_HOST, CLI_OPT_DB,            \
+        CLI_OPT_MODELS, CLI_OPT_CACHE_DIR, CLI_OPT_RATE_LIMIT, CLI_OPT_MAX_CONNECTIONS,            \
+        CLI_OPT_LOG
 
 static void usage(FILE *out)
 {
     static const int ACCEPTED[] = {SERVE_OPTIONS, 0};
     fputs("Usage: capsearch serve [OPTIONS]\n\n"
           "Serve the photo search page and the HTTP JSON API (GET /api/search?q=...,\n"
-          "/api/images/ID, /api/similar/ID, /api/status, /thumb/ID, /image/ID).\n\n", out);
+          "/api/images/ID, /api/similar/ID, /api/status, /thumb/ID, /image/ID).\n\n",
+          out);
     cli_print_options(out, ACCEPTED);
     fputs("\nA socket passed by systemd (LISTEN_FDS) is used when present.\n", out);
 }
@@ -48,11 +50,14 @@ static char *read_token(const char *path)
     int toolong = !feof(f);
     fclose(f);
     buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ')) buf[--n] = '\0';
-    if (toolong || n < 16 || strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                         "0123456789-._~+/=") != n) {
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    if (toolong || n < 16 ||
+        strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789-._~+/=") != n) {
         cli_error("--token-file %s: want one line of 16 to 400 characters from A-Z a-z 0-9 "
-                  "- . _ ~ + / = (e.g. from 'openssl rand -hex 32')", path);
+                  "- . _ ~ + / = (e.g. from 'openssl rand -hex 32')",
+                  path);
         return NULL;
     }
     return strdup(buf);
@@ -72,7 +77,7 @@ static int unix_listen(const char *path)
             cli_error("--socket %s: exists and is not a socket", path);
             return -1;
         }
-        unlink(path);                 /* a stale socket of an earlier run */
+        unlink(path); /* a stale socket of an earlier run */
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 128) != 0) {
@@ -85,7 +90,7 @@ static int unix_listen(const char *path)
 
 static char *default_cache_dir(void)
 {
-    const char *sd = getenv("CACHE_DIRECTORY");     /* systemd CacheDirectory= */
+    const char *sd = getenv("CACHE_DIRECTORY"); /* systemd CacheDirectory= */
     char buf[4096];
     if (sd && *sd) {
         snprintf(buf, sizeof buf, "%.*s", (int)strcspn(sd, ":"), sd);
@@ -172,7 +177,8 @@ int cmd_serve(int argc, char **argv)
         return cli_error("%s", err.msg);
     }
     char where[600];
-    if (activated == 1) snprintf(where, sizeof where, "the socket systemd passed (port %d)", capweb_port(w));
+    if (activated == 1)
+        snprintf(where, sizeof where, "the socket systemd passed (port %d)", capweb_port(w));
     else if (socket_path) snprintf(where, sizeof where, "unix:%s", socket_path);
     else {
         const char *a = listen_addr ? listen_addr : "127.0.0.1:8377";

@@ -44,7 +44,7 @@ int cmd_similar(int argc, char **argv)
             .until = o.until,
             .has_since = o.has_since,
             .has_until = o.has_until,
-            .limit = o.limit + 1,          /* the image itself is among the best */
+            .limit = o.limit + 1, /* the image itself is among the best */
         };
         rc = cli_run_query(db, &q, &o, path);
     }
@@ -60,7 +60,8 @@ static void usage(FILE *out)
     fputs("Usage: capsearch similar [OPTIONS] IMAGE\n\n"
           "Indexed images that look like IMAGE (cosine similarity of CNN image vectors),\n"
           "best first; IMAGE itself is left out. IMAGE need not be indexed.\n\n"
-          "Options:\n", out);
+          "Options:\n",
+          out);
     static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
     cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something found, 1 nothing found, 2 error.\n", out);

@@ -25,7 +25,7 @@ typedef struct {
     long pid;
     int running;
     char state[64], queue[32], indexed[32], last_error[512], roots[4096];
-    int64_t heartbeat_age;        /* seconds, -1 = never */
+    int64_t heartbeat_age; /* seconds, -1 = never */
 } status_info;
 
 typedef struct {
@@ -79,7 +79,8 @@ static void usage(FILE *out)
     static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
     fputs("Usage: capsearch status [OPTIONS]\n\n"
           "Show the index database, its schema and model versions, image counts, recent\n"
-          "failures, and whether capsearchd is running.\n\n", out);
+          "failures, and whether capsearchd is running.\n\n",
+          out);
     cli_print_options(out, ACCEPTED);
 }
 
@@ -103,7 +104,7 @@ static int gather(capdb *db, status_info *st, failure_list *fl)
     meta(db, CX_META_DAEMON_HEARTBEAT, buf, sizeof buf);
     long long beat = strtoll(buf, NULL, 10);
     st->heartbeat_age = beat > 0 ? (int64_t)time(NULL) - beat : -1;
-    if (st->heartbeat_age < -1) st->heartbeat_age = 0;     /* clock skew */
+    if (st->heartbeat_age < -1) st->heartbeat_age = 0; /* clock skew */
     /* EPERM: alive but another user's (the system service) */
     int alive = st->pid > 0 && (kill((pid_t)st->pid, 0) == 0 || errno == EPERM);
     st->running = alive && strcmp(st->state, "stopped") != 0;
@@ -117,8 +118,9 @@ static void print_text(const status_info *st, const failure_list *fl)
     char text[4096];
     printf("database:  %s (%s)\n", cx_printable(st->path, text, sizeof text), size);
     printf("schema:    version %d\n", st->schema_version);
-    printf("model:     %s\n", st->model_version[0] ? cx_printable(st->model_version, text, sizeof text)
-                                                    : "(nothing indexed yet)");
+    printf("model:     %s\n", st->model_version[0]
+                                  ? cx_printable(st->model_version, text, sizeof text)
+                                  : "(nothing indexed yet)");
     printf("images:    %lld indexed, %lld failed\n", (long long)st->counts.ok,
            (long long)st->counts.failed);
     if (st->running) {
@@ -142,12 +144,18 @@ static void print_text(const status_info *st, const failure_list *fl)
                 continue;
             }
             int len = cx_printable_len(p);
-            if (len == 0) { putchar('?'); p++; }
-            else { fwrite(p, 1, (size_t)len, stdout); p += len; }
+            if (len == 0) {
+                putchar('?');
+                p++;
+            } else {
+                fwrite(p, 1, (size_t)len, stdout);
+                p += len;
+            }
         }
         putchar('\n');
     }
-    if (st->last_error[0]) printf("last error: %s\n", cx_printable(st->last_error, text, sizeof text));
+    if (st->last_error[0])
+        printf("last error: %s\n", cx_printable(st->last_error, text, sizeof text));
     if (fl->n) {
         printf("recent failures:\n");
         for (int i = 0; i < fl->n; i++) {
@@ -170,16 +178,20 @@ static void print_json(const status_info *st, const failure_list *fl)
     cli_json_string(stdout, st->path);
     printf(",\"db_bytes\":%lld,\"schema_version\":%d,\"model_version\":",
            (long long)st->counts.db_bytes, st->schema_version);
-    if (st->model_version[0]) cli_json_string(stdout, st->model_version); else fputs("null", stdout);
-    printf(",\"images\":{\"total\":%lld,\"ok\":%lld,\"failed\":%lld}",
-           (long long)st->counts.total, (long long)st->counts.ok, (long long)st->counts.failed);
+    if (st->model_version[0]) cli_json_string(stdout, st->model_version);
+    else fputs("null", stdout);
+    printf(",\"images\":{\"total\":%lld,\"ok\":%lld,\"failed\":%lld}", (long long)st->counts.total,
+           (long long)st->counts.ok, (long long)st->counts.failed);
     printf(",\"daemon\":{\"running\":%s,\"pid\":", st->running ? "true" : "false");
-    if (st->pid > 0) printf("%ld", st->pid); else fputs("null", stdout);
+    if (st->pid > 0) printf("%ld", st->pid);
+    else fputs("null", stdout);
     fputs(",\"state\":", stdout);
-    if (st->state[0]) cli_json_string(stdout, st->state); else fputs("null", stdout);
+    if (st->state[0]) cli_json_string(stdout, st->state);
+    else fputs("null", stdout);
     printf(",\"queue\":%lld,\"indexed\":%lld,\"heartbeat_age\":", strtoll(st->queue, NULL, 10),
            strtoll(st->indexed, NULL, 10));
-    if (st->heartbeat_age >= 0) printf("%lld", (long long)st->heartbeat_age); else fputs("null", stdout);
+    if (st->heartbeat_age >= 0) printf("%lld", (long long)st->heartbeat_age);
+    else fputs("null", stdout);
     fputs(",\"roots\":[", stdout);
     const char *p = st->roots;
     for (int first = 1; *p;) {
@@ -195,7 +207,8 @@ static void print_json(const status_info *st, const failure_list *fl)
         p += len + (nl ? 1 : 0);
     }
     fputs("],\"last_error\":", stdout);
-    if (st->last_error[0]) cli_json_string(stdout, st->last_error); else fputs("null", stdout);
+    if (st->last_error[0]) cli_json_string(stdout, st->last_error);
+    else fputs("null", stdout);
     fputs("},\"failures\":[", stdout);
     for (int i = 0; i < fl->n; i++) {
         fputs(i ? ",{\"path\":" : "{\"path\":", stdout);

@@ -22,14 +22,14 @@ typedef struct {
 } subcommand;
 
 static const subcommand SUBCOMMANDS[] = {
-    {"search",  cmd_search,  "rank indexed images against a description (default)"},
-    {"status",  cmd_status,  "show the database, model and daemon state"},
+    {"search", cmd_search, "rank indexed images against a description (default)"},
+    {"status", cmd_status, "show the database, model and daemon state"},
     {"caption", cmd_caption, "caption image files (no database needed)"},
-    {"detect",  cmd_detect,  "list the objects the CNN detects in image files"},
+    {"detect", cmd_detect, "list the objects the CNN detects in image files"},
     {"similar", cmd_similar, "find indexed images that look like an image"},
-    {"index",   cmd_index,   "index folders once, without the daemon"},
-    {"prune",   cmd_prune,   "remove rows of deleted files or of folders no longer watched"},
-    {"serve",   cmd_serve,   "serve the photo search web page and the HTTP JSON API"},
+    {"index", cmd_index, "index folders once, without the daemon"},
+    {"prune", cmd_prune, "remove rows of deleted files or of folders no longer watched"},
+    {"serve", cmd_serve, "serve the photo search web page and the HTTP JSON API"},
 };
 #define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
 
@@ -47,16 +47,14 @@ static int first_operand(int argc, char **argv)
 
 static void print_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: capsearch [OPTIONS] QUERY...\n"
-            "       capsearch SUBCOMMAND [OPTIONS] [ARGS...]\n\n"
-            "Find photos by describing them: capsearch \"dog on beach\"\n\n"
-            "Subcommands:\n");
+    fprintf(out, "Usage: capsearch [OPTIONS] QUERY...\n"
+                 "       capsearch SUBCOMMAND [OPTIONS] [ARGS...]\n\n"
+                 "Find photos by describing them: capsearch \"dog on beach\"\n\n"
+                 "Subcommands:\n");
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)
         fprintf(out, "  %-8s %s\n", SUBCOMMANDS[i].name, SUBCOMMANDS[i].summary);
-    fprintf(out,
-            "\nRun 'capsearch SUBCOMMAND --help' for a subcommand's options.\n"
-            "Exit status: 0 matched, 1 nothing matched, 2 error.\n");
+    fprintf(out, "\nRun 'capsearch SUBCOMMAND --help' for a subcommand's options.\n"
+                 "Exit status: 0 matched, 1 nothing matched, 2 error.\n");
 }
 
 int main(int argc, char **argv)
@@ -74,8 +72,7 @@ int main(int argc, char **argv)
         return EXIT_MATCH;
     }
     for (size_t i = 0; i < N_SUBCOMMANDS; i++)
-        if (!strcmp(argv[1], SUBCOMMANDS[i].name))
-            return SUBCOMMANDS[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], SUBCOMMANDS[i].name)) return SUBCOMMANDS[i].run(argc - 1, argv + 1);
 
     /* "capsearch --db X status": options before a subcommand's name are that subcommand's
      * options ("capsearch status --db X"); the subcommand accepts or refuses each. */

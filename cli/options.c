@@ -17,43 +17,52 @@
 #include "cli.h"
 
 typedef struct {
-    int id;                       /* CLI_OPT_* */
-    const char *name;             /* long name */
-    int letter;                   /* short letter, 0 = none */
-    const char *value;            /* the value's name in the help, NULL = a flag */
+    int id;            /* CLI_OPT_* */
+    const char *name;  /* long name */
+    int letter;        /* short letter, 0 = none */
+    const char *value; /* the value's name in the help, NULL = a flag */
     const char *help;
 } cli_option;
 
 static const cli_option OPTIONS[] = {
-    {CLI_OPT_LIMIT,   "limit",      'n', "N",    "show at most N results (default 20)"},
-    {CLI_OPT_JSON,    "json",       'j', NULL,   "one JSON object per line (JSON Lines)"},
-    {CLI_OPT_PRINT0,  "print0",     '0', NULL,   "print only paths, each followed by a NUL (for xargs -0)"},
-    {CLI_OPT_DIR,     "dir",        0,   "DIR",  "only images under DIR"},
-    {CLI_OPT_SINCE,   "since",      0,   "DATE", "only images taken (else modified) on or after DATE"},
-    {CLI_OPT_UNTIL,   "until",      0,   "DATE", "... on or before DATE (YYYY-MM-DD[THH:MM:SS], UTC, from 1800)"},
-    {CLI_OPT_BEAM,    "beam",       'b', "N",    "beam width of the caption search, 1..16 (default 3)"},
+    {CLI_OPT_LIMIT, "limit", 'n', "N", "show at most N results (default 20)"},
+    {CLI_OPT_JSON, "json", 'j', NULL, "one JSON object per line (JSON Lines)"},
+    {CLI_OPT_PRINT0, "print0", '0', NULL,
+     "print only paths, each followed by a NUL (for xargs -0)"},
+    {CLI_OPT_DIR, "dir", 0, "DIR", "only images under DIR"},
+    {CLI_OPT_SINCE, "since", 0, "DATE", "only images taken (else modified) on or after DATE"},
+    {CLI_OPT_UNTIL, "until", 0, "DATE",
+     "... on or before DATE (YYYY-MM-DD[THH:MM:SS], UTC, from 1800)"},
+    {CLI_OPT_BEAM, "beam", 'b', "N", "beam width of the caption search, 1..16 (default 3)"},
     {CLI_OPT_MAX_LENGTH, "max-length", 'l', "N", "longest caption in words, 1..64 (default 20)"},
-    {CLI_OPT_TAGS,    "tags",       't', "N",    "tags to show, 0..16 (default 8)"},
-    {CLI_OPT_JOBS,    "jobs",       0,   "N",    "images captioned in parallel, 1..256 (default: the cores)"},
-    {CLI_OPT_QUIET,   "quiet",      'q', NULL,   "no progress bar, no summary"},
-    {CLI_OPT_DRY_RUN, "dry-run",    0,   NULL,   "list what would be removed, change nothing"},
-    {CLI_OPT_LISTEN,  "listen",     0,   "HOST:PORT", "address to listen on (default 127.0.0.1:8377; port 0\n"
-                                                 "picks a free one)"},
-    {CLI_OPT_SOCKET,  "socket",     0,   "PATH", "listen on a UNIX socket instead"},
-    {CLI_OPT_TOKEN_FILE, "token-file", 0, "FILE", "require this token (Authorization: Bearer, or the\n"
-                                                 "page's login); needed beyond loopback"},
-    {CLI_OPT_ALLOW_HOST, "allow-host", 0, "NAME", "accept this Host header besides localhost and IP\n"
-                                                 "addresses (repeatable; DNS rebinding guard)"},
-    {CLI_OPT_CACHE_DIR, "cache-dir", 0,  "DIR",  "thumbnail cache (default $CACHE_DIRECTORY, else\n"
-                                                 "$XDG_CACHE_HOME/capsearch)"},
-    {CLI_OPT_RATE_LIMIT, "rate-limit", 0, "N",   "requests per second per client address (default 200,\n"
-                                                 "0 = no limit)"},
+    {CLI_OPT_TAGS, "tags", 't', "N", "tags to show, 0..16 (default 8)"},
+    {CLI_OPT_JOBS, "jobs", 0, "N", "images captioned in parallel, 1..256 (default: the cores)"},
+    {CLI_OPT_QUIET, "quiet", 'q', NULL, "no progress bar, no summary"},
+    {CLI_OPT_DRY_RUN, "dry-run", 0, NULL, "list what would be removed, change nothing"},
+    {CLI_OPT_LISTEN, "listen", 0, "HOST:PORT",
+     "address to listen on (default 127.0.0.1:8377; port 0\n"
+     "picks a free one)"},
+    {CLI_OPT_SOCKET, "socket", 0, "PATH", "listen on a UNIX socket instead"},
+    {CLI_OPT_TOKEN_FILE, "token-file", 0, "FILE",
+     "require this token (Authorization: Bearer, or the\n"
+     "page's login); needed beyond loopback"},
+    {CLI_OPT_ALLOW_HOST, "allow-host", 0, "NAME",
+     "accept this Host header besides localhost and IP\n"
+     "addresses (repeatable; DNS rebinding guard)"},
+    {CLI_OPT_CACHE_DIR, "cache-dir", 0, "DIR",
+     "thumbnail cache (default $CACHE_DIRECTORY, else\n"
+     "$XDG_CACHE_HOME/capsearch)"},
+    {CLI_OPT_RATE_LIMIT, "rate-limit", 0, "N",
+     "requests per second per client address (default 200,\n"
+     "0 = no limit)"},
     {CLI_OPT_MAX_CONNECTIONS, "max-connections", 0, "N", "connections at once (default 256)"},
-    {CLI_OPT_LOG,     "log",        0,   NULL,   "one line per request on stderr"},
-    {CLI_OPT_DB,      "db",         'd', "PATH", "the index database (default: $CAPSEARCH_DB, the per-user\n"
-                                                 "index, then /var/lib/capsearch/index.db)"},
-    {CLI_OPT_MODELS,  "models",     'm', "DIR",  "model folder (default: $CAPSEARCH_MODELS or the installed one)"},
-    {CLI_OPT_HELP,    "help",       'h', NULL,   "show this help"},
+    {CLI_OPT_LOG, "log", 0, NULL, "one line per request on stderr"},
+    {CLI_OPT_DB, "db", 'd', "PATH",
+     "the index database (default: $CAPSEARCH_DB, the per-user\n"
+     "index, then /var/lib/capsearch/index.db)"},
+    {CLI_OPT_MODELS, "models", 'm', "DIR",
+     "model folder (default: $CAPSEARCH_MODELS or the installed one)"},
+    {CLI_OPT_HELP, "help", 'h', NULL, "show this help"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
 
@@ -83,12 +92,12 @@ int cli_parse_options(int argc, char **argv, const int *accepted, cli_options *o
     struct option longs[N_OPTIONS + 1];
     char shorts[2 * N_OPTIONS + 2];
     int n_long = 0, n_short = 0;
-    shorts[n_short++] = ':';            /* first: a missing value is reported as ':' */
+    shorts[n_short++] = ':'; /* first: a missing value is reported as ':' */
     for (int i = 0; i < N_OPTIONS; i++) {
         if (!takes(accepted, OPTIONS[i].id)) continue;
-        longs[n_long++] = (struct option){OPTIONS[i].name, OPTIONS[i].value ? required_argument
-                                                                             : no_argument,
-                                          NULL, OPTIONS[i].id};
+        longs[n_long++] =
+            (struct option){OPTIONS[i].name, OPTIONS[i].value ? required_argument : no_argument,
+                            NULL, OPTIONS[i].id};
         if (OPTIONS[i].letter) {
             shorts[n_short++] = (char)OPTIONS[i].letter;
             if (OPTIONS[i].value) shorts[n_short++] = ':';
@@ -113,10 +122,12 @@ int cli_parse_options(int argc, char **argv, const int *accepted, cli_options *o
                           what, argv[0]);
             else if (optopt && optopt < 256)
                 cli_error("%s: unknown option '-%c' (see 'capsearch %s --help'; a word starting "
-                          "with '-' goes after '--')", argv[0], optopt, argv[0]);
+                          "with '-' goes after '--')",
+                          argv[0], optopt, argv[0]);
             else
                 cli_error("%s: unknown option '%s' (see 'capsearch %s --help'; a word starting "
-                          "with '-' goes after '--')", argv[0], what, argv[0]);
+                          "with '-' goes after '--')",
+                          argv[0], what, argv[0]);
             return -1;
         }
         if (opt->id == CLI_OPT_HELP) {
@@ -152,8 +163,8 @@ void cli_print_options(FILE *out, const int *accepted)
                  opt->letter ? opt->letter : ' ', opt->letter ? ',' : ' ', opt->name,
                  opt->value ? " " : "", opt->value ? opt->value : "");
         fprintf(out, "  %-22s", left);
-        if (strlen(left) >= 22) fprintf(out, "\n%24s", "");   /* a long name: help below */
-        for (const char *h = opt->help; *h; h++) {           /* continuation lines align */
+        if (strlen(left) >= 22) fprintf(out, "\n%24s", ""); /* a long name: help below */
+        for (const char *h = opt->help; *h; h++) {          /* continuation lines align */
             fputc(*h, out);
             if (*h == '\n') fprintf(out, "%24s", "");
         }
@@ -189,8 +200,10 @@ static int set_value(cli_options *o, const cli_option *opt, const char *value)
     case CLI_OPT_TAGS:
     case CLI_OPT_JOBS: {
         long lo = opt->id == CLI_OPT_TAGS ? 0 : 1;
-        long hi = opt->id == CLI_OPT_BEAM ? 16 : opt->id == CLI_OPT_MAX_LENGTH ? 64
-                : opt->id == CLI_OPT_TAGS ? CE_MAX_TAGS : 256;
+        long hi = opt->id == CLI_OPT_BEAM         ? 16
+                  : opt->id == CLI_OPT_MAX_LENGTH ? 64
+                  : opt->id == CLI_OPT_TAGS       ? CE_MAX_TAGS
+                                                  : 256;
         n = cli_parse_count(value);
         if (n < lo || n > hi) {
             cli_error("--%s must be %ld..%ld, not '%s'", opt->name, lo, hi, value);
@@ -244,7 +257,8 @@ static int set_value(cli_options *o, const cli_option *opt, const char *value)
         int since = opt->id == CLI_OPT_SINCE;
         if (cli_parse_date(value, !since, since ? &o->since : &o->until)) {
             cli_error("--%s wants a date from 1800-01-01 to 9999-12-31 like 2024-07-31 or "
-                      "2024-07-31T18:30:00, not '%s'", opt->name, value);
+                      "2024-07-31T18:30:00, not '%s'",
+                      opt->name, value);
             return -1;
         }
         if (since) o->has_since = 1;

@@ -29,22 +29,21 @@
 
 typedef struct {
     const char *name;
-    size_t offset;          /* of an int field in cd_config */
+    size_t offset; /* of an int field in cd_config */
     long min, max;
 } int_key;
 
 static const int_key INT_KEYS[] = {
-    {"workers",              offsetof(cd_config, index.workers),              1, 256},
-    {"batch_size",           offsetof(cd_config, index.batch_size),           1, 100000},
-    {"batch_ms",             offsetof(cd_config, index.batch_ms),             1, 600000},
-    {"time_limit",           offsetof(cd_config, index.time_limit_s),         1, 86400},
-    {"queue_max",            offsetof(cd_config, index.queue_max),            1, 10000000},
-    {"poll_interval",        offsetof(cd_config, poll_interval_s),      1, 86400},
-    {"max_watches",          offsetof(cd_config, max_watches),          0, INT_MAX},
+    {"workers", offsetof(cd_config, index.workers), 1, 256},
+    {"batch_size", offsetof(cd_config, index.batch_size), 1, 100000},
+    {"batch_ms", offsetof(cd_config, index.batch_ms), 1, 600000},
+    {"time_limit", offsetof(cd_config, index.time_limit_s), 1, 86400},
+    {"queue_max", offsetof(cd_config, index.queue_max), 1, 10000000},
+    {"poll_interval", offsetof(cd_config, poll_interval_s), 1, 86400},
+    {"max_watches", offsetof(cd_config, max_watches), 0, INT_MAX},
     {"debug_overflow_every", offsetof(cd_config, debug_overflow_every), 0, INT_MAX},
 };
 #define N_INT_KEYS (sizeof INT_KEYS / sizeof INT_KEYS[0])
-
 
 static int parse_line(cd_config *cfg, char *line, const char *source, int lineno, cx_err *err);
 static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *err);
@@ -69,8 +68,7 @@ void cd_config_free(cd_config *cfg)
     cfg->db_path = cfg->models_dir = NULL;
 }
 
-int cd_config_parse(cd_config *cfg, const char *text, size_t len, const char *source,
-                    cx_err *err)
+int cd_config_parse(cd_config *cfg, const char *text, size_t len, const char *source, cx_err *err)
 {
     char line[MAX_LINE + 1];
     size_t pos = 0;
@@ -81,7 +79,7 @@ int cd_config_parse(cd_config *cfg, const char *text, size_t len, const char *so
         while (pos < len && text[pos] != '\n') pos++;
         size_t n = pos - start;
         lineno++;
-        if (pos < len) pos++;                      /* the '\n' */
+        if (pos < len) pos++; /* the '\n' */
         if (n > MAX_LINE) {
             return cx_fail(err, -EINVAL, "%s:%d: line longer than %d bytes", source, lineno,
                            MAX_LINE);
@@ -116,7 +114,11 @@ int cd_config_load_file(cd_config *cfg, const char *path, cx_err *err)
             break;
         }
         char *bigger = realloc(text, cap * 2);
-        if (!bigger) { free(text); text = NULL; break; }
+        if (!bigger) {
+            free(text);
+            text = NULL;
+            break;
+        }
         text = bigger;
         cap *= 2;
     }
@@ -142,12 +144,9 @@ int cd_config_set(cd_config *cfg, const char *key, const char *value, cx_err *er
 const char *cd_config_default_path(char *buf, size_t size)
 {
     const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-    if (geteuid() == 0 || (!xdg && !home))
-        snprintf(buf, size, "/etc/capsearch/capsearchd.conf");
-    else if (xdg && xdg[0] == '/')
-        snprintf(buf, size, "%s/capsearch/capsearchd.conf", xdg);
-    else
-        snprintf(buf, size, "%s/.config/capsearch/capsearchd.conf", home);
+    if (geteuid() == 0 || (!xdg && !home)) snprintf(buf, size, "/etc/capsearch/capsearchd.conf");
+    else if (xdg && xdg[0] == '/') snprintf(buf, size, "%s/capsearch/capsearchd.conf", xdg);
+    else snprintf(buf, size, "%s/.config/capsearch/capsearchd.conf", home);
     return buf;
 }
 
@@ -158,9 +157,7 @@ static int parse_line(cd_config *cfg, char *line, const char *source, int lineno
     char *s = trim(line);
     if (*s == '\0' || *s == '#' || *s == ';') return 0;
     char *eq = strchr(s, '=');
-    if (!eq) {
-        return cx_fail(err, -EINVAL, "%s:%d: expected 'key = value'", source, lineno);
-    }
+    if (!eq) { return cx_fail(err, -EINVAL, "%s:%d: expected 'key = value'", source, lineno); }
     *eq = '\0';
     char *key = trim(s), *value = trim(eq + 1);
     size_t vlen = strlen(value);
@@ -183,8 +180,8 @@ static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *e
     for (size_t i = 0; i < N_INT_KEYS; i++) {
         if (strcmp(key, INT_KEYS[i].name)) continue;
         if (parse_long(value, INT_KEYS[i].min, INT_KEYS[i].max, &v) < 0)
-            return cx_fail(err, -EINVAL, "%s: expected an integer in %ld..%ld, got '%.64s'",
-                           key, INT_KEYS[i].min, INT_KEYS[i].max, value);
+            return cx_fail(err, -EINVAL, "%s: expected an integer in %ld..%ld, got '%.64s'", key,
+                           INT_KEYS[i].min, INT_KEYS[i].max, value);
         *(int *)((char *)cfg + INT_KEYS[i].offset) = (int)v;
         return 0;
     }
@@ -206,8 +203,10 @@ static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *e
     if (!strcmp(key, "log_level")) {
         int level = cx_log_parse_level(value);
         if (level < 0)
-            return cx_fail(err, -EINVAL, "log_level: unknown level '%.64s' "
-                           "(debug, info, notice, warning, error, crit)", value);
+            return cx_fail(err, -EINVAL,
+                           "log_level: unknown level '%.64s' "
+                           "(debug, info, notice, warning, error, crit)",
+                           value);
         cfg->log_level = level;
         return 0;
     }
@@ -222,7 +221,6 @@ static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *e
     }
     return cx_fail(err, -EINVAL, "unknown key '%.64s'", key);
 }
-
 
 static int parse_long(const char *s, long min, long max, long *out)
 {

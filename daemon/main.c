@@ -29,9 +29,9 @@
 
 typedef struct {
     int argc;
-    char **argv;                /* kept: a reload applies the flags over the new file */
-    const char *config_path;    /* --config, or NULL for the default location */
-    int once;                   /* --once: scan the roots, wait for the queue, exit */
+    char **argv;             /* kept: a reload applies the flags over the new file */
+    const char *config_path; /* --config, or NULL for the default location */
+    int once;                /* --once: scan the roots, wait for the queue, exit */
 
     uv_loop_t loop;
     cd_config cfg;
@@ -44,9 +44,9 @@ typedef struct {
     uint64_t watchdog_usec;
     int stopping, exit_code;
     int64_t last_logged_runs;
-    dev_t db_dev;               /* the index file opened: another one there means it was */
-    ino_t db_ino;               /* deleted or replaced under us */
-    int lock_fd;                /* flock'd PATH.capsearchd.lock: one daemon per index */
+    dev_t db_dev; /* the index file opened: another one there means it was */
+    ino_t db_ino; /* deleted or replaced under us */
+    int lock_fd;  /* flock'd PATH.capsearchd.lock: one daemon per index */
 } daemon_state;
 
 static int load_config(daemon_state *d, cd_config *cfg, cx_err *err);
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     cx_log_init("capsearchd", LOG_INFO);
 
     cd_config_defaults(&d.cfg);
-    int rc = apply_flags(&d.cfg, argc, argv, &d, &err);   /* --help, --config */
+    int rc = apply_flags(&d.cfg, argc, argv, &d, &err); /* --help, --config */
     if (rc > 0) return 0;
     if (rc == 0) {
         cd_config_free(&d.cfg);
@@ -89,7 +89,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cx_log_set_level(d.cfg.log_level);
-    ce_set_blas_threads(1);     /* throughput: one BLAS thread per worker */
+    ce_set_blas_threads(1); /* throughput: one BLAS thread per worker */
 
     ce_err cerr = {{0}};
     const char *models = d.cfg.models_dir ? d.cfg.models_dir : ce_default_models_dir();
@@ -148,10 +148,10 @@ int main(int argc, char **argv)
         cd_watch_set_config(d.watch, &d.cfg);
         if (d.cfg.index.n_roots == 0)
             cx_log(LOG_WARNING, "no folders to watch: add 'root = /path' to the config "
-                   "and send SIGHUP (systemctl reload capsearchd)");
+                                "and send SIGHUP (systemctl reload capsearchd)");
         cx_log(LOG_INFO, "started: %d root%s, %d worker%s, database %s", d.cfg.index.n_roots,
-               d.cfg.index.n_roots == 1 ? "" : "s", d.cfg.index.workers, d.cfg.index.workers == 1 ? "" : "s",
-               d.cfg.db_path);
+               d.cfg.index.n_roots == 1 ? "" : "s", d.cfg.index.workers,
+               d.cfg.index.workers == 1 ? "" : "s", d.cfg.db_path);
         sd_notify(0, "READY=1\nSTATUS=starting the scan");
         uv_run(&d.loop, UV_RUN_DEFAULT);
     }
@@ -171,11 +171,11 @@ int main(int argc, char **argv)
     if (d.pipe) cx_pipeline_free(d.pipe);
     cx_loop_close_handles(&d.loop);
     capdb_close(d.db);
-    if (d.lock_fd >= 0) close(d.lock_fd);      /* only after the last write */
+    if (d.lock_fd >= 0) close(d.lock_fd); /* only after the last write */
     if (hung > 0) {
         /* a worker thread is stuck in the engine: joining it would hang forever */
-        cx_log(LOG_WARNING, "%d worker%s still stuck in the engine; exiting without them",
-               hung, hung == 1 ? "" : "s");
+        cx_log(LOG_WARNING, "%d worker%s still stuck in the engine; exiting without them", hung,
+               hung == 1 ? "" : "s");
         _exit(d.exit_code);
     }
     uv_loop_close(&d.loop);
@@ -196,19 +196,19 @@ static int load_config(daemon_state *d, cd_config *cfg, cx_err *err)
         /* no config at the default place: the per-user service watches ~/Pictures */
         const char *home = getenv("HOME");
         char pictures[PATH_MAX];
-        if (geteuid() != 0 && home && snprintf(pictures, sizeof pictures, "%s/Pictures", home) <
-                                          (int)sizeof pictures && access(pictures, R_OK) == 0)
+        if (geteuid() != 0 && home &&
+            snprintf(pictures, sizeof pictures, "%s/Pictures", home) < (int)sizeof pictures &&
+            access(pictures, R_OK) == 0)
             cd_config_set(cfg, "root", pictures, err);
         rc = 0;
     }
     if (rc == 0) rc = apply_flags(cfg, d->argc, d->argv, NULL, err);
     if (rc == 0 && !cfg->db_path) {
         char db[PATH_MAX];
-        const char *state_dir = getenv("STATE_DIRECTORY");     /* systemd StateDirectory= */
+        const char *state_dir = getenv("STATE_DIRECTORY"); /* systemd StateDirectory= */
         if (state_dir && state_dir[0] == '/' && !strchr(state_dir, ':'))
             snprintf(db, sizeof db, "%s/index.db", state_dir);
-        else
-            capdb_default_path(db, sizeof db);
+        else capdb_default_path(db, sizeof db);
         cfg->db_path = strdup(db);
         if (!cfg->db_path) rc = -ENOMEM;
     }
@@ -249,8 +249,12 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
     while ((c = getopt_long(argc, argv, "c:r:d:m:x:e:ohV", LONG_OPTIONS, NULL)) != -1) {
         const char *key = NULL;
         switch (c) {
-        case 'c': if (d) d->config_path = optarg; continue;
-        case 'o': if (d) d->once = 1; continue;
+        case 'c':
+            if (d) d->config_path = optarg;
+            continue;
+        case 'o':
+            if (d) d->once = 1;
+            continue;
         case 'h': print_usage(stdout); return 1;
         case 'V': printf("capsearchd %s\n", CAPSEARCH_VERSION); return 1;
         case 'r': key = "root"; break;
@@ -275,7 +279,7 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
         if (d) continue;
         char abs[PATH_MAX];
         const char *value = optarg;
-        if (c == 'r' && optarg[0] != '/') {        /* --root photos: relative to the cwd */
+        if (c == 'r' && optarg[0] != '/') { /* --root photos: relative to the cwd */
             if (!realpath(optarg, abs)) {
                 int e = errno;
                 return cx_fail(err, -e, "--root %s: %s", optarg, strerror(e));
@@ -295,27 +299,27 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
 static void print_usage(FILE *out)
 {
     fprintf(out,
-        "Usage: capsearchd [OPTIONS]\n\n"
-        "Watches photo folders and keeps the capsearch index up to date.\n\n"
-        "  -c, --config FILE        config file (default /etc/capsearch/capsearchd.conf for\n"
-        "                           root, else $XDG_CONFIG_HOME/capsearch/capsearchd.conf)\n"
-        "  -r, --root DIR           watch DIR (repeatable; adds to the config's roots)\n"
-        "  -d, --db PATH            index database\n"
-        "  -m, --models DIR         model directory\n"
-        "      --workers N          images captioned in parallel\n"
-        "  -x, --exclude GLOB       skip matching names (repeatable)\n"
-        "  -e, --extensions LIST    file extensions to index (\"jpg jpeg png\")\n"
-        "      --batch-size N       results per database transaction\n"
-        "      --batch-ms N         ... or at most this many milliseconds apart\n"
-        "      --max-pixels N       larger images are recorded as failed\n"
-        "      --time-limit SEC     per image; slower files are recorded as failed\n"
-        "      --log-level LEVEL    debug, info, notice, warning, error\n"
-        "      --queue-max N        files queued before the scan and watcher hold back\n"
-        "      --poll-interval SEC  rescan period of folders that cannot be watched\n"
-        "      --max-watches N      use at most N inotify watches (testing the limit)\n"
-        "      --once               index the roots, then exit\n"
-        "  -h, --help, -V, --version\n\n"
-        "Signals: SIGHUP reloads the config, SIGTERM stops after the running images.\n");
+            "Usage: capsearchd [OPTIONS]\n\n"
+            "Watches photo folders and keeps the capsearch index up to date.\n\n"
+            "  -c, --config FILE        config file (default /etc/capsearch/capsearchd.conf for\n"
+            "                           root, else $XDG_CONFIG_HOME/capsearch/capsearchd.conf)\n"
+            "  -r, --root DIR           watch DIR (repeatable; adds to the config's roots)\n"
+            "  -d, --db PATH            index database\n"
+            "  -m, --models DIR         model directory\n"
+            "      --workers N          images captioned in parallel\n"
+            "  -x, --exclude GLOB       skip matching names (repeatable)\n"
+            "  -e, --extensions LIST    file extensions to index (\"jpg jpeg png\")\n"
+            "      --batch-size N       results per database transaction\n"
+            "      --batch-ms N         ... or at most this many milliseconds apart\n"
+            "      --max-pixels N       larger images are recorded as failed\n"
+            "      --time-limit SEC     per image; slower files are recorded as failed\n"
+            "      --log-level LEVEL    debug, info, notice, warning, error\n"
+            "      --queue-max N        files queued before the scan and watcher hold back\n"
+            "      --poll-interval SEC  rescan period of folders that cannot be watched\n"
+            "      --max-watches N      use at most N inotify watches (testing the limit)\n"
+            "      --once               index the roots, then exit\n"
+            "  -h, --help, -V, --version\n\n"
+            "Signals: SIGHUP reloads the config, SIGTERM stops after the running images.\n");
 }
 
 static int open_database(daemon_state *d)
@@ -364,10 +368,10 @@ static int index_lost(daemon_state *d, char *why, size_t size)
         if (errno != ENOENT) return 0;
         snprintf(why, size, "the index %s was deleted", path);
         snprintf(side, sizeof side, "%s-wal", path);
-        unlink(side);           /* a stale WAL must never be replayed into a new index */
+        unlink(side); /* a stale WAL must never be replayed into a new index */
     } else if (st.st_dev != d->db_dev || st.st_ino != d->db_ino) {
         snprintf(why, size, "the index %s was replaced by another file", path);
-        return 1;               /* the new file and its -wal are someone else's */
+        return 1; /* the new file and its -wal are someone else's */
     } else {
         if (!capdb_damaged(d->db)) return 0;
         int moved = move_aside(path, aside, sizeof aside);
@@ -377,7 +381,7 @@ static int index_lost(daemon_state *d, char *why, size_t size)
             char wal_aside[PATH_MAX + 40];
             snprintf(side, sizeof side, "%s-wal", path);
             snprintf(wal_aside, sizeof wal_aside, "%s-wal", aside);
-            rename(side, wal_aside);        /* kept with its database, for forensics */
+            rename(side, wal_aside); /* kept with its database, for forensics */
         }
     }
     snprintf(side, sizeof side, "%s-shm", path);
@@ -420,7 +424,8 @@ static int take_daemon_lock(daemon_state *d)
         ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        cx_log(LOG_ERR, "another capsearchd%s%s already runs on the index %s: one daemon "
+        cx_log(LOG_ERR,
+               "another capsearchd%s%s already runs on the index %s: one daemon "
                "per index (stop it, or give this one another --db)",
                pid[0] ? " (pid " : "", pid[0] ? pid : "", d->cfg.db_path);
         close(fd);
@@ -472,15 +477,18 @@ static void reload(daemon_state *d)
         for (int k = 0; k < fresh.index.n_roots && !kept; k++)
             kept = !strcmp(d->cfg.index.roots[i], fresh.index.roots[k]);
         if (!kept)
-            cx_log(LOG_NOTICE, "no longer watching %s: its rows stay searchable until "
-                   "'capsearch prune %s'", d->cfg.index.roots[i], d->cfg.index.roots[i]);
+            cx_log(LOG_NOTICE,
+                   "no longer watching %s: its rows stay searchable until "
+                   "'capsearch prune %s'",
+                   d->cfg.index.roots[i], d->cfg.index.roots[i]);
     }
     cd_config old = d->cfg;
     d->cfg = fresh;
     cx_log_set_level(d->cfg.log_level);
     cd_watch_set_config(d->watch, &d->cfg);
     cd_config_free(&old);
-    cx_log(LOG_NOTICE, "config reloaded: %d root%s", d->cfg.index.n_roots, d->cfg.index.n_roots == 1 ? "" : "s");
+    cx_log(LOG_NOTICE, "config reloaded: %d root%s", d->cfg.index.n_roots,
+           d->cfg.index.n_roots == 1 ? "" : "s");
     sd_notify(0, "READY=1");
 }
 
@@ -534,16 +542,17 @@ static void publish_status(daemon_state *d, const char *state)
     cx_pipeline_flush(d->pipe);
 
     char status[256];
-    snprintf(status, sizeof status, "STATUS=%s: indexed %lld, queued %lld%s",
-             state, (long long)(st.indexed + st.failed), (long long)(st.queued + st.in_flight),
+    snprintf(status, sizeof status, "STATUS=%s: indexed %lld, queued %lld%s", state,
+             (long long)(st.indexed + st.failed), (long long)(st.queued + st.in_flight),
              ws.unwatched ? " (some folders polled: inotify watch limit)" : "");
     sd_notify(0, status);
     if (st.model_runs != d->last_logged_runs && !st.queued && !st.in_flight) {
         d->last_logged_runs = st.model_runs;
-        cx_log(LOG_INFO, "model runs %lld: indexed %lld, failed %lld, moved %lld, removed %lld, "
-               "unchanged %lld", (long long)st.model_runs, (long long)st.indexed,
-               (long long)st.failed, (long long)st.moved, (long long)st.removed,
-               (long long)st.unchanged);
+        cx_log(LOG_INFO,
+               "model runs %lld: indexed %lld, failed %lld, moved %lld, removed %lld, "
+               "unchanged %lld",
+               (long long)st.model_runs, (long long)st.indexed, (long long)st.failed,
+               (long long)st.moved, (long long)st.removed, (long long)st.unchanged);
     }
 }
 

@@ -30,12 +30,13 @@
 
 #include "watch.h"
 
-#define WATCH_MASK (IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | \
-                    IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
-#define MOVE_PAIR_MS 500        /* an IN_MOVED_FROM unpaired this long moved out */
-#define SETTLE_MS 3000          /* a created file unchanged this long is complete */
-#define CLOSE_SETTLE_MS 1000    /* ... a closed one (IN_CLOSE_WRITE) this long */
-#define ROOT_RETRY_MS 30000     /* missing roots are looked for again */
+#define WATCH_MASK                                                                                 \
+    (IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB |            \
+     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
+#define MOVE_PAIR_MS 500     /* an IN_MOVED_FROM unpaired this long moved out */
+#define SETTLE_MS 3000       /* a created file unchanged this long is complete */
+#define CLOSE_SETTLE_MS 1000 /* ... a closed one (IN_CLOSE_WRITE) this long */
+#define ROOT_RETRY_MS 30000  /* missing roots are looked for again */
 #define MAX_SETTLING 100000
 
 /* ------------------------------------------------------------------ types */
@@ -56,16 +57,16 @@ typedef struct pending_move {
 
 typedef struct settling {
     char *path;
-    int urgent;                 /* an event's file (else one the walk found) */
+    int urgent; /* an event's file (else one the walk found) */
     int64_t size, mtime_ns;
-    uint64_t since_ms;          /* size and mtime unchanged since */
-    int quiet_ms;               /* ... for this long: complete */
+    uint64_t since_ms; /* size and mtime unchanged since */
+    int quiet_ms;      /* ... for this long: complete */
     struct settling *next;
 } settling;
 
 typedef struct root {
     char *configured;
-    char *resolved;             /* NULL while missing */
+    char *resolved; /* NULL while missing */
     struct root *next;
 } root;
 
@@ -75,8 +76,8 @@ struct cd_watcher {
     const cd_config *cfg;
     int fd;
     uv_poll_t poll;
-    uv_timer_t timer;           /* moves, settling files, missing roots, polling */
-    int polling;                /* uv_poll started (off while the queue is full) */
+    uv_timer_t timer; /* moves, settling files, missing roots, polling */
+    int polling;      /* uv_poll started (off while the queue is full) */
     watch **table;
     size_t table_size;
     int n_watches;
@@ -88,7 +89,7 @@ struct cd_watcher {
     int n_settling;
     root *roots;
     uint64_t last_poll_ms, last_root_check_ms;
-    int64_t events_since_overflow;    /* debug_overflow_every */
+    int64_t events_since_overflow; /* debug_overflow_every */
     int handles_open;
 };
 
@@ -102,7 +103,7 @@ static void poll_unwatched(cd_watcher *w);
 static char *parent_of(const char *path);
 static void check_roots(cd_watcher *w);
 static void start_root(cd_watcher *w, root *r);
-static int  add_watch(cd_watcher *w, const char *path);
+static int add_watch(cd_watcher *w, const char *path);
 static void forget_watches_under(cd_watcher *w, const char *prefix, int rm);
 static void rename_watches(cd_watcher *w, const char *from, const char *to);
 static watch *watch_find(cd_watcher *w, int wd);
@@ -112,7 +113,7 @@ static void unwatched_add(cd_watcher *w, const char *path);
 static void unwatched_del(cd_watcher *w, const char *path);
 static void settle_add(cd_watcher *w, const char *path, int urgent, int quiet_ms);
 static void settle_del(cd_watcher *w, const char *path);
-static int  is_under(const char *path, const char *dir);
+static int is_under(const char *path, const char *dir);
 static void update_polling(cd_watcher *w);
 
 /* ------------------------------------------------------------------ lifetime */
@@ -231,18 +232,21 @@ static void start_root(cd_watcher *w, root *r)
     if (!realpath(r->configured, resolved)) {
         int e = errno;
         cx_log(LOG_WARNING, "root %s: %s%s; looking again every %d s", r->configured, strerror(e),
-               e == ELOOP ? " (symlink loop)" : e == ENOENT ? " (not mounted?)" : "",
+               e == ELOOP    ? " (symlink loop)"
+               : e == ENOENT ? " (not mounted?)"
+                             : "",
                ROOT_RETRY_MS / 1000);
         return;
     }
     if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        cx_log(LOG_WARNING, "root %s is not a folder; looking again every %d s",
-               r->configured, ROOT_RETRY_MS / 1000);
+        cx_log(LOG_WARNING, "root %s is not a folder; looking again every %d s", r->configured,
+               ROOT_RETRY_MS / 1000);
         return;
     }
     r->resolved = strdup(resolved);
     if (!r->resolved) return;
-    cx_log(LOG_INFO, "watching %s%s%s", r->configured, strcmp(resolved, r->configured) ? " -> " : "",
+    cx_log(LOG_INFO, "watching %s%s%s", r->configured,
+           strcmp(resolved, r->configured) ? " -> " : "",
            strcmp(resolved, r->configured) ? resolved : "");
     /* the walk calls cd_watch_on_dir for the root and every folder below: that adds the watches
      * before the files are listed, so nothing created meanwhile is missed */
@@ -256,8 +260,10 @@ static void check_roots(cd_watcher *w)
         if (!r->resolved) {
             start_root(w, r);
         } else if (stat(r->resolved, &st) != 0) {
-            cx_log(LOG_WARNING, "root %s disappeared (unmounted?); its rows stay, looking "
-                   "again every %d s", r->configured, ROOT_RETRY_MS / 1000);
+            cx_log(LOG_WARNING,
+                   "root %s disappeared (unmounted?); its rows stay, looking "
+                   "again every %d s",
+                   r->configured, ROOT_RETRY_MS / 1000);
             forget_watches_under(w, r->resolved, 1);
             free(r->resolved);
             r->resolved = NULL;
@@ -270,8 +276,9 @@ void cd_watch_roots_text(const cd_watcher *w, char *buf, size_t size)
     size_t used = 0;
     if (size) buf[0] = '\0';
     for (root *r = w->roots; r; r = r->next) {
-        int n = snprintf(buf + used, size - used, "%s%s\n", r->resolved ? r->resolved : r->configured,
-                         r->resolved ? "" : " (missing)");
+        int n =
+            snprintf(buf + used, size - used, "%s%s\n", r->resolved ? r->resolved : r->configured,
+                     r->resolved ? "" : " (missing)");
         if (n < 0 || (size_t)n >= size - used) break;
         used += (size_t)n;
     }
@@ -332,9 +339,11 @@ static int add_watch(cd_watcher *w, const char *path)
                     if (fscanf(f, "%ld", &limit) != 1) limit = -1;
                     fclose(f);
                 }
-                cx_log(LOG_ERR, "inotify watch limit reached at %d watches (%s%ld): %s and "
+                cx_log(LOG_ERR,
+                       "inotify watch limit reached at %d watches (%s%ld): %s and "
                        "other folders are rescanned every %d s instead; raise the limit with "
-                       "'sysctl fs.inotify.max_user_watches=524288'", w->n_watches,
+                       "'sysctl fs.inotify.max_user_watches=524288'",
+                       w->n_watches,
                        simulated ? "simulated by max_watches; fs.inotify.max_user_watches = "
                                  : "fs.inotify.max_user_watches = ",
                        limit, path, w->cfg->poll_interval_s);
@@ -343,9 +352,9 @@ static int add_watch(cd_watcher *w, const char *path)
             unwatched_add(w, path);
             return 0;
         }
-        if (e == ENOENT || e == ENOTDIR) return -1;     /* gone already */
-        cx_log(LOG_WARNING, "cannot watch %s: %s; it is rescanned every %d s instead",
-               path, strerror(e), w->cfg->poll_interval_s);
+        if (e == ENOENT || e == ENOTDIR) return -1; /* gone already */
+        cx_log(LOG_WARNING, "cannot watch %s: %s; it is rescanned every %d s instead", path,
+               strerror(e), w->cfg->poll_interval_s);
         unwatched_add(w, path);
         return 0;
     }
@@ -355,8 +364,10 @@ static int add_watch(cd_watcher *w, const char *path)
         struct stat st;
         /* one inode, two paths: a bind mount (or the old path of a renamed folder) */
         if (stat(known->path, &st) == 0) {
-            cx_log(LOG_WARNING, "%s is the same folder as %s (bind mount or loop); not "
-                   "walking it twice", path, known->path);
+            cx_log(LOG_WARNING,
+                   "%s is the same folder as %s (bind mount or loop); not "
+                   "walking it twice",
+                   path, known->path);
             return -1;
         }
         free(known->path);
@@ -470,8 +481,9 @@ static void handle_event(cd_watcher *w, const struct inotify_event *ev)
         for (root *r = w->roots; r; r = r->next)
             if (r->resolved && !strcmp(r->resolved, x->path))
                 cx_log(LOG_WARNING, "root %s was %s; its rows stay until it is back", x->path,
-                       ev->mask & IN_UNMOUNT ? "unmounted" : ev->mask & IN_DELETE_SELF
-                       ? "deleted" : "moved");
+                       ev->mask & IN_UNMOUNT       ? "unmounted"
+                       : ev->mask & IN_DELETE_SELF ? "deleted"
+                                                   : "moved");
         return;
     }
     if (ev->len == 0 || !ev->name[0]) return;
@@ -751,7 +763,7 @@ static void settle_add(cd_watcher *w, const char *path, int urgent, int quiet_ms
             return;
         }
     }
-    if (w->n_settling >= MAX_SETTLING) return;     /* the next rescan finds it */
+    if (w->n_settling >= MAX_SETTLING) return; /* the next rescan finds it */
     settling *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
         free(s);

@@ -34,21 +34,17 @@ static const char *const STMT_SQL[STMT__COUNT] = {
     [STMT_VECTORS_DEL] = "DELETE FROM vectors WHERE image_id = ?1",
     [STMT_POSTINGS_DEL] = "DELETE FROM postings WHERE image_id = ?1",
     [STMT_POSTING_PUT] = "INSERT INTO postings(concept, weight, image_id) VALUES(?1, ?2, ?3)",
-    [STMT_LOOKUP] =
-        "SELECT id, device, inode, size, mtime_ns, fingerprint, status, model_version"
-        " FROM images WHERE path = ?1",
+    [STMT_LOOKUP] = "SELECT id, device, inode, size, mtime_ns, fingerprint, status, model_version"
+                    " FROM images WHERE path = ?1",
     [STMT_FIND_FP] =
         "SELECT path FROM images WHERE fingerprint = ?1 AND size = ?2 AND status = 0 LIMIT 1",
-    [STMT_META_SET] =
-        "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [STMT_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [STMT_POSTINGS_TOP] =
-        "SELECT image_id, weight FROM postings WHERE concept = ?1"
-        " ORDER BY weight DESC LIMIT ?2",
-    [STMT_ROW_FOR_HIT] =
-        "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status"
-        " FROM images WHERE id = ?1",
+    [STMT_POSTINGS_TOP] = "SELECT image_id, weight FROM postings WHERE concept = ?1"
+                          " ORDER BY weight DESC LIMIT ?2",
+    [STMT_ROW_FOR_HIT] = "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status"
+                         " FROM images WHERE id = ?1",
     [STMT_CONCEPTS_OF] = "SELECT concepts FROM vectors WHERE image_id = ?1",
     [STMT_UPDATE_STAT] =
         "UPDATE images SET device = ?2, inode = ?3, size = ?4, mtime_ns = ?5 WHERE id = ?1",
@@ -69,8 +65,10 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
     struct stat sb;
     int exists = stat(path, &sb) == 0;
     if (exists && S_ISDIR(sb.st_mode))
-        return capdb__fail(err, -EISDIR, "%s is a folder, not an index file (give the "
-                           "database file, e.g. %s/index.db)", path, path);
+        return capdb__fail(err, -EISDIR,
+                           "%s is a folder, not an index file (give the "
+                           "database file, e.g. %s/index.db)",
+                           path, path);
     if (exists && !S_ISREG(sb.st_mode))
         return capdb__fail(err, -EINVAL, "%s is not a regular file: not an index", path);
     if (mode == CAPDB_OPEN_READONLY && !exists)
@@ -85,8 +83,7 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
         return capdb__fail(err, -ENOMEM, "out of memory");
     }
     db->readonly = mode == CAPDB_OPEN_READONLY;
-    int flags = db->readonly ? SQLITE_OPEN_READONLY
-                             : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int flags = db->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int rc = open_connection(db, path, flags, 0);
     if (rc != SQLITE_OK) {
         int code = capdb__sqlfail(db, err, rc, path);
@@ -97,8 +94,10 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
      * one by one (found by the read-only fault test). */
     if (!db->readonly && sqlite3_db_readonly(db->sql, "main") == 1) {
         capdb_close(db);
-        return capdb__fail(err, -EROFS, "%s is read-only (file permissions or a read-only "
-                           "file system): cannot write the index", path);
+        return capdb__fail(err, -EROFS,
+                           "%s is read-only (file permissions or a read-only "
+                           "file system): cannot write the index",
+                           path);
     }
     /* A reader of a WAL index needs its -shm, or a folder where it can create one. A copy
      * in a read-only folder with no -shm has no live writer (a writer would have made
@@ -125,8 +124,7 @@ int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
     }
     rc = check_ours(db, err);
     if (rc == 0) rc = check_version(db, mode, err);
-    if (rc == 0 && !db->readonly)
-        rc = exec(db, "PRAGMA synchronous = NORMAL", err);
+    if (rc == 0 && !db->readonly) rc = exec(db, "PRAGMA synchronous = NORMAL", err);
     if (rc != 0) {
         capdb_close(db);
         return rc;
@@ -148,17 +146,13 @@ int capdb_schema_version(capdb *db)
 {
     sqlite3_stmt *st = NULL;
     int version = -1;
-    if (sqlite3_prepare_v2(db->sql, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
-        return -EIO;
+    if (sqlite3_prepare_v2(db->sql, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -EIO;
     if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return version;
 }
 
-void capdb_set_busy_timeout(capdb *db, int ms)
-{
-    sqlite3_busy_timeout(db->sql, ms);
-}
+void capdb_set_busy_timeout(capdb *db, int ms) { sqlite3_busy_timeout(db->sql, ms); }
 
 int capdb_damaged(capdb *db)
 {
@@ -170,7 +164,7 @@ int capdb_damaged(capdb *db)
         return 0;
     char head[16];
     int rc = file->pMethods->xRead(file, head, sizeof head, 0);
-    if (rc == SQLITE_IOERR_SHORT_READ) return 0;       /* empty: nothing written yet */
+    if (rc == SQLITE_IOERR_SHORT_READ) return 0; /* empty: nothing written yet */
     if (rc == SQLITE_OK && memcmp(head, "SQLite format 3", 16) != 0) db->damaged = 1;
     return db->damaged;
 }
@@ -184,10 +178,7 @@ int capdb_begin(capdb *db, capdb_err *err)
     return exec(db, "BEGIN IMMEDIATE", err);
 }
 
-int capdb_commit(capdb *db, capdb_err *err)
-{
-    return exec(db, "COMMIT", err);
-}
+int capdb_commit(capdb *db, capdb_err *err) { return exec(db, "COMMIT", err); }
 
 int capdb_rollback(capdb *db)
 {
@@ -232,16 +223,17 @@ int capdb_counts_get(capdb *db, capdb_counts *out, capdb_err *err)
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db->sql,
+    int rc = sqlite3_prepare_v2(
+        db->sql,
         /* the partial index on failed rows answers the second without a table scan */
-        "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE status = 1)",
-        -1, &st, NULL);
+        "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE status = 1)", -1,
+        &st, NULL);
     if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "counting images");
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         out->total = sqlite3_column_int64(st, 0);
         out->failed = sqlite3_column_int64(st, 1);
-        out->ok = out->total - out->failed;   /* status is 0 or 1 (rows.c) */
+        out->ok = out->total - out->failed; /* status is 0 or 1 (rows.c) */
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) return capdb__sqlfail(db, err, rc, "counting images");
@@ -266,10 +258,8 @@ const char *capdb_default_path(char *buf, size_t size)
     }
     const char *xdg = getenv("XDG_DATA_HOME");
     const char *home = getenv("HOME");
-    if (xdg && *xdg == '/')
-        snprintf(buf, size, "%s/capsearch/index.db", xdg);
-    else
-        snprintf(buf, size, "%s/.local/share/capsearch/index.db", home && *home ? home : "");
+    if (xdg && *xdg == '/') snprintf(buf, size, "%s/capsearch/index.db", xdg);
+    else snprintf(buf, size, "%s/.local/share/capsearch/index.db", home && *home ? home : "");
     if (access(buf, F_OK) == 0) return buf;
     static const char SYSTEM_DB[] = "/var/lib/capsearch/index.db";
     if (access(SYSTEM_DB, F_OK) == 0) snprintf(buf, size, "%s", SYSTEM_DB);
@@ -294,16 +284,16 @@ int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what)
     int code;
     switch (rc & 0xff) {
     case SQLITE_BUSY:
-    case SQLITE_LOCKED:   code = -EBUSY; break;
+    case SQLITE_LOCKED: code = -EBUSY; break;
     case SQLITE_READONLY: code = -EROFS; break;
-    case SQLITE_FULL:     code = -ENOSPC; break;
-    case SQLITE_NOMEM:    code = -ENOMEM; break;
+    case SQLITE_FULL: code = -ENOSPC; break;
+    case SQLITE_NOMEM: code = -ENOMEM; break;
     case SQLITE_PERM:
-    case SQLITE_AUTH:     code = -EACCES; break;
+    case SQLITE_AUTH: code = -EACCES; break;
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
-    case SQLITE_RANGE:    code = -EINVAL; break;
-    default:              code = -EIO; break;
+    case SQLITE_RANGE: code = -EINVAL; break;
+    default: code = -EIO; break;
     }
     /* The damage verdict comes from the result code, never from the message text: a
      * folder may be named "file is not a database". */
@@ -341,8 +331,7 @@ static int open_connection(capdb *db, const char *path, int flags, int immutable
             if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
                 *p == '/' || *p == '.' || *p == '-' || *p == '_')
                 *o++ = (char)*p;
-            else
-                o += sprintf(o, "%%%02X", *p);
+            else o += sprintf(o, "%%%02X", *p);
         }
         strcpy(o, "?immutable=1");
         rc = sqlite3_open_v2(buf, &db->sql, flags | SQLITE_OPEN_URI, NULL);
@@ -363,14 +352,15 @@ static int open_connection(capdb *db, const char *path, int flags, int immutable
 static int check_ours(capdb *db, capdb_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db->sql,
+    int rc = sqlite3_prepare_v2(
+        db->sql,
         "SELECT (SELECT application_id FROM pragma_application_id),"
         " (SELECT user_version FROM pragma_user_version),"
         " (SELECT count(*) FROM sqlite_schema),"
         " (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('images', 'meta'))",
         -1, &st, NULL);
     if (rc != SQLITE_OK && ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED))
-        return capdb__sqlfail(db, err, rc, "reading the index header");     /* -EBUSY */
+        return capdb__sqlfail(db, err, rc, "reading the index header"); /* -EBUSY */
     if (rc != SQLITE_OK) {
         if (err) err->damaged = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
         return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
@@ -389,14 +379,15 @@ static int check_ours(capdb *db, capdb_err *err)
     int objects = sqlite3_column_int(st, 2), ours = sqlite3_column_int(st, 3);
     sqlite3_finalize(st);
     if (app_id == CAPDB_APPLICATION_ID) return 0;
-    if (app_id == 0 && version == 0 && objects == 0) return 0;                /* empty */
-    if (app_id == 0 && version > 0 && ours == 2) return 0;          /* ours, unstamped */
+    if (app_id == 0 && version == 0 && objects == 0) return 0; /* empty */
+    if (app_id == 0 && version > 0 && ours == 2) return 0;     /* ours, unstamped */
     /* newer than we know: check_version refuses it, before anything is written */
     if (app_id == 0 && version > CAPDB_SCHEMA_VERSION_LATEST) return 0;
     return capdb__fail(err, -EEXIST,
                        "%s is an SQLite database of another application (application_id "
                        "%d, %d schema objects), not a capsearch index: left untouched; "
-                       "give capsearch a path of its own", db->path, app_id, objects);
+                       "give capsearch a path of its own",
+                       db->path, app_id, objects);
 }
 
 /* Readers need the newest schema; the writer migrates (in one transaction, so a crash
@@ -410,7 +401,8 @@ static int check_version(capdb *db, int mode, capdb_err *err)
     if (version > CAPDB_SCHEMA_VERSION_LATEST)
         return capdb__fail(err, -EIO,
                            "%s has schema version %d, newer than this program knows (%d): "
-                           "upgrade capsearch", db->path, version, CAPDB_SCHEMA_VERSION_LATEST);
+                           "upgrade capsearch",
+                           db->path, version, CAPDB_SCHEMA_VERSION_LATEST);
     if (mode == CAPDB_OPEN_READONLY) {
         if (version < CAPDB_SCHEMA_VERSION_LATEST)
             return capdb__fail(err, -EIO,
@@ -430,7 +422,8 @@ static int check_version(capdb *db, int mode, capdb_err *err)
     int stamped = 0;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db->sql, "PRAGMA application_id", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) stamped = sqlite3_column_int(st, 0) == CAPDB_APPLICATION_ID;
+        if (sqlite3_step(st) == SQLITE_ROW)
+            stamped = sqlite3_column_int(st, 0) == CAPDB_APPLICATION_ID;
         sqlite3_finalize(st);
     }
     if (version == CAPDB_SCHEMA_VERSION_LATEST && stamped) return 0;

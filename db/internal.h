@@ -33,12 +33,13 @@ struct capdb {
     int readonly;
     char *path;
     sqlite3_stmt *stmts[STMT__COUNT];
-    char model_version_seen[64];      /* last model_version written to meta */
-    int damaged;                      /* SQLITE_CORRUPT / SQLITE_NOTADB seen (sticky) */
+    char model_version_seen[64]; /* last model_version written to meta */
+    int damaged;                 /* SQLITE_CORRUPT / SQLITE_NOTADB seen (sticky) */
 };
 
 /* Fills err (printf-style) and returns code (a negative errno). */
-int capdb__fail(capdb_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int capdb__fail(capdb_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Maps an SQLite result code to a negative errno and fills err with "what: sqlite says". */
 int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what);
 /* The cached statement, reset and unbound, ready to bind. */
@@ -64,7 +65,7 @@ char *capdb__path_words(const char *path);
  * left. Returns the count (> 0) with *words an array of malloc'd strings (free with
  * capdb__free_words), or -EINVAL with a message. */
 #define CAPDB_MAX_QUERY_WORDS 32
-int  capdb__query_words(const char *text, char ***words, capdb_err *err);
+int capdb__query_words(const char *text, char ***words, capdb_err *err);
 void capdb__free_words(char **words, int n);
 /* The FTS5 MATCH expression for words: "w1" JOINER "w2" ... (each a string literal;
  * joiner " OR " or " AND "). */
@@ -74,6 +75,6 @@ char *capdb__fts_expression(char *const *words, int n, const char *joiner);
  * float32 L2 norm of the int8 values, then int8 values (x ~= q * scale). */
 #define CAPDB_POOLED_HEADER 8
 void capdb__encode_pooled(const float *x, int n, unsigned char *blob);
-int  capdb__decode_pooled(const void *blob, int bytes, float *out, int n);
+int capdb__decode_pooled(const void *blob, int bytes, float *out, int n);
 
 #endif

@@ -33,8 +33,8 @@ static int utf8_length(const unsigned char *s);
 int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
 {
     if (!img || !img->path || !*img->path) return capdb__fail(err, -EINVAL, "upsert: no path");
-    if (img->n_concepts < 0 || img->n_pooled < 0 ||
-        (img->n_concepts && !img->concepts) || (img->n_pooled && !img->pooled))
+    if (img->n_concepts < 0 || img->n_pooled < 0 || (img->n_concepts && !img->concepts) ||
+        (img->n_pooled && !img->pooled))
         return capdb__fail(err, -EINVAL, "upsert: bad vector sizes");
     char *words = capdb__path_words(img->path);
     if (!words) return capdb__fail(err, -ENOMEM, "out of memory");
@@ -63,8 +63,7 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
         if (img->caption) sqlite3_bind_text(st, 12, img->caption, -1, SQLITE_STATIC);
         if (img->tags) sqlite3_bind_text(st, 13, img->tags, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 14, words, -1, SQLITE_STATIC);
-        if (img->model_version)
-            sqlite3_bind_text(st, 15, img->model_version, -1, SQLITE_STATIC);
+        if (img->model_version) sqlite3_bind_text(st, 15, img->model_version, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 16, (int64_t)time(NULL));
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
@@ -75,8 +74,8 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
         sqlite3_reset(st);
     }
     if (rc == 0) rc = put_vectors(db, id, img, err);
-    if (rc == 0 && img->status == CAPDB_STATUS_OK && img->model_version &&
-        *img->model_version && strcmp(img->model_version, db->model_version_seen) != 0) {
+    if (rc == 0 && img->status == CAPDB_STATUS_OK && img->model_version && *img->model_version &&
+        strcmp(img->model_version, db->model_version_seen) != 0) {
         rc = capdb_meta_set(db, "model_version", img->model_version, err);
         if (rc == 0)
             snprintf(db->model_version_seen, sizeof db->model_version_seen, "%s",
@@ -158,8 +157,8 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
     sqlite3_stmt *st = NULL;
     if (capdb__dir_bounds(from, &lo, &hi) != 0) rc = capdb__fail(err, -ENOMEM, "out of memory");
     if (rc == 0) {
-        int prc = sqlite3_prepare_v2(db->sql,
-            "SELECT id, path FROM images WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+        int prc = sqlite3_prepare_v2(
+            db->sql, "SELECT id, path FROM images WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
             -1, &st, NULL);
         if (prc != SQLITE_OK) rc = capdb__sqlfail(db, err, prc, "finding rows to move");
     }
@@ -190,16 +189,17 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
 
     if (rc == 0 && n > 0) rc = capdb_delete_path(db, to, NULL, err);
     if (rc == 0 && n > 0) {
-        int prc = sqlite3_prepare_v2(db->sql,
-            "UPDATE images SET path = ?1, path_words = ?2 WHERE id = ?3", -1, &st, NULL);
+        int prc = sqlite3_prepare_v2(
+            db->sql, "UPDATE images SET path = ?1, path_words = ?2 WHERE id = ?3", -1, &st, NULL);
         if (prc != SQLITE_OK) rc = capdb__sqlfail(db, err, prc, "moving rows");
     }
     size_t to_len = strlen(to);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *suffix = paths[i] + from_len;
         char *np = malloc(to_len + strlen(suffix) + 1);
-        char *words = np ? (memcpy(np, to, to_len), strcpy(np + to_len, suffix),
-                            capdb__path_words(np)) : NULL;
+        char *words =
+            np ? (memcpy(np, to, to_len), strcpy(np + to_len, suffix), capdb__path_words(np))
+               : NULL;
         if (!words) {
             rc = capdb__fail(err, -ENOMEM, "out of memory");
         } else {
@@ -253,8 +253,8 @@ int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capd
     return rc;
 }
 
-int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size,
-                              char *path_out, size_t path_size, capdb_err *err)
+int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size, char *path_out,
+                              size_t path_size, capdb_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_FIND_FP, &st, err);
@@ -263,7 +263,8 @@ int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size,
     sqlite3_bind_int64(st, 2, size);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        if (path_size) snprintf(path_out, path_size, "%s", (const char *)sqlite3_column_text(st, 0));
+        if (path_size)
+            snprintf(path_out, path_size, "%s", (const char *)sqlite3_column_text(st, 0));
         rc = 1;
     } else if (step != SQLITE_DONE) {
         rc = capdb__sqlfail(db, err, step, "finding a fingerprint");
@@ -274,17 +275,20 @@ int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size,
 
 /* Pages through the paths in order, a batch at a time, so fn may change the table
  * (delete the row it was given) without disturbing a running statement. */
-int capdb_foreach_path(capdb *db, const char *prefix,
-                       int (*fn)(void *ctx, const char *path), void *ctx, capdb_err *err)
+int capdb_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const char *path),
+                       void *ctx, capdb_err *err)
 {
     enum { BATCH = 512 };
     char *lo = NULL, *hi = NULL;
     int all = !prefix || !*prefix;
-    if (!all && capdb__dir_bounds(prefix, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
+    if (!all && capdb__dir_bounds(prefix, &lo, &hi) != 0)
+        return capdb__fail(err, -ENOMEM, "out of memory");
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db->sql,
-        "SELECT path FROM images WHERE path > ?1 AND (?2 IS NULL OR"
-        " ((path >= ?2 AND path < ?3) OR path = ?4)) ORDER BY path LIMIT ?5", -1, &st, NULL);
+    int rc =
+        sqlite3_prepare_v2(db->sql,
+                           "SELECT path FROM images WHERE path > ?1 AND (?2 IS NULL OR"
+                           " ((path >= ?2 AND path < ?3) OR path = ?4)) ORDER BY path LIMIT ?5",
+                           -1, &st, NULL);
     if (rc != SQLITE_OK) {
         free(lo);
         free(hi);
@@ -334,8 +338,9 @@ int capdb_foreach_failure(capdb *db, int limit,
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql,
-        "SELECT path, error, indexed_time FROM images WHERE status = 1"
-        " ORDER BY indexed_time DESC, id DESC LIMIT ?1", -1, &st, NULL);
+                                "SELECT path, error, indexed_time FROM images WHERE status = 1"
+                                " ORDER BY indexed_time DESC, id DESC LIMIT ?1",
+                                -1, &st, NULL);
     if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "listing failures");
     sqlite3_bind_int(st, 1, limit);
     int step;
@@ -345,8 +350,9 @@ int capdb_foreach_failure(capdb *db, int limit,
                sqlite3_column_int64(st, 2)))
             break;
     }
-    rc = (step == SQLITE_ROW || step == SQLITE_DONE) ? 0
-                                                    : capdb__sqlfail(db, err, step, "listing failures");
+    rc = (step == SQLITE_ROW || step == SQLITE_DONE)
+             ? 0
+             : capdb__sqlfail(db, err, step, "listing failures");
     sqlite3_finalize(st);
     return rc;
 }
@@ -429,7 +435,8 @@ char *capdb__path_words(const char *path)
     for (size_t i = start; i < end;) {
         const unsigned char *s = (const unsigned char *)path + i;
         int l = utf8_length(s);
-        if (l == 1 && !((*s >= '0' && *s <= '9') || ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z'))) l = 0;
+        if (l == 1 && !((*s >= '0' && *s <= '9') || ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z')))
+            l = 0;
         if (l == 0 || (size_t)l > end - i) {
             /* punctuation, separators and bytes that are not UTF-8 split words */
             if (o && out[o - 1] != ' ') out[o++] = ' ';
@@ -473,7 +480,8 @@ static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err 
     }
 
     unsigned char *concepts = img->n_concepts ? malloc((size_t)img->n_concepts) : NULL;
-    unsigned char *pooled = img->n_pooled ? malloc((size_t)img->n_pooled + CAPDB_POOLED_HEADER) : NULL;
+    unsigned char *pooled =
+        img->n_pooled ? malloc((size_t)img->n_pooled + CAPDB_POOLED_HEADER) : NULL;
     posting *top = img->n_concepts ? malloc((size_t)img->n_concepts * sizeof *top) : NULL;
     int n_top = 0;
     if ((img->n_concepts && (!concepts || !top)) || (img->n_pooled && !pooled)) {
@@ -491,7 +499,8 @@ static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err 
     if ((rc = capdb__stmt(db, STMT_VECTORS_PUT, &st, err))) goto out;
     sqlite3_bind_int64(st, 1, id);
     if (concepts) sqlite3_bind_blob(st, 2, concepts, img->n_concepts, SQLITE_STATIC);
-    if (pooled) sqlite3_bind_blob(st, 3, pooled, img->n_pooled + CAPDB_POOLED_HEADER, SQLITE_STATIC);
+    if (pooled)
+        sqlite3_bind_blob(st, 3, pooled, img->n_pooled + CAPDB_POOLED_HEADER, SQLITE_STATIC);
     step = sqlite3_step(st);
     sqlite3_reset(st);
     if (step != SQLITE_DONE) {
@@ -523,8 +532,8 @@ static int delete_range(capdb *db, const char *dir, int64_t *n, capdb_err *err)
     char *lo, *hi;
     if (capdb__dir_bounds(dir, &lo, &hi) != 0) return capdb__fail(err, -ENOMEM, "out of memory");
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db->sql, "DELETE FROM images WHERE path >= ?1 AND path < ?2",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(db->sql, "DELETE FROM images WHERE path >= ?1 AND path < ?2", -1,
+                                &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC);

@@ -63,12 +63,12 @@ static const char *const MIGRATIONS[] = {
 
     "CREATE TABLE vectors("
     "  image_id INTEGER PRIMARY KEY,"
-    "  concepts BLOB,"          /* one byte per concept: round(p * 255) */
-    "  pooled BLOB);"           /* float32 scale, float32 norm, int8 values */
+    "  concepts BLOB," /* one byte per concept: round(p * 255) */
+    "  pooled BLOB);"  /* float32 scale, float32 norm, int8 values */
     /* A query's few concepts are an index range each, best weights first. */
     "CREATE TABLE postings("
     "  concept INTEGER NOT NULL,"
-    "  weight INTEGER NOT NULL,"  /* round(p * 255) */
+    "  weight INTEGER NOT NULL," /* round(p * 255) */
     "  image_id INTEGER NOT NULL,"
     "  PRIMARY KEY(concept, weight, image_id)) WITHOUT ROWID;"
     "CREATE INDEX postings_image ON postings(image_id);"

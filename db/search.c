@@ -20,9 +20,9 @@
 #define POSTINGS_PER_CONCEPT 1000
 
 typedef struct {
-    int64_t id;                   /* 0 = empty slot */
-    double text, concept;         /* -bm25 (higher better), sum of query * image weights */
-    int from_fts;                 /* matched the words (and the filters, checked in SQL) */
+    int64_t id;           /* 0 = empty slot */
+    double text, concept; /* -bm25 (higher better), sum of query * image weights */
+    int from_fts;         /* matched the words (and the filters, checked in SQL) */
 } candidate;
 
 typedef struct {
@@ -36,12 +36,12 @@ typedef struct {
 } scored;
 
 typedef struct {
-    scored *items;                /* min-heap on score: items[0] is the worst kept */
+    scored *items; /* min-heap on score: items[0] is the worst kept */
     int n, cap;
 } top_heap;
 
-static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts,
-                          sqlite3_context *ctx, int n_args, sqlite3_value **args);
+static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx,
+                          int n_args, sqlite3_value **args);
 
 static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results *out,
                        capdb_err *err);
@@ -49,11 +49,10 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
                           capdb_err *err);
 static int fts_candidates(capdb *db, const capdb_query *q, const char *all_words,
                           const char *any_word, int k, candidate_map *map, capdb_err *err);
-static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k,
-                    candidate_map *map, int *found, capdb_err *err);
+static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, candidate_map *map,
+                    int *found, capdb_err *err);
 static void heap_offer(top_heap *h, double score, int64_t id);
-static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
-                              capdb_err *err);
+static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err);
 static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err);
 static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const scored *order,
                      size_t n, const candidate_map *map, int limit, capdb_results *out,
@@ -173,15 +172,16 @@ static int fts_candidates(capdb *db, const capdb_query *q, const char *all_words
 
 /* Top k kept in a heap here rather than ORDER BY rank: FTS5 would sort every matching
  * row through SQLite's sorter, half the cost of the whole query. */
-static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k,
-                    candidate_map *map, int *found, capdb_err *err)
+static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, candidate_map *map,
+                    int *found, capdb_err *err)
 {
     char sql[1024], filters[512];
     filter_sql(q, filters, sizeof filters, "f.rowid");
     /* Column weights: caption > tags > path words. */
     snprintf(sql, sizeof sql,
              "SELECT f.rowid, capdb_rank(images_fts, 4.0, 2.0, 1.0) FROM images_fts f"
-             " WHERE images_fts MATCH ?1%s", filters);
+             " WHERE images_fts MATCH ?1%s",
+             filters);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "preparing the search");
@@ -220,8 +220,7 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k,
 /* Each query concept is one index range, strongest images first. An image outside a
  * range's first POSTINGS_PER_CONCEPT gets only the other concepts' part: the ranking
  * of the strongest matches, the ones shown, is unaffected. */
-static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
-                              capdb_err *err)
+static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err)
 {
     for (int t = 0; t < q->n_concepts; t++) {
         float qw = q->concepts[t].weight;
@@ -285,9 +284,11 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
     sqlite3_stmt *snip = NULL;
     int rc = 0;
     if (q->with_snippet) {
-        int prc = sqlite3_prepare_v2(db->sql,
-            "SELECT highlight(images_fts, 0, char(1), char(2)) FROM images_fts"
-            " WHERE images_fts MATCH ?1 AND rowid = ?2", -1, &snip, NULL);
+        int prc =
+            sqlite3_prepare_v2(db->sql,
+                               "SELECT highlight(images_fts, 0, char(1), char(2)) FROM images_fts"
+                               " WHERE images_fts MATCH ?1 AND rowid = ?2",
+                               -1, &snip, NULL);
         if (prc != SQLITE_OK) return capdb__sqlfail(db, err, prc, "preparing snippets");
         sqlite3_bind_text(snip, 1, expr, -1, SQLITE_STATIC);
     }
@@ -365,8 +366,10 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
 
     char sql[1024], filters[512];
     filter_sql(q, filters, sizeof filters, "v.image_id");
-    snprintf(sql, sizeof sql, "SELECT v.image_id, v.pooled FROM vectors v"
-             " WHERE v.pooled IS NOT NULL%s", filters);
+    snprintf(sql, sizeof sql,
+             "SELECT v.image_id, v.pooled FROM vectors v"
+             " WHERE v.pooled IS NOT NULL%s",
+             filters);
     sqlite3_stmt *st = NULL;
     char *lo = NULL, *hi = NULL;
     int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
@@ -398,7 +401,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
         for (int i = 0; i < heap.n && rc == 0; i++) {
             candidate *c = map_get(&map, heap.items[i].id);
             if (!c) rc = capdb__fail(err, -ENOMEM, "out of memory");
-            else c->from_fts = 1;     /* filters already applied in the scan */
+            else c->from_fts = 1; /* filters already applied in the scan */
         }
         capdb_query plain = *q;
         plain.with_snippet = 0;
@@ -428,7 +431,10 @@ static void heap_offer(top_heap *h, double score, int64_t id)
         for (;;) {
             size_t l = 2 * i + 1, r = l + 1, m = i;
             double ms = score;
-            if (l < (size_t)h->n && h->items[l].score < ms) { m = l; ms = h->items[l].score; }
+            if (l < (size_t)h->n && h->items[l].score < ms) {
+                m = l;
+                ms = h->items[l].score;
+            }
             if (r < (size_t)h->n && h->items[r].score < ms) m = r;
             if (m == i) break;
             h->items[i] = h->items[m];
@@ -448,9 +454,9 @@ static int32_t dot_i8(const int8_t *a, const int8_t *b, int n)
 /* ------------------------------------------------------------------ query words */
 
 static const char *const STOPWORDS[] = {
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "into", "is",
-    "it", "its", "of", "on", "onto", "or", "some", "that", "the", "their", "there",
-    "this", "to", "was", "were", "with",
+    "a",    "an",   "and",   "are",   "as",   "at", "be",  "by",   "for",  "from",
+    "in",   "into", "is",    "it",    "its",  "of", "on",  "onto", "or",   "some",
+    "that", "the",  "their", "there", "this", "to", "was", "were", "with",
 };
 
 int capdb__query_words(const char *text, char ***words_out, capdb_err *err)
@@ -573,12 +579,12 @@ int capdb__register_functions(sqlite3 *sql)
     sqlite3_step(st);
     sqlite3_finalize(st);
     if (!api || api->iVersion < 2) return -EIO;
-    return api->xCreateFunction(api, "capdb_rank", NULL, rank_function, NULL) == SQLITE_OK
-               ? 0 : -EIO;
+    return api->xCreateFunction(api, "capdb_rank", NULL, rank_function, NULL) == SQLITE_OK ? 0
+                                                                                           : -EIO;
 }
 
-static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts,
-                          sqlite3_context *ctx, int n_args, sqlite3_value **args)
+static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx,
+                          int n_args, sqlite3_value **args)
 {
     int n_phrases = api->xPhraseCount(fts);
     if (n_phrases > CAPDB_MAX_QUERY_WORDS) n_phrases = CAPDB_MAX_QUERY_WORDS;
@@ -596,7 +602,7 @@ static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts,
             sqlite3_int64 with = 0;
             api->xQueryPhrase(fts, p, &with, count_row);
             double v = log((rows - with + 0.5) / (with + 0.5));
-            idf->idf[p] = v > 1e-6 ? v : 1e-6;   /* very common words still count a little */
+            idf->idf[p] = v > 1e-6 ? v : 1e-6; /* very common words still count a little */
         }
         if (api->xSetAuxdata(fts, idf, sqlite3_free) != SQLITE_OK) {
             sqlite3_result_error_nomem(ctx);
@@ -612,8 +618,8 @@ static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts,
     api->xInstCount(fts, &n_inst);
     for (int i = 0; i < n_inst; i++) {
         int p, c, off;
-        if (api->xInst(fts, i, &p, &c, &off) == SQLITE_OK && p < n_phrases &&
-            c >= 0 && c < RANK_MAX_COLUMNS)
+        if (api->xInst(fts, i, &p, &c, &off) == SQLITE_OK && p < n_phrases && c >= 0 &&
+            c < RANK_MAX_COLUMNS)
             hits[p][c]++;
     }
     int matched = 0;
@@ -647,10 +653,10 @@ static void filter_sql(const capdb_query *q, char *sql, size_t size, const char 
     if (!dir && !time) return;
     snprintf(sql, size,
              " AND %s IN (SELECT i.id FROM images i WHERE i.id = %s AND i.status = 0%s%s)",
-             id_column, id_column,
-             dir ? " AND i.path >= ?3 AND i.path < ?4" : "",
+             id_column, id_column, dir ? " AND i.path >= ?3 AND i.path < ?4" : "",
              time ? " AND (CASE WHEN i.taken_time != 0 THEN i.taken_time"
-                    " ELSE i.mtime_ns / 1000000000 END) BETWEEN ?5 AND ?6" : "");
+                    " ELSE i.mtime_ns / 1000000000 END) BETWEEN ?5 AND ?6"
+                  : "");
 }
 
 static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi)
@@ -719,18 +725,18 @@ static int is_word_codepoint(uint32_t cp)
     if (cp < 0x80)
         return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
     if (cp < 0xC0) /* Latin-1 symbols, except ª ² ³ µ ¹ º ¼ ½ ¾ */
-        return cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 ||
-               cp == 0xBA || (cp >= 0xBC && cp <= 0xBE);
-    if (cp == 0xD7 || cp == 0xF7) return 0;                   /* × ÷ */
-    if (cp >= 0x2000 && cp <= 0x2BFF) return 0;               /* punctuation, symbols */
-    if (cp >= 0x3000 && cp <= 0x303F) return 0;               /* CJK punctuation */
-    if (cp >= 0xE000 && cp <= 0xF8FF) return 0;               /* private use */
-    if (cp >= 0xFE10 && cp <= 0xFE6F) return 0;               /* vertical, small forms */
+        return cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 || cp == 0xBA ||
+               (cp >= 0xBC && cp <= 0xBE);
+    if (cp == 0xD7 || cp == 0xF7) return 0;     /* × ÷ */
+    if (cp >= 0x2000 && cp <= 0x2BFF) return 0; /* punctuation, symbols */
+    if (cp >= 0x3000 && cp <= 0x303F) return 0; /* CJK punctuation */
+    if (cp >= 0xE000 && cp <= 0xF8FF) return 0; /* private use */
+    if (cp >= 0xFE10 && cp <= 0xFE6F) return 0; /* vertical, small forms */
     if (cp == 0xFEFF) return 0;
     if ((cp >= 0xFF00 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF20) ||
         (cp >= 0xFF3B && cp <= 0xFF40) || (cp >= 0xFF5B && cp <= 0xFF65))
-        return 0;                                             /* fullwidth punctuation */
-    if (cp >= 0x1F000 && cp <= 0x1FAFF) return 0;             /* emoji, pictographs */
+        return 0;                                 /* fullwidth punctuation */
+    if (cp >= 0x1F000 && cp <= 0x1FAFF) return 0; /* emoji, pictographs */
     return 1;
 }
 

@@ -30,8 +30,8 @@
 typedef struct {
     int tokens[CE_MAX_CAPTION];
     int n;
-    float score;                       /* sum of log-probabilities plus grounding biases */
-    float raw;                         /* sum of the decoder's log-probabilities */
+    float score; /* sum of log-probabilities plus grounding biases */
+    float raw;   /* sum of the decoder's log-probabilities */
 } hypothesis;
 
 typedef struct {
@@ -43,7 +43,7 @@ struct ce_captioner_scratch {
     const ce_captioner *cap;
     float *raw, *features, *hidden1, *probs, *cond, *cvec, *cond_gates;
     float *h, *c, *h_next, *c_next, *gates, *inputs, *logits;
-    float *evidence, *bias;            /* n_concepts, n_words: grounded search */
+    float *evidence, *bias; /* n_concepts, n_words: grounded search */
     hypothesis *live, *next_live;
 };
 
@@ -52,13 +52,15 @@ static int load_strings(const ce_weights *w, const char *name, int expect, const
                         char **storage, ce_err *err);
 static int load_vocabularies(ce_captioner *cap, ce_err *err);
 static int load_tensors(ce_captioner *cap, ce_err *err);
-static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s, const ce_cnn_output *cnn);
+static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s,
+                         const ce_cnn_output *cnn);
 static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts);
 static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s);
 static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n_beams,
                          const int *tokens);
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
-                       const float *bias, int *best, int *best_n, float *best_score, float *best_raw);
+                       const float *bias, int *best, int *best_n, float *best_score,
+                       float *best_raw);
 static void mark_objects(ce_captioner *cap);
 static void find_compounds(ce_captioner *cap);
 static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
@@ -70,7 +72,8 @@ static void log_softmax(float *v, int n);
 static void sigmoid_inplace(float *v, int n);
 static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
                       ce_caption *out);
-static void render_caption(const ce_captioner *cap, const int *tokens, int n, char *out, size_t size);
+static void render_caption(const ce_captioner *cap, const int *tokens, int n, char *out,
+                           size_t size);
 static uint32_t fnv1a(uint32_t h, const void *data, size_t n);
 
 /* ------------------------------------------------------------------ public */
@@ -78,25 +81,31 @@ static uint32_t fnv1a(uint32_t h, const void *data, size_t n);
 /* The grounding the engine uses (chosen on Visual7W photos with COCO captions, never on
  * the validation sets: models/README.md, "Grounded decoding"). */
 const caption_grounding caption_grounding_default = {
-    .weight = 4.0f, .threshold = 0.7f, .floor = -4.0f, .ceiling = 0.2f, .scope = 1,
+    .weight = 4.0f,
+    .threshold = 0.7f,
+    .floor = -4.0f,
+    .ceiling = 0.2f,
+    .scope = 1,
 };
 
 int ce_caption_run(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
                    ce_caption *out, ce_err *err)
 {
     static const caption_grounding off = {0};
-    return ce__caption_run_grounded(session, cnn, opt,
-                                opt && opt->no_grounding ? &off : &caption_grounding_default, out, err);
+    return ce__caption_run_grounded(
+        session, cnn, opt, opt && opt->no_grounding ? &off : &caption_grounding_default, out, err);
 }
 
-int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
-                         const caption_grounding *g, ce_caption *out, ce_err *err)
+int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn,
+                             const ce_caption_options *opt, const caption_grounding *g,
+                             ce_caption *out, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
     ce_captioner_scratch *s = session ? ce__session_captioner_scratch(session) : NULL;
     if (!s || !cnn || !out) {
-        snprintf(err->msg, sizeof err->msg, s ? "caption: missing argument" : "caption: the model has no captioner");
+        snprintf(err->msg, sizeof err->msg,
+                 s ? "caption: missing argument" : "caption: the model has no captioner");
         return s ? -EINVAL : -ENOENT;
     }
     const ce_captioner *cap = s->cap;
@@ -145,7 +154,7 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
         return -ENOMEM;
     }
     int rc = ce__weights_open_flags(path, text_only ? CE_WEIGHTS_SKIP_F16 : CE_WEIGHTS_CONVERT_F16,
-                                   &cap->weights, err);
+                                    &cap->weights, err);
     if (rc < 0) {
         free(cap);
         return rc;
@@ -173,7 +182,8 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
             return -ENOMEM;
         }
         for (int t = 0; t < cap->n_words; t++)
-            cap->word_concept[t] = t > TOKEN_UNK && cap->once[t] ? ce__caption_text_lookup(cap, cap->words[t]) : -1;
+            cap->word_concept[t] =
+                t > TOKEN_UNK && cap->once[t] ? ce__caption_text_lookup(cap, cap->words[t]) : -1;
         mark_objects(cap);
         find_compounds(cap);
     }
@@ -241,9 +251,9 @@ int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **ou
     s->next_live = malloc(sizeof(hypothesis) * B);
     s->evidence = malloc(sizeof(float) * (size_t)cap->n_concepts);
     s->bias = malloc(sizeof(float) * V);
-    if (!s->evidence || !s->bias || !s->raw || !s->cvec || !s->features || !s->hidden1 || !s->probs || !s->cond || !s->cond_gates || !s->h ||
-        !s->c || !s->h_next || !s->c_next || !s->gates || !s->inputs || !s->logits || !s->live ||
-        !s->next_live)
+    if (!s->evidence || !s->bias || !s->raw || !s->cvec || !s->features || !s->hidden1 ||
+        !s->probs || !s->cond || !s->cond_gates || !s->h || !s->c || !s->h_next || !s->c_next ||
+        !s->gates || !s->inputs || !s->logits || !s->live || !s->next_live)
         goto oom;
     *out = s;
     return 0;
@@ -280,10 +290,11 @@ void ce__captioner_scratch_free(ce_captioner_scratch *s)
 /* ------------------------------------------------------------------ pieces (also used by the golden test) */
 
 int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
-                                   const float *features, float *probs)
+                                       const float *features, float *probs)
 {
     const int F = cap->feat_dim, Hh = cap->head_hidden, K = cap->n_concepts;
-    for (int i = 0; i < F; i++) s->features[i] = (features[i] - cap->feat_mean[i]) * cap->feat_scale[i];
+    for (int i = 0; i < F; i++)
+        s->features[i] = (features[i] - cap->feat_mean[i]) * cap->feat_scale[i];
     memcpy(s->hidden1, cap->head_b1, sizeof(float) * (size_t)Hh);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, Hh, F, 1.0f, cap->head_w1, F, s->features, 1, 1.0f,
                 s->hidden1, 1);
@@ -295,9 +306,9 @@ int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scr
     return 0;
 }
 
-int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
-                            int width, int max_len, int *tokens, int *n_tokens, float *score,
-                            float *first_logits)
+int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s,
+                                const float *concepts, int width, int max_len, int *tokens,
+                                int *n_tokens, float *score, float *first_logits)
 {
     set_condition(cap, s, concepts);
     decoder_start(cap, s);
@@ -311,9 +322,10 @@ int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s
     return beam_search(cap, s, width, max_len, NULL, tokens, n_tokens, score, &raw);
 }
 
-int ce__caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
-                            const float *evidence, const caption_grounding *g, int width, int max_len,
-                            int *tokens, int *n_tokens, float *raw)
+int ce__caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s,
+                                const float *concepts, const float *evidence,
+                                const caption_grounding *g, int width, int max_len, int *tokens,
+                                int *n_tokens, float *raw)
 {
     ce__grounding_bias(cap, g, evidence, s->bias);
     set_condition(cap, s, concepts);
@@ -341,11 +353,12 @@ static int load_config(ce_captioner *cap, ce_err *err)
     if (!f) return -EBADMSG;
     cap->length_alpha = ((const float *)f->data)[0];
     cap->cond_gamma = ((const float *)f->data)[1];
-    if (cap->n_words < 4 || cap->n_concepts < 1 || cap->emb < 1 || cap->hidden < 1 || cap->cond < 1 ||
-        cap->feat_dim != CAPTION_FEAT_DIM || cap->head_hidden < 1 || cap->ngram_block < 0 ||
-        cap->n_words > 1000000 || cap->n_concepts > 100000 || cap->hidden > 8192 ||
-        cap->emb > 8192 || cap->cond > 8192 || cap->head_hidden > 8192 ||
-        !(cap->length_alpha >= 0 && cap->length_alpha <= 4) || !(cap->cond_gamma > 0 && cap->cond_gamma <= 8)) {
+    if (cap->n_words < 4 || cap->n_concepts < 1 || cap->emb < 1 || cap->hidden < 1 ||
+        cap->cond < 1 || cap->feat_dim != CAPTION_FEAT_DIM || cap->head_hidden < 1 ||
+        cap->ngram_block < 0 || cap->n_words > 1000000 || cap->n_concepts > 100000 ||
+        cap->hidden > 8192 || cap->emb > 8192 || cap->cond > 8192 || cap->head_hidden > 8192 ||
+        !(cap->length_alpha >= 0 && cap->length_alpha <= 4) ||
+        !(cap->cond_gamma > 0 && cap->cond_gamma <= 8)) {
         snprintf(err->msg, sizeof err->msg, "config/sizes out of range");
         return -EBADMSG;
     }
@@ -354,7 +367,8 @@ static int load_config(ce_captioner *cap, ce_err *err)
 
 static int load_vocabularies(ce_captioner *cap, ce_err *err)
 {
-    int rc = load_strings(cap->weights, "vocab/words", cap->n_words, &cap->words, &cap->word_storage, err);
+    int rc = load_strings(cap->weights, "vocab/words", cap->n_words, &cap->words,
+                          &cap->word_storage, err);
     if (rc < 0) return rc;
     return load_strings(cap->weights, "concepts/words", cap->n_concepts, &cap->concepts,
                         &cap->concept_storage, err);
@@ -387,8 +401,8 @@ static int load_tensors(ce_captioner *cap, ce_err *err)
     const ce_tensor *once = ce__weights_get(w, "vocab/once", CE_DT_U8, err, 1, V);
     if (!once) return -EBADMSG;
     cap->once = once->data;
-    const ce_tensor *cc = ce__weights_get(w, "concepts/class_concepts", CE_DT_I32, err, 2,
-                                         CE_NUM_CLASSES, 2);
+    const ce_tensor *cc =
+        ce__weights_get(w, "concepts/class_concepts", CE_DT_I32, err, 2, CE_NUM_CLASSES, 2);
     if (!cc) return -EBADMSG;
     cap->class_concepts = cc->data;
     for (int i = 0; i < CE_NUM_CLASSES * 2; i++)
@@ -497,13 +511,14 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
 {
     const int H = cap->hidden, E = cap->emb, C = cap->cond, V = cap->n_words;
     for (int b = 0; b < n; b++) {
-        memcpy(s->inputs + (size_t)b * E, cap->emb_w + (size_t)tokens[b] * E, sizeof(float) * (size_t)E);
+        memcpy(s->inputs + (size_t)b * E, cap->emb_w + (size_t)tokens[b] * E,
+               sizeof(float) * (size_t)E);
         memcpy(s->gates + (size_t)b * 4 * H, s->cond_gates, sizeof(float) * 4 * (size_t)H);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, E, 1.0f, s->inputs, E,
-                cap->w_ih, E + C, 1.0f, s->gates, 4 * H);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, H, 1.0f, s->h, H,
-                cap->w_hh, H, 1.0f, s->gates, 4 * H);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, E, 1.0f, s->inputs, E, cap->w_ih,
+                E + C, 1.0f, s->gates, 4 * H);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, H, 1.0f, s->h, H, cap->w_hh, H,
+                1.0f, s->gates, 4 * H);
     for (int b = 0; b < n; b++) {
         const float *g = s->gates + (size_t)b * 4 * H;
         const float *c_prev = s->c + (size_t)b * H;
@@ -519,8 +534,8 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
     }
     for (int b = 0; b < n; b++)
         memcpy(s->logits + (size_t)b * V, cap->out_b, sizeof(float) * (size_t)V);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, H, 1.0f, s->h_next, H,
-                cap->out_w, H, 1.0f, s->logits, V);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, H, 1.0f, s->h_next, H, cap->out_w, H,
+                1.0f, s->logits, V);
 }
 
 /* ------------------------------------------------------------------ grounding */
@@ -528,11 +543,12 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
 /* Words for people and animals that no COCO label names; with the concepts the COCO
  * labels name they are the "objects" the grounding may restrict itself to (scope 1). */
 static const char *const extra_objects[] = {
-    "man", "woman", "boy", "girl", "child", "people", "baby", "toddler", "player", "skier",
-    "surfer", "skateboarder", "snowboarder", "rider", "biker", "bicyclist", "cyclist",
-    "motorcyclist", "climber", "swimmer", "crowd", "team", "family", "adult", "teenager",
-    "worker", "hiker", "pedestrian", "cowboy", "batter", "catcher", "pitcher", "animal",
-    "bull", "vehicle", "bike", "television", "phone", "table",
+    "man",     "woman",      "boy",     "girl",         "child",        "people",      "baby",
+    "toddler", "player",     "skier",   "surfer",       "skateboarder", "snowboarder", "rider",
+    "biker",   "bicyclist",  "cyclist", "motorcyclist", "climber",      "swimmer",     "crowd",
+    "team",    "family",     "adult",   "teenager",     "worker",       "hiker",       "pedestrian",
+    "cowboy",  "batter",     "catcher", "pitcher",      "animal",       "bull",        "vehicle",
+    "bike",    "television", "phone",   "table",
 };
 
 /* Two-word spellings of an object word ("surf board", "skate board"): found in the
@@ -590,7 +606,8 @@ static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, 
  * weight * clamp(log(evidence / threshold), floor, ceiling), so that an object the
  * picture gives little evidence for costs log-probability in proportion to how weak the
  * evidence is (ceiling > 0 also rewards confident ones). Other words: 0. */
-void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias)
+void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence,
+                        float *bias)
 {
     for (int t = 0; t < cap->n_words; t++) {
         int c = cap->word_concept[t];
@@ -608,7 +625,8 @@ void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, con
 /* How far to trust a caption, in [0, 1]: the square root of the geometric mean of the
  * decoder's per-word probabilities (exp of the length-normalised log-probability) times
  * the weakest evidence among the objects the caption names (1 when it names none). */
-float ce__caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw)
+float ce__caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens,
+                             int n, float raw)
 {
     float weakest = 1.0f;
     for (int i = 0; i < n; i++) {
@@ -636,7 +654,8 @@ static int candidate_cmp(const void *pa, const void *pb)
  * log-probability over length^alpha. At max_len only <eos> is allowed, so every search
  * ends within max_len + 1 steps. Returns the number of tokens of the best caption. */
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
-                       const float *bias, int *best, int *best_n, float *best_score, float *best_raw)
+                       const float *bias, int *best, int *best_n, float *best_score,
+                       float *best_raw)
 {
     const int H = cap->hidden, V = cap->n_words, keep = 2 * width;
     candidate pool[MAX_BEAM * 2 * MAX_BEAM];
@@ -662,7 +681,9 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
             int n_top = 0;
             for (int t = 0; t < V; t++) {
                 if (t == TOKEN_PAD || t == TOKEN_UNK) continue;
-                if (t == TOKEN_EOS ? hyp->n == 0 : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block, cap->once)))
+                if (t == TOKEN_EOS
+                        ? hyp->n == 0
+                        : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block, cap->once)))
                     continue;
                 if (bias && names_again(cap, hyp, t)) continue;
                 float sc = hyp->score + lp[t] + (bias ? bias[t] : 0.0f);
@@ -697,7 +718,8 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
                     memcpy(best, from->tokens, sizeof(int) * (size_t)from->n);
                     *best_n = from->n;
                     *best_score = norm;
-                    *best_raw = (from->raw + s->logits[(size_t)pool[i].beam * V + TOKEN_EOS]) / len_norm;
+                    *best_raw =
+                        (from->raw + s->logits[(size_t)pool[i].beam * V + TOKEN_EOS]) / len_norm;
                 }
                 n_finished++;
                 continue;
@@ -708,8 +730,10 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
             to->score = pool[i].score;
             to->raw = from->raw + s->logits[(size_t)pool[i].beam * V + pool[i].token];
             /* h_next/c_next hold this step's states by old beam; h/c take them by new beam. */
-            memcpy(s->h + (size_t)n_next * H, s->h_next + (size_t)pool[i].beam * H, sizeof(float) * (size_t)H);
-            memcpy(s->c + (size_t)n_next * H, s->c_next + (size_t)pool[i].beam * H, sizeof(float) * (size_t)H);
+            memcpy(s->h + (size_t)n_next * H, s->h_next + (size_t)pool[i].beam * H,
+                   sizeof(float) * (size_t)H);
+            memcpy(s->c + (size_t)n_next * H, s->c_next + (size_t)pool[i].beam * H,
+                   sizeof(float) * (size_t)H);
             n_next++;
         }
         hypothesis *swap = s->live;
@@ -736,7 +760,8 @@ static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token
 static int compound_of(const ce_captioner *cap, int first, int second)
 {
     for (int i = 0; i < cap->n_compounds; i++)
-        if (cap->compounds[i].first == first && cap->compounds[i].second == second) return cap->compounds[i].whole;
+        if (cap->compounds[i].first == first && cap->compounds[i].second == second)
+            return cap->compounds[i].whole;
     return -1;
 }
 
@@ -806,14 +831,16 @@ static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const f
 {
     int n = cnn->n_detections < CE_MAX_DETECTIONS ? cnn->n_detections : CE_MAX_DETECTIONS;
     for (int i = 0; i < n; i++)
-        if (cnn->detections[i].label) add_tag(out, cnn->detections[i].label, cnn->detections[i].score);
+        if (cnn->detections[i].label)
+            add_tag(out, cnn->detections[i].label, cnn->detections[i].score);
     for (int k = 0; k < cap->n_concepts; k++)
         if (probs[k] >= TAG_MIN_SCORE) add_tag(out, cap->concepts[k], probs[k]);
     qsort(out->tags, (size_t)out->n_tags, sizeof *out->tags, tag_cmp);
 }
 
 /* Words joined by spaces, clitics ("'s", "n't") attached to the word before. */
-static void render_caption(const ce_captioner *cap, const int *tokens, int n, char *out, size_t size)
+static void render_caption(const ce_captioner *cap, const int *tokens, int n, char *out,
+                           size_t size)
 {
     size_t len = 0;
     out[0] = 0;

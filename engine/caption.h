@@ -22,31 +22,31 @@ typedef struct {
 
 #define CAPTION_MAX_COMPOUNDS 64
 typedef struct {
-    int first, second, whole;        /* word indices */
+    int first, second, whole; /* word indices */
 } caption_compound;
 
 struct ce_captioner {
     ce_weights *weights;
     char version[32];
-    int text_only;                   /* vocabularies only: no network weights */
+    int text_only; /* vocabularies only: no network weights */
     int n_words, n_concepts, emb, hidden, cond, feat_dim, head_hidden, ngram_block;
     float length_alpha, cond_gamma;
-    const char **words;              /* n_words: 0 <pad>, 1 <eos>, 2 <unk> */
+    const char **words; /* n_words: 0 <pad>, 1 <eos>, 2 <unk> */
     char *word_storage;
-    const char **concepts;           /* n_concepts */
+    const char **concepts; /* n_concepts */
     char *concept_storage;
-    const uint8_t *once;             /* n_words: 1 = at most once per caption */
-    const int32_t *class_concepts;   /* [91][2] COCO class -> concept index or -1 */
+    const uint8_t *once;           /* n_words: 1 = at most once per caption */
+    const int32_t *class_concepts; /* [91][2] COCO class -> concept index or -1 */
     const float *feat_mean, *feat_scale, *head_w1, *head_b1, *head_w2, *head_b2;
     const float *cin_w, *cin_b, *init_h_w, *init_h_b, *init_c_w, *init_c_b;
     const float *emb_w, *w_ih, *w_hh, *lstm_b, *out_w, *out_b;
-    caption_lookup *lookup;          /* concept words and aliases, sorted by word */
+    caption_lookup *lookup; /* concept words and aliases, sorted by word */
     int n_lookup;
-    int32_t *word_concept;           /* n_words: the concept a content word names, or -1 */
-    uint8_t *object;                 /* n_concepts: 1 = an object (COCO label, people, animals) */
+    int32_t *word_concept; /* n_words: the concept a content word names, or -1 */
+    uint8_t *object;       /* n_concepts: 1 = an object (COCO label, people, animals) */
     caption_compound compounds[CAPTION_MAX_COMPOUNDS]; /* "surf" "board" -> "surfboard" */
     int n_compounds;
-    uint8_t *compound_second;        /* n_words: 1 = the second word of a compound */
+    uint8_t *compound_second; /* n_words: 1 = the second word of a compound */
 };
 
 /* Grounded search: each word naming a concept (scope 0) or an object concept (scope 1)
@@ -59,30 +59,34 @@ typedef struct {
 extern const caption_grounding caption_grounding_default;
 
 /* text.c: the word -> concept table built from concepts/words and concepts/alias. */
-int  ce__caption_text_init(ce_captioner *cap, ce_err *err);
+int ce__caption_text_init(ce_captioner *cap, ce_err *err);
 void ce__caption_text_free(ce_captioner *cap);
 /* Concept index of one lowercase word (plural rules and aliases applied), or -1. */
-int  ce__caption_text_lookup(const ce_captioner *cap, const char *word);
+int ce__caption_text_lookup(const ce_captioner *cap, const char *word);
 
 /* caption.c: the stages of ce_caption_run. */
 void ce__caption_head_features(const ce_cnn_output *cnn, float *features);
-int  ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
-                                    const float *features, float *probs);
+int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
+                                       const float *features, float *probs);
 /* Beam search from a concept vector; first_logits (n_words, may be NULL) receives the raw
  * logits of the first step. Returns the token count written to tokens. */
-int  ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
-                             int width, int max_len, int *tokens, int *n_tokens, float *score,
-                             float *first_logits);
+int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s,
+                                const float *concepts, int width, int max_len, int *tokens,
+                                int *n_tokens, float *score, float *first_logits);
 
 /* ce_caption_run with explicit grounding (weight 0 = the plain search of the golden). */
-int  ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn, const ce_caption_options *opt,
-                          const caption_grounding *g, ce_caption *out, ce_err *err);
+int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn,
+                             const ce_caption_options *opt, const caption_grounding *g,
+                             ce_caption *out, ce_err *err);
 /* Grounded beam search from a concept vector and an evidence vector (n_concepts each);
  * raw receives the decoder's length-normalised log-probability of the result. */
-int  ce__caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts,
-                             const float *evidence, const caption_grounding *g, int width, int max_len,
-                             int *tokens, int *n_tokens, float *raw);
-void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence, float *bias);
-float ce__caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens, int n, float raw);
+int ce__caption_decode_grounded(const ce_captioner *cap, ce_captioner_scratch *s,
+                                const float *concepts, const float *evidence,
+                                const caption_grounding *g, int width, int max_len, int *tokens,
+                                int *n_tokens, float *raw);
+void ce__grounding_bias(const ce_captioner *cap, const caption_grounding *g, const float *evidence,
+                        float *bias);
+float ce__caption_confidence(const ce_captioner *cap, const float *evidence, const int *tokens,
+                             int n, float raw);
 
 #endif

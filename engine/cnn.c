@@ -27,7 +27,9 @@
 #define FEATURE_DIM 1280
 #define MAX_CLASSES CE_NUM_CLASSES
 
-/* The inverted-residual blocks: expansion factor, output channels, stride. */
+/* The inverted-residual blocks: expansion factor, output channels, stride; one line per
+ * stage. */
+/* clang-format off */
 static const struct { int t, c, s; } BLOCKS[N_BLOCKS] = {
     {1, 16, 1},
     {6, 24, 2}, {6, 24, 1},
@@ -37,12 +39,15 @@ static const struct { int t, c, s; } BLOCKS[N_BLOCKS] = {
     {6, 160, 2}, {6, 160, 1}, {6, 160, 1},
     {6, 320, 1},
 };
+/* clang-format on */
 /* The block whose expansion output (19x19x576, stride 16) is the first feature map:
  * "layer_15/expansion_output" in the TF OD API, expanded_conv_13/expand in the graph.
- * The public API calls it map_expanded_conv_14 / mid_pooled. */
+ * The API calls it mid_pooled (pooled), and "fm0" in capengine_debug.h (the map). */
 #define FM0_BLOCK 13
 /* SSDLite extra layers: 1x1 reduce channels, output channels (3x3 depthwise stride 2). */
-static const struct { int mid, out; } EXTRA[N_EXTRA] = {{256, 512}, {128, 256}, {128, 256}, {64, 128}};
+static const struct {
+    int mid, out;
+} EXTRA[N_EXTRA] = {{256, 512}, {128, 256}, {128, 256}, {64, 128}};
 /* Feature map sizes and anchors per cell of the six box predictors. */
 static const int HEAD_SIZE[N_HEADS] = {19, 10, 5, 3, 2, 1};
 static const int HEAD_CHANNELS[N_HEADS] = {576, 1280, 512, 256, 256, 128};
@@ -50,11 +55,13 @@ static const int HEAD_ANCHORS[N_HEADS] = {3, 6, 6, 6, 6, 6};
 
 /* ------------------------------------------------------------------ weights and state */
 
-typedef struct { const float *w, *b; } conv;   /* weights, bias (batch norm folded) */
+typedef struct {
+    const float *w, *b;
+} conv; /* weights, bias (batch norm folded) */
 
 typedef struct {
     int cin, cexp, cout, stride;
-    conv expand;       /* w == NULL when the expansion factor is 1 */
+    conv expand; /* w == NULL when the expansion factor is 1 */
     conv dw, project;
 } block;
 
@@ -63,12 +70,14 @@ typedef struct {
     conv reduce, dw, expand;
 } extra_layer;
 
-typedef struct { conv box_dw, box_pw, cls_dw, cls_pw; } head;
+typedef struct {
+    conv box_dw, box_pw, cls_dw, cls_pw;
+} head;
 
 struct cnn_net {
-    conv conv0;                              /* 3x3 stride 2, 3 -> 32, HWIO */
+    conv conv0; /* 3x3 stride 2, 3 -> 32, HWIO */
     block blocks[N_BLOCKS];
-    conv conv1;                              /* 1x1, 320 -> 1280 */
+    conv conv1; /* 1x1, 320 -> 1280 */
     extra_layer extra[N_EXTRA];
     head heads[N_HEADS];
     float anchors[CE_NUM_ANCHORS][4];
@@ -76,14 +85,14 @@ struct cnn_net {
 };
 
 struct cnn_state {
-    float *input;      /* 300x300x3 */
-    float *cols;       /* im2col of the first conv: 150*150 x 27 */
-    float *x, *y;      /* block input / output (ping-pong) */
-    float *e;          /* expansion output */
-    float *d;          /* depthwise output */
-    float *h;          /* predictor depthwise output */
-    float *box;        /* [1917][4] box encodings */
-    float *logits;     /* [1917][91] class logits */
+    float *input;  /* 300x300x3 */
+    float *cols;   /* im2col of the first conv: 150*150 x 27 */
+    float *x, *y;  /* block input / output (ping-pong) */
+    float *e;      /* expansion output */
+    float *d;      /* depthwise output */
+    float *h;      /* predictor depthwise output */
+    float *box;    /* [1917][4] box encodings */
+    float *logits; /* [1917][91] class logits */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -101,15 +110,15 @@ static inline float relu6f(float v)
     return v < 6.0f ? v : 6.0f;
 }
 
-static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout,
-                      int relu6, const float *residual, float *out);
-static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p,
-                      float *out, int *oh, int *ow);
+static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout, int relu6,
+                      const float *residual, float *out);
+static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p, float *out,
+                      int *oh, int *ow);
 static void dw_project(const float *in, int h, int w, int c, int stride, const conv *dw,
-                       const conv *pw, int cout, int relu6, const float *residual,
-                       float *scratch, float *out, int *oh, int *ow);
-static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p,
-                           int pt, int pl, int oy0, int oy1, int ow, float *out);
+                       const conv *pw, int cout, int relu6, const float *residual, float *scratch,
+                       float *out, int *oh, int *ow);
+static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p, int pt,
+                           int pl, int oy0, int oy1, int ow, float *out);
 static int same_pad_before(int in, int stride, int *out);
 static void conv3x3_first(const float *in, const conv *p, float *cols, float *out);
 static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0);
@@ -145,7 +154,9 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
         int keep = b->stride == 1 && b->cin == b->cout;
         dw_project(dw_in, h, w, b->cexp, b->stride, &b->dw, &b->project, b->cout, 0,
                    keep ? st->x : NULL, st->d, st->y, &oh, &ow);
-        float *tmp = st->x; st->x = st->y; st->y = tmp;
+        float *tmp = st->x;
+        st->x = st->y;
+        st->y = tmp;
         h = oh, w = ow, c = b->cout;
         snprintf(name, sizeof name, "block%d", i);
         emit(t, name, st->x, h, w, c);
@@ -166,7 +177,8 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
         pointwise(fm, h * w, x->cin, &x->reduce, x->mid, 1, NULL, st->e);
         int oh, ow;
         float *next = fm == st->x ? st->y : st->x;
-        dw_project(st->e, h, w, x->mid, 2, &x->dw, &x->expand, x->out, 1, NULL, st->d, next, &oh, &ow);
+        dw_project(st->e, h, w, x->mid, 2, &x->dw, &x->expand, x->out, 1, NULL, st->d, next, &oh,
+                   &ow);
         fm = next;
         h = oh, w = ow, c = x->out;
         snprintf(name, sizeof name, "fm%d", k + 2);
@@ -178,8 +190,8 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
     emit(t, "class_logits", st->logits, CE_NUM_ANCHORS, 1, CE_NUM_CLASSES);
 }
 
-int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
-                   ce_cnn_tap_fn fn, void *ctx, ce_err *err)
+int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_cnn_tap_fn fn,
+                      void *ctx, ce_err *err)
 {
     ce_err scratch_err;
     if (!err) err = &scratch_err;
@@ -212,8 +224,8 @@ int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *e
  * finds the sgemm's output still in cache instead of reading it back from memory. */
 #define CHUNK_FLOATS (64 * 1024)
 
-static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout,
-                      int relu6, const float *residual, float *out)
+static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout, int relu6,
+                      const float *residual, float *out)
 {
     int chunk = CHUNK_FLOATS / cout;
     if (chunk < 16) chunk = 16;
@@ -221,8 +233,8 @@ static void pointwise(const float *in, int pixels, int cin, const conv *p, int c
     for (int p0 = 0; p0 < pixels; p0 += chunk) {
         int n = pixels - p0 < chunk ? pixels - p0 : chunk;
         float *restrict o = out + (size_t)p0 * cout;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cout, cin,
-                    1.0f, in + (size_t)p0 * cin, cin, p->w, cout, 0.0f, o, cout);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cout, cin, 1.0f,
+                    in + (size_t)p0 * cin, cin, p->w, cout, 0.0f, o, cout);
         size_t total = (size_t)n * cout;
         if (residual) {
             const float *restrict r = residual + (size_t)p0 * cout;
@@ -241,8 +253,8 @@ static void pointwise(const float *in, int pixels, int cin, const conv *p, int c
 /* Depthwise then a 1x1 convolution, by tiles of output rows: each tile of the depthwise
  * output is consumed by the 1x1 while it is still in cache. */
 static void dw_project(const float *in, int h, int w, int c, int stride, const conv *dw,
-                       const conv *pw, int cout, int relu6, const float *residual,
-                       float *scratch, float *out, int *oh, int *ow)
+                       const conv *pw, int cout, int relu6, const float *residual, float *scratch,
+                       float *out, int *oh, int *ow)
 {
     int pt = same_pad_before(h, stride, oh);
     int pl = same_pad_before(w, stride, ow);
@@ -272,7 +284,8 @@ static int same_pad_before(int in, int stride, int *out)
  * padding are skipped per pixel, so the inner loops have no branches. */
 static inline __attribute__((always_inline)) void
 dw_block(const float *restrict in, int w, int c, const float *restrict wt, const float *restrict b,
-         int iy0, int ix0, int ky0, int ky1, int kx0, int kx1, int c0, float *restrict o, const int cb)
+         int iy0, int ix0, int ky0, int ky1, int kx0, int kx1, int c0, float *restrict o,
+         const int cb)
 {
     float acc[64];
     for (int k = 0; k < cb; k++) acc[k] = b[c0 + k];
@@ -286,8 +299,8 @@ dw_block(const float *restrict in, int w, int c, const float *restrict wt, const
     for (int k = 0; k < cb; k++) o[c0 + k] = relu6f(acc[k]);
 }
 
-static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p,
-                      float *out, int *oh, int *ow)
+static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p, float *out,
+                      int *oh, int *ow)
 {
     int pt = same_pad_before(h, stride, oh);
     int pl = same_pad_before(w, stride, ow);
@@ -295,8 +308,8 @@ static void depthwise(const float *in, int h, int w, int c, int stride, const co
 }
 
 /* Output rows [oy0, oy1) of the depthwise convolution; `out` points at row oy0. */
-static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p,
-                           int pt, int pl, int oy0, int oy1, int ow, float *out)
+static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p, int pt,
+                           int pl, int oy0, int oy1, int ow, float *out)
 {
     const float *restrict wt = p->w, *restrict b = p->b;
     for (int oy = oy0; oy < oy1; oy++) {
@@ -307,8 +320,10 @@ static void depthwise_rows(const float *in, int h, int w, int c, int stride, con
             int kx0 = ix0 < 0 ? -ix0 : 0, kx1 = w - ix0 < 3 ? w - ix0 : 3;
             float *o = out + ((size_t)(oy - oy0) * ow + ox) * c;
             int c0 = 0;
-            for (; c0 + 64 <= c; c0 += 64) dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 64);
-            for (; c0 + 16 <= c; c0 += 16) dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 16);
+            for (; c0 + 64 <= c; c0 += 64)
+                dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 64);
+            for (; c0 + 16 <= c; c0 += 16)
+                dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 16);
             for (; c0 < c; c0++) dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 1);
         }
     }
@@ -349,7 +364,8 @@ static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, 
 {
     int s = HEAD_SIZE[k], c = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k], oh, ow;
     depthwise(fm, s, s, c, 1, &net->heads[k].box_dw, st->h, &oh, &ow);
-    pointwise(st->h, s * s, c, &net->heads[k].box_pw, a * 4, 0, NULL, st->box + (size_t)anchor0 * 4);
+    pointwise(st->h, s * s, c, &net->heads[k].box_pw, a * 4, 0, NULL,
+              st->box + (size_t)anchor0 * 4);
     depthwise(fm, s, s, c, 1, &net->heads[k].cls_dw, st->h, &oh, &ow);
     pointwise(st->h, s * s, c, &net->heads[k].cls_pw, a * CE_NUM_CLASSES, 0, NULL,
               st->logits + (size_t)anchor0 * CE_NUM_CLASSES);
@@ -372,14 +388,14 @@ static void emit(const tap *t, const char *name, const float *data, int h, int w
 
 static double conv_flops(int pixels, int cin, int cout, int taps)
 {
-    return (double)pixels * cout * (2.0 * cin * taps + 1.0);   /* MACs + bias */
+    return (double)pixels * cout * (2.0 * cin * taps + 1.0); /* MACs + bias */
 }
 
 double ce__cnn_flops(void)
 {
     double f = 0;
     int s = CE_INPUT_SIZE / 2, c = CONV0_OUT;
-    f += conv_flops(s * s, 3, c, 9) + 2.0 * s * s * c;            /* + ReLU6 (min, max) */
+    f += conv_flops(s * s, 3, c, 9) + 2.0 * s * s * c; /* + ReLU6 (min, max) */
     for (int i = 0; i < N_BLOCKS; i++) {
         int cexp = c * BLOCKS[i].t, o = (s + BLOCKS[i].s - 1) / BLOCKS[i].s;
         if (BLOCKS[i].t != 1) f += conv_flops(s * s, c, cexp, 1) + 2.0 * s * s * cexp;
@@ -457,7 +473,8 @@ int ce__cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
         snprintf(p, sizeof p, "head/%d/cls/dw", k);
         if (rc == 0) rc = get_conv(wf, p, DEPTHWISE, c, c, &net->heads[k].cls_dw, err);
         snprintf(p, sizeof p, "head/%d/cls/pw", k);
-        if (rc == 0) rc = get_conv(wf, p, POINTWISE, c, a * CE_NUM_CLASSES, &net->heads[k].cls_pw, err);
+        if (rc == 0)
+            rc = get_conv(wf, p, POINTWISE, c, a * CE_NUM_CLASSES, &net->heads[k].cls_pw, err);
     }
     if (rc == 0) {
         const float *scales = ce__weights_f32(wf, "postprocess/box_scales", err, 1, 4);
@@ -494,9 +511,13 @@ static void plan_buffers(size_t *max_x, size_t *max_e, size_t *max_d)
 {
     size_t s = CE_INPUT_SIZE / 2, c = CONV0_OUT;
     *max_x = s * s * c, *max_e = 0, *max_d = 0;
-#define GROW(m, v) do { if ((v) > *(m)) *(m) = (v); } while (0)
+#define GROW(m, v)                                                                                 \
+    do {                                                                                           \
+        if ((v) > *(m)) *(m) = (v);                                                                \
+    } while (0)
     for (int i = 0; i < N_BLOCKS; i++) {
-        size_t cexp = c * (size_t)BLOCKS[i].t, o = (s + (size_t)BLOCKS[i].s - 1) / (size_t)BLOCKS[i].s;
+        size_t cexp = c * (size_t)BLOCKS[i].t,
+               o = (s + (size_t)BLOCKS[i].s - 1) / (size_t)BLOCKS[i].s;
         GROW(max_e, s * s * cexp);
         GROW(max_d, o * o * cexp);
         GROW(max_x, o * o * (size_t)BLOCKS[i].c);
@@ -531,8 +552,8 @@ int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
     st->h = malloc(sizeof(float) * 19 * 19 * 576);
     st->box = malloc(sizeof(float) * CE_NUM_ANCHORS * 4);
     st->logits = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
-    if (!st->input || !st->cols || !st->x || !st->y || !st->d || !st->e || !st->h ||
-        !st->box || !st->logits)
+    if (!st->input || !st->cols || !st->x || !st->y || !st->d || !st->e || !st->h || !st->box ||
+        !st->logits)
         goto oom;
     *out = st;
     return 0;

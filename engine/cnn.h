@@ -18,12 +18,12 @@
 
 /* ------------------------------------------------------------------ network (cnn.c) */
 
-typedef struct cnn_net cnn_net;       /* weights: pointers into the mapped file */
-typedef struct cnn_state cnn_state;   /* per-session scratch buffers */
+typedef struct cnn_net cnn_net;     /* weights: pointers into the mapped file */
+typedef struct cnn_state cnn_state; /* per-session scratch buffers */
 
-int  ce__cnn_net_build(const ce_weights *w, cnn_net **out, ce_err *err);
+int ce__cnn_net_build(const ce_weights *w, cnn_net **out, ce_err *err);
 void ce__cnn_net_free(cnn_net *net);
-int  ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err);
+int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err);
 void ce__cnn_state_free(cnn_state *st);
 
 /* Floating-point operations of one forward pass (multiply and add counted as 2), counted
@@ -49,8 +49,8 @@ void ce__anchors_generate(float anchors[CE_NUM_ANCHORS][4]);
 /* From the raw box encodings [1917][4] and class logits [1917][91]: class_max (sigmoid
  * scores), and the detections after the score threshold and per-class NMS. */
 void ce__postprocess(const float *box_encodings, const float *class_logits,
-                    const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
-                    ce_cnn_output *out);
+                     const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
+                     ce_cnn_output *out);
 
 /* COCO label of a class id 1..90, NULL for the ids COCO leaves unused. */
 const char *ce__coco_label(int class_id);

@@ -25,7 +25,7 @@ enum {
 };
 enum { TYPE_ASCII = 2, TYPE_SHORT = 3, TYPE_LONG = 4 };
 
-#define EXIF_TIME_LEN 19   /* "YYYY:MM:DD HH:MM:SS" */
+#define EXIF_TIME_LEN 19 /* "YYYY:MM:DD HH:MM:SS" */
 
 typedef struct {
     const uint8_t *data;
@@ -35,7 +35,7 @@ typedef struct {
 
 typedef struct {
     uint32_t tag, type, count;
-    size_t value_at;   /* offset of the entry's 4-byte value field */
+    size_t value_at; /* offset of the entry's 4-byte value field */
 } ifd_entry;
 
 static int read_bytes(const tiff_buf *t, size_t off, size_t len, const uint8_t **p);
@@ -53,7 +53,7 @@ void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out)
     out->taken_time = 0;
     if (!tiff || size < 8) return;
 
-    tiff_buf t = { tiff, size, 0 };
+    tiff_buf t = {tiff, size, 0};
     if (tiff[0] == 'I' && tiff[1] == 'I') t.big_endian = 0;
     else if (tiff[0] == 'M' && tiff[1] == 'M') t.big_endian = 1;
     else return;
@@ -68,10 +68,8 @@ void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out)
             uint32_t v;
             if (e.tag == TAG_ORIENTATION && entry_uint(&t, &e, &v) && v >= 1 && v <= 8)
                 out->orientation = (int)v;
-            else if (e.tag == TAG_DATETIME)
-                datetime = entry_time(&t, &e);
-            else if (e.tag == TAG_EXIF_IFD && entry_uint(&t, &e, &v))
-                exif_ifd = v;
+            else if (e.tag == TAG_DATETIME) datetime = entry_time(&t, &e);
+            else if (e.tag == TAG_EXIF_IFD && entry_uint(&t, &e, &v)) exif_ifd = v;
         }
     }
     if (exif_ifd && exif_ifd != ifd0 && ifd_count(&t, exif_ifd, &n)) {
@@ -105,8 +103,7 @@ static int read_u32(const tiff_buf *t, size_t off, uint32_t *v)
     if (!read_bytes(t, off, 4, &p)) return 0;
     if (t->big_endian)
         *v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    else
-        *v = (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+    else *v = (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
     return 1;
 }
 
@@ -153,7 +150,7 @@ static int64_t entry_time(const tiff_buf *t, const ifd_entry *e)
 static int64_t parse_exif_time(const uint8_t *s)
 {
     static const char pattern[] = "dddd:dd:dd dd:dd:dd";
-    int v[6] = { 0 }, field = 0;
+    int v[6] = {0}, field = 0;
     for (int i = 0; i < EXIF_TIME_LEN; i++) {
         if (pattern[i] == 'd') {
             if (s[i] < '0' || s[i] > '9') return 0;
@@ -165,10 +162,10 @@ static int64_t parse_exif_time(const uint8_t *s)
             field++;
         }
     }
-    if (v[0] < 1800 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 ||
-        v[4] > 59 || v[5] > 60)
+    if (v[0] < 1800 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 ||
+        v[5] > 60)
         return 0;
-    struct tm tm = { 0 };
+    struct tm tm = {0};
     tm.tm_year = v[0] - 1900;
     tm.tm_mon = v[1] - 1;
     tm.tm_mday = v[2];
@@ -176,6 +173,6 @@ static int64_t parse_exif_time(const uint8_t *s)
     tm.tm_min = v[4];
     tm.tm_sec = v[5];
     time_t when = timegm(&tm);
-    if (tm.tm_mday != v[2]) return 0;   /* timegm normalised an impossible day */
+    if (tm.tm_mday != v[2]) return 0; /* timegm normalised an impossible day */
     return (int64_t)when;
 }

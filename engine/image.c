@@ -46,15 +46,15 @@ int ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *o
     return rc;
 }
 
-int ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt,
-                         ce_image *out, ce_err *err)
+int ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt, ce_image *out,
+                         ce_err *err)
 {
     memset(out, 0, sizeof *out);
-    ce_decode_params params = { DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE };
+    ce_decode_params params = {DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE};
     if (opt) {
         if (opt->max_pixels < 0 || opt->min_side < 0) {
             ce__image_error(err, "invalid load options (max_pixels %lld, min_side %d)",
-                           (long long)opt->max_pixels, opt->min_side);
+                            (long long)opt->max_pixels, opt->min_side);
             return -EINVAL;
         }
         if (opt->max_pixels > 0) params.max_pixels = opt->max_pixels;
@@ -73,12 +73,8 @@ int ce_image_load_memory(const void *data, size_t size, const ce_load_options *o
     int orientation = 1;
     int rc;
     switch (sniff_format(data, size, &other)) {
-    case FMT_JPEG:
-        rc = ce__decode_jpeg(data, size, &params, out, &orientation, err);
-        break;
-    case FMT_PNG:
-        rc = ce__decode_png(data, size, &params, out, &orientation, err);
-        break;
+    case FMT_JPEG: rc = ce__decode_jpeg(data, size, &params, out, &orientation, err); break;
+    case FMT_PNG: rc = ce__decode_png(data, size, &params, out, &orientation, err); break;
     case FMT_OTHER:
         ce__image_error(err, "unsupported image format %s (only JPEG and PNG are read)", other);
         return -ENOTSUP;
@@ -123,7 +119,7 @@ static int starts_with(const uint8_t *d, size_t n, const void *magic, size_t len
  * the same reason. Other well-known formats are named in the error. */
 static image_format sniff_format(const uint8_t *d, size_t n, const char **other_name)
 {
-    static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (starts_with(d, n, "\xff\xd8", 2)) return FMT_JPEG;
     if (n >= 4 && memcmp(d, png_sig, n < 8 ? n : 8) == 0) return FMT_PNG;
 
@@ -168,7 +164,7 @@ static int read_whole_file(const char *path, uint8_t **data, size_t *size, ce_er
     }
     if (st.st_size > MAX_FILE_BYTES) {
         ce__image_error(err, "%s is too large (%lld bytes; at most %lld)", path,
-                       (long long)st.st_size, (long long)MAX_FILE_BYTES);
+                        (long long)st.st_size, (long long)MAX_FILE_BYTES);
         close(fd);
         return -E2BIG;
     }
@@ -213,13 +209,42 @@ static int apply_orientation(ce_image *img, int orientation, ce_err *err)
     /* sx = x0 + dx*x_dx + dy*x_dy, sy = y0 + dx*y_dx + dy*y_dy */
     int x0 = 0, x_dx = 0, x_dy = 0, y0 = 0, y_dx = 0, y_dy = 0;
     switch (orientation) {
-    case 2: x0 = w - 1; x_dx = -1; y_dy = 1; break;                 /* mirror horizontal */
-    case 3: x0 = w - 1; x_dx = -1; y0 = h - 1; y_dy = -1; break;    /* rotate 180 */
-    case 4: x_dx = 1; y0 = h - 1; y_dy = -1; break;                 /* mirror vertical */
-    case 5: x_dy = 1; y_dx = 1; break;                              /* transpose */
-    case 6: x_dy = 1; y0 = h - 1; y_dx = -1; break;                 /* rotate 90 CW */
-    case 7: x0 = w - 1; x_dy = -1; y0 = h - 1; y_dx = -1; break;    /* transverse */
-    case 8: x0 = w - 1; x_dy = -1; y_dx = 1; break;                 /* rotate 90 CCW */
+    case 2:
+        x0 = w - 1;
+        x_dx = -1;
+        y_dy = 1;
+        break; /* mirror horizontal */
+    case 3:
+        x0 = w - 1;
+        x_dx = -1;
+        y0 = h - 1;
+        y_dy = -1;
+        break; /* rotate 180 */
+    case 4:
+        x_dx = 1;
+        y0 = h - 1;
+        y_dy = -1;
+        break; /* mirror vertical */
+    case 5:
+        x_dy = 1;
+        y_dx = 1;
+        break; /* transpose */
+    case 6:
+        x_dy = 1;
+        y0 = h - 1;
+        y_dx = -1;
+        break; /* rotate 90 CW */
+    case 7:
+        x0 = w - 1;
+        x_dy = -1;
+        y0 = h - 1;
+        y_dx = -1;
+        break; /* transverse */
+    case 8:
+        x0 = w - 1;
+        x_dy = -1;
+        y_dx = 1;
+        break; /* rotate 90 CCW */
     }
     uint8_t *dst = malloc((size_t)w * (size_t)h * 3);
     if (!dst) {

@@ -12,8 +12,8 @@
 #include "capengine.h"
 
 typedef struct {
-    int orientation;      /* EXIF Orientation 1..8; 1 (as stored) when absent or invalid */
-    int64_t taken_time;   /* DateTimeOriginal, else DateTime, as unix seconds read as UTC;
+    int orientation;    /* EXIF Orientation 1..8; 1 (as stored) when absent or invalid */
+    int64_t taken_time; /* DateTimeOriginal, else DateTime, as unix seconds read as UTC;
                              0 = none */
 } ce_exif;
 
@@ -31,13 +31,12 @@ void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out);
 /* Decoders. On success they fill img->width/height/pixels (8-bit RGB as stored, not yet
  * oriented), img->source_width/height (the stored size), img->taken_time and
  * *orientation. On failure nothing is left allocated and img is untouched. */
-int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params,
-                   ce_image *img, int *orientation, ce_err *err);
-int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params,
-                  ce_image *img, int *orientation, ce_err *err);
+int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                    int *orientation, ce_err *err);
+int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                   int *orientation, ce_err *err);
 
 /* The message helper all image files share (err may be NULL). */
-void ce__image_error(ce_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void ce__image_error(ce_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -33,9 +33,9 @@
 #define MAX_SCANS 500
 
 typedef struct {
-    struct jpeg_error_mgr pub;   /* first: libjpeg hands us a pointer to it */
+    struct jpeg_error_mgr pub; /* first: libjpeg hands us a pointer to it */
     jmp_buf jump;
-    int code;                    /* negative errno of the failure */
+    int code; /* negative errno of the failure */
     char msg[JMSG_LENGTH_MAX + 64];
 } jpeg_failure;
 
@@ -46,8 +46,8 @@ typedef struct {
     const uint8_t *data;
     size_t size;
     const ce_decode_params *params;
-    uint8_t *pixels;             /* the result, owned until handed to the caller */
-    uint8_t *cmyk_row;           /* scratch for CMYK/YCCK files */
+    uint8_t *pixels;   /* the result, owned until handed to the caller */
+    uint8_t *cmyk_row; /* scratch for CMYK/YCCK files */
     int width, height;
     int source_width, source_height;
     ce_exif exif;
@@ -63,16 +63,17 @@ static void on_message(j_common_ptr cinfo, int msg_level);
 static void on_progress(j_common_ptr cinfo);
 static void fail_now(j_common_ptr cinfo, int code);
 
-int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params,
-                   ce_image *img, int *orientation, ce_err *err)
+int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                    int *orientation, ce_err *err)
 {
     /* The header limit is checked before libjpeg sees the file, so that a bare header
      * claiming 30000x30000 is "too large" rather than "truncated". */
     int w, h;
     if (sof_size(data, size, &w, &h) && (int64_t)w * h > params->max_pixels) {
-        ce__image_error(err, "JPEG is %dx%d = %lld pixels, over the limit of %lld "
-                       "(refused before decoding)", w, h, (long long)w * h,
-                       (long long)params->max_pixels);
+        ce__image_error(err,
+                        "JPEG is %dx%d = %lld pixels, over the limit of %lld "
+                        "(refused before decoding)",
+                        w, h, (long long)w * h, (long long)params->max_pixels);
         return -E2BIG;
     }
 
@@ -123,7 +124,8 @@ static int decode_run(jpeg_job *job)
         job->fail.code = -E2BIG;
         snprintf(job->fail.msg, sizeof job->fail.msg,
                  "JPEG is %ux%u = %lld pixels, over the limit of %lld (refused before "
-                 "decoding)", cinfo->image_width, cinfo->image_height, (long long)pixels,
+                 "decoding)",
+                 cinfo->image_width, cinfo->image_height, (long long)pixels,
                  (long long)job->params->max_pixels);
         return job->fail.code;
     }
@@ -133,8 +135,8 @@ static int decode_run(jpeg_job *job)
 
     const int cmyk = cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK;
     cinfo->out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
-    cinfo->scale_num = (unsigned)choose_scale(job->source_width, job->source_height,
-                                              job->params->min_side);
+    cinfo->scale_num =
+        (unsigned)choose_scale(job->source_width, job->source_height, job->params->min_side);
     cinfo->scale_denom = 8;
     /* ISLOW, the accurate IDCT: below 8/8 libjpeg uses its reduced-size IDCTs whatever
      * the method, and at full size IFAST was within noise (~5%) in tests/bench/decode.
@@ -151,8 +153,8 @@ static int decode_run(jpeg_job *job)
     if (cmyk) job->cmyk_row = malloc((size_t)job->width * 4);
     if (!job->pixels || (cmyk && !job->cmyk_row)) {
         job->fail.code = -ENOMEM;
-        snprintf(job->fail.msg, sizeof job->fail.msg,
-                 "out of memory for a %dx%d image", job->width, job->height);
+        snprintf(job->fail.msg, sizeof job->fail.msg, "out of memory for a %dx%d image", job->width,
+                 job->height);
         return job->fail.code;
     }
     while (cinfo->output_scanline < cinfo->output_height) {
@@ -175,23 +177,23 @@ static int decode_run(jpeg_job *job)
 /* Walks the marker segments up to the first SOFn; 1 and the frame size when found. */
 static int sof_size(const uint8_t *d, size_t n, int *w, int *h)
 {
-    size_t pos = 2;   /* after SOI */
+    size_t pos = 2; /* after SOI */
     while (pos + 4 <= n) {
         if (d[pos] != 0xff) return 0;
         uint8_t marker = d[pos + 1];
-        if (marker == 0xff) {   /* fill byte */
+        if (marker == 0xff) { /* fill byte */
             pos++;
             continue;
         }
-        if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {   /* no length */
+        if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd8)) { /* no length */
             pos += 2;
             continue;
         }
-        if (marker == 0xda || marker == 0xd9) return 0;   /* SOS / EOI before any SOF */
+        if (marker == 0xda || marker == 0xd9) return 0; /* SOS / EOI before any SOF */
         size_t len = (size_t)d[pos + 2] << 8 | d[pos + 3];
         if (len < 2) return 0;
-        int is_sof = marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 &&
-                     marker != 0xc8 && marker != 0xcc;
+        int is_sof =
+            marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc;
         if (is_sof) {
             if (pos + 9 > n || len < 7) return 0;
             *h = d[pos + 5] << 8 | d[pos + 6];
@@ -247,16 +249,11 @@ static void on_error_exit(j_common_ptr cinfo)
 {
     int code;
     switch (cinfo->err->msg_code) {
-    case JERR_OUT_OF_MEMORY:
-        code = -ENOMEM;
-        break;
-    case JERR_BAD_PRECISION:        /* 12-bit JPEG */
-    case JERR_CONVERSION_NOTIMPL:   /* colour space we cannot turn into RGB */
-    case JERR_NOT_COMPILED:
-        code = -ENOTSUP;
-        break;
-    default:
-        code = -EBADMSG;
+    case JERR_OUT_OF_MEMORY: code = -ENOMEM; break;
+    case JERR_BAD_PRECISION:      /* 12-bit JPEG */
+    case JERR_CONVERSION_NOTIMPL: /* colour space we cannot turn into RGB */
+    case JERR_NOT_COMPILED: code = -ENOTSUP; break;
+    default: code = -EBADMSG;
     }
     fail_now(cinfo, code);
 }
@@ -266,16 +263,13 @@ static void on_error_exit(j_common_ptr cinfo)
  * damage behind it would raise one of the fatal warnings as well. */
 static void on_message(j_common_ptr cinfo, int msg_level)
 {
-    if (msg_level >= 0) return;   /* trace messages */
+    if (msg_level >= 0) return; /* trace messages */
     switch (cinfo->err->msg_code) {
     case JWRN_ADOBE_XFORM:
     case JWRN_JFIF_MAJOR:
     case JWRN_BOGUS_ICC:
-    case JWRN_EXTRANEOUS_DATA:
-        cinfo->err->num_warnings++;
-        return;
-    default:
-        fail_now(cinfo, -EBADMSG);
+    case JWRN_EXTRANEOUS_DATA: cinfo->err->num_warnings++; return;
+    default: fail_now(cinfo, -EBADMSG);
     }
 }
 
@@ -296,9 +290,9 @@ static void fail_now(j_common_ptr cinfo, int code)
     char text[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, text);
     f->code = code;
-    const char *what = code == -ENOTSUP ? "unsupported JPEG"
-                     : code == -ENOMEM  ? "out of memory decoding JPEG"
-                                        : "corrupt or truncated JPEG";
+    const char *what = code == -ENOTSUP  ? "unsupported JPEG"
+                       : code == -ENOMEM ? "out of memory decoding JPEG"
+                                         : "corrupt or truncated JPEG";
     snprintf(f->msg, sizeof f->msg, "%s: %s", what, text);
     longjmp(f->jump, 1);
 }

@@ -35,20 +35,20 @@ typedef struct {
     const uint8_t *data;
     size_t size, pos;
     const ce_decode_params *params;
-    int code;                    /* negative errno of the failure */
-    int alloc_failed;            /* png_alloc returned NULL */
+    int code;         /* negative errno of the failure */
+    int alloc_failed; /* png_alloc returned NULL */
     char msg[CE_ERR_MAX];
     /* Source rows after libpng's transforms: RGB or RGBA, 8 bits. */
     uint32_t src_w, src_h;
     int channels;
-    uint8_t *rows;               /* one row, or the whole image when interlaced */
-    png_bytep *row_ptrs;         /* interlaced only */
+    uint8_t *rows;       /* one row, or the whole image when interlaced */
+    png_bytep *row_ptrs; /* interlaced only */
     /* Box downscaler: factor x factor source pixels per output pixel. */
     int factor;
     int out_w, out_h;
-    uint64_t *sums;              /* one output row of R, G, B sums */
-    uint8_t *rgb_row;            /* one composited source row */
-    uint8_t *pixels;             /* the result, owned until handed to the caller */
+    uint64_t *sums;   /* one output row of R, G, B sums */
+    uint8_t *rgb_row; /* one composited source row */
+    uint8_t *pixels;  /* the result, owned until handed to the caller */
     ce_exif exif;
 } png_job;
 
@@ -64,15 +64,16 @@ static void png_release(png_structp png, png_voidp p);
 static void on_error(png_structp png, png_const_charp msg);
 static void on_warning(png_structp png, png_const_charp msg);
 
-int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params,
-                  ce_image *img, int *orientation, ce_err *err)
+int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                   int *orientation, ce_err *err)
 {
     uint32_t w, h;
     /* unsigned: two 32-bit sides can exceed INT64_MAX (found by fuzzing) */
     if (ihdr_size(data, size, &w, &h) && (uint64_t)w * h > (uint64_t)params->max_pixels) {
-        ce__image_error(err, "PNG is %ux%u = %llu pixels, over the limit of %lld "
-                       "(refused before decoding)", w, h, (unsigned long long)w * h,
-                       (long long)params->max_pixels);
+        ce__image_error(err,
+                        "PNG is %ux%u = %llu pixels, over the limit of %lld "
+                        "(refused before decoding)",
+                        w, h, (unsigned long long)w * h, (long long)params->max_pixels);
         return -E2BIG;
     }
     /* libpng 1.6.39 allocates an eXIf chunk's claimed length before reading it, whatever
@@ -80,8 +81,10 @@ int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *par
      * The whole file is in memory, so a chunk longer than what is left is refused here. */
     char chunk[5];
     if (chunk_past_end(data, size, chunk)) {
-        ce__image_error(err, "corrupt or truncated PNG: a %s chunk runs past the end of the "
-                       "file", chunk);
+        ce__image_error(err,
+                        "corrupt or truncated PNG: a %s chunk runs past the end of the "
+                        "file",
+                        chunk);
         return -EBADMSG;
     }
 
@@ -127,8 +130,8 @@ static int decode_run(png_job *job)
 {
     /* our allocator records a failed allocation: "out of memory" is then known by fact,
      * not guessed from the words of libpng's message */
-    job->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, job, on_error, on_warning,
-                                        job, png_alloc, png_release);
+    job->png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, job, on_error, on_warning, job,
+                                        png_alloc, png_release);
     if (!job->png) return fail(job, -ENOMEM, "out of memory starting libpng");
     job->info = png_create_info_struct(job->png);
     if (!job->info) return fail(job, -ENOMEM, "out of memory starting libpng");
@@ -142,9 +145,10 @@ static int decode_run(png_job *job)
     job->src_h = png_get_image_height(job->png, job->info);
     int64_t pixels = (int64_t)job->src_w * job->src_h;
     if (pixels > job->params->max_pixels) {
-        snprintf(job->msg, sizeof job->msg, "PNG is %ux%u = %lld pixels, over the limit "
-                 "of %lld (refused before decoding)", job->src_w, job->src_h,
-                 (long long)pixels, (long long)job->params->max_pixels);
+        snprintf(job->msg, sizeof job->msg,
+                 "PNG is %ux%u = %lld pixels, over the limit "
+                 "of %lld (refused before decoding)",
+                 job->src_w, job->src_h, (long long)pixels, (long long)job->params->max_pixels);
         return job->code = -E2BIG;
     }
     set_transforms(job);
@@ -171,8 +175,8 @@ static int decode_run(png_job *job)
     if (passes > 1) job->row_ptrs = malloc(job->src_h * sizeof *job->row_ptrs);
     if (!job->pixels || !job->sums || !job->rgb_row || !job->rows ||
         (passes > 1 && !job->row_ptrs)) {
-        snprintf(job->msg, sizeof job->msg, "out of memory decoding a %ux%u PNG",
-                 job->src_w, job->src_h);
+        snprintf(job->msg, sizeof job->msg, "out of memory decoding a %ux%u PNG", job->src_w,
+                 job->src_h);
         return job->code = -ENOMEM;
     }
 

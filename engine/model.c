@@ -18,15 +18,15 @@
 #define BACKBONE_NAME "ssdlite_mobilenet_v2_coco"
 
 struct ce_model {
-    ce_weights *backbone;          /* NULL when opened text-only */
+    ce_weights *backbone; /* NULL when opened text-only */
     cnn_net *cnn;
-    ce_captioner *captioner;       /* NULL when absent */
+    ce_captioner *captioner; /* NULL when absent */
     char version[160];
 };
 
 struct ce_session {
     const ce_model *model;
-    cnn_state *cnn;                /* NULL when the model has no backbone */
+    cnn_state *cnn; /* NULL when the model has no backbone */
     ce_captioner_scratch *captioner;
 };
 
@@ -57,7 +57,8 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
     int rc;
     if (!(flags & CE_OPEN_TEXT_ONLY)) {
         char path[4096];
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", models_dir, BACKBONE_FILE) >= sizeof path) {
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", models_dir, BACKBONE_FILE) >=
+            sizeof path) {
             snprintf(err->msg, sizeof err->msg, "models directory path too long");
             rc = -ENAMETOOLONG;
             goto fail;
@@ -65,7 +66,8 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
         rc = ce__weights_open(path, &m->backbone, err);
         if (rc == -ENOENT) {
             snprintf(err->msg, sizeof err->msg,
-                     "%.160s not found (run models/backbone/fetch_and_convert.sh, or set CAPSEARCH_MODELS)",
+                     "%.160s not found (run models/backbone/fetch_and_convert.sh, or set "
+                     "CAPSEARCH_MODELS)",
                      path);
             goto fail;
         }
@@ -80,9 +82,9 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
         goto fail;
     }
     if (m->captioner)
-        snprintf(m->version, sizeof m->version, "%s+%s", BACKBONE_NAME, ce__captioner_version(m->captioner));
-    else
-        snprintf(m->version, sizeof m->version, "%s", BACKBONE_NAME);
+        snprintf(m->version, sizeof m->version, "%s+%s", BACKBONE_NAME,
+                 ce__captioner_version(m->captioner));
+    else snprintf(m->version, sizeof m->version, "%s", BACKBONE_NAME);
     *out = m;
     return 0;
 fail:
@@ -116,7 +118,7 @@ int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)
     s->model = model;
     int rc = 0;
     if (model->cnn && (rc = ce__cnn_state_new(model->cnn, &s->cnn, err)) < 0) goto fail;
-    if (model->captioner && model->cnn &&   /* text-only models caption nothing */
+    if (model->captioner && model->cnn && /* text-only models caption nothing */
         (rc = ce__captioner_scratch_new(model->captioner, &s->captioner, err)) < 0)
         goto fail;
     *out = s;
@@ -134,11 +136,11 @@ void ce_session_free(ce_session *session)
     free(session);
 }
 
-ce_captioner_scratch *ce__session_captioner_scratch(ce_session *session) { return session->captioner; }
+ce_captioner_scratch *ce__session_captioner_scratch(ce_session *session)
+{
+    return session->captioner;
+}
 cnn_state *ce__session_cnn(ce_session *session) { return session->cnn; }
 const cnn_net *ce__session_cnn_net(const ce_session *session) { return session->model->cnn; }
 
-void ce_set_blas_threads(int n)
-{
-    openblas_set_num_threads(n > 0 ? n : 1);
-}
+void ce_set_blas_threads(int n) { openblas_set_num_threads(n > 0 ? n : 1); }

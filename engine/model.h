@@ -16,11 +16,11 @@ typedef struct ce_captioner_scratch ce_captioner_scratch;
  * file is absent so that a model without a captioner still detects objects.
  * text_only: just the vocabularies and the text side (ce_text_concepts), for searching;
  * captioning with such a captioner fails. */
-int  ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err);
+int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err);
 void ce__captioner_close(ce_captioner *cap);
 /* Short identity of the weights ("cap-1a2b3c4d"), part of ce_model_version(). */
 const char *ce__captioner_version(const ce_captioner *cap);
-int  ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err);
+int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err);
 void ce__captioner_scratch_free(ce_captioner_scratch *scratch);
 
 /* Accessors the captioner uses to reach its own state through the public handles. */

@@ -16,14 +16,15 @@ typedef struct {
 } candidate;
 
 static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-static void decode_box(const float *enc, const float anchor[4], const float scales[4], float box[4]);
+static void decode_box(const float *enc, const float anchor[4], const float scales[4],
+                       float box[4]);
 static float iou(const float *a, const float *b);
 static int by_score_desc(const void *a, const void *b);
 static void keep_best(ce_cnn_output *out, const ce_detection *d);
 
 void ce__postprocess(const float *box_encodings, const float *class_logits,
-                    const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
-                    ce_cnn_output *out)
+                     const float anchors[CE_NUM_ANCHORS][4], const float box_scales[4],
+                     ce_cnn_output *out)
 {
     const int n = CE_NUM_ANCHORS, k = CE_NUM_CLASSES;
     /* The sigmoid is monotonic: the best score of a class is the sigmoid of its best
@@ -55,11 +56,13 @@ void ce__postprocess(const float *box_encodings, const float *class_logits,
         int kept = 0;
         for (int i = 0; i < m && kept < CE_MAX_DETECTIONS; i++) {
             float *b = boxes[kept];
-            decode_box(box_encodings + (size_t)cand[i].anchor * 4, anchors[cand[i].anchor], box_scales, b);
+            decode_box(box_encodings + (size_t)cand[i].anchor * 4, anchors[cand[i].anchor],
+                       box_scales, b);
             for (int j = 0; j < 4; j++) b[j] = fminf(fmaxf(b[j], 0.0f), 1.0f);
-            if (b[2] <= b[0] || b[3] <= b[1]) continue;     /* nothing left inside the image */
+            if (b[2] <= b[0] || b[3] <= b[1]) continue; /* nothing left inside the image */
             int suppressed = 0;
-            for (int j = 0; j < kept && !suppressed; j++) suppressed = iou(b, boxes[j]) > CE_NMS_IOU;
+            for (int j = 0; j < kept && !suppressed; j++)
+                suppressed = iou(b, boxes[j]) > CE_NMS_IOU;
             if (suppressed) continue;
             kept++;
             ce_detection d = {c, label, cand[i].score, b[0], b[1], b[2], b[3]};
@@ -160,23 +163,33 @@ void ce__anchors_generate(float anchors[CE_NUM_ANCHORS][4])
 /* ------------------------------------------------------------------ labels */
 
 static const char *const COCO_LABELS[CE_NUM_CLASSES] = {
-    [1] = "person", [2] = "bicycle", [3] = "car", [4] = "motorcycle", [5] = "airplane",
-    [6] = "bus", [7] = "train", [8] = "truck", [9] = "boat", [10] = "traffic light",
-    [11] = "fire hydrant", [13] = "stop sign", [14] = "parking meter", [15] = "bench",
-    [16] = "bird", [17] = "cat", [18] = "dog", [19] = "horse", [20] = "sheep", [21] = "cow",
-    [22] = "elephant", [23] = "bear", [24] = "zebra", [25] = "giraffe", [27] = "backpack",
-    [28] = "umbrella", [31] = "handbag", [32] = "tie", [33] = "suitcase", [34] = "frisbee",
-    [35] = "skis", [36] = "snowboard", [37] = "sports ball", [38] = "kite",
-    [39] = "baseball bat", [40] = "baseball glove", [41] = "skateboard", [42] = "surfboard",
-    [43] = "tennis racket", [44] = "bottle", [46] = "wine glass", [47] = "cup", [48] = "fork",
-    [49] = "knife", [50] = "spoon", [51] = "bowl", [52] = "banana", [53] = "apple",
-    [54] = "sandwich", [55] = "orange", [56] = "broccoli", [57] = "carrot", [58] = "hot dog",
-    [59] = "pizza", [60] = "donut", [61] = "cake", [62] = "chair", [63] = "couch",
-    [64] = "potted plant", [65] = "bed", [67] = "dining table", [70] = "toilet", [72] = "tv",
-    [73] = "laptop", [74] = "mouse", [75] = "remote", [76] = "keyboard", [77] = "cell phone",
-    [78] = "microwave", [79] = "oven", [80] = "toaster", [81] = "sink", [82] = "refrigerator",
-    [84] = "book", [85] = "clock", [86] = "vase", [87] = "scissors", [88] = "teddy bear",
-    [89] = "hair drier", [90] = "toothbrush",
+    [1] = "person",         [2] = "bicycle",       [3] = "car",
+    [4] = "motorcycle",     [5] = "airplane",      [6] = "bus",
+    [7] = "train",          [8] = "truck",         [9] = "boat",
+    [10] = "traffic light", [11] = "fire hydrant", [13] = "stop sign",
+    [14] = "parking meter", [15] = "bench",        [16] = "bird",
+    [17] = "cat",           [18] = "dog",          [19] = "horse",
+    [20] = "sheep",         [21] = "cow",          [22] = "elephant",
+    [23] = "bear",          [24] = "zebra",        [25] = "giraffe",
+    [27] = "backpack",      [28] = "umbrella",     [31] = "handbag",
+    [32] = "tie",           [33] = "suitcase",     [34] = "frisbee",
+    [35] = "skis",          [36] = "snowboard",    [37] = "sports ball",
+    [38] = "kite",          [39] = "baseball bat", [40] = "baseball glove",
+    [41] = "skateboard",    [42] = "surfboard",    [43] = "tennis racket",
+    [44] = "bottle",        [46] = "wine glass",   [47] = "cup",
+    [48] = "fork",          [49] = "knife",        [50] = "spoon",
+    [51] = "bowl",          [52] = "banana",       [53] = "apple",
+    [54] = "sandwich",      [55] = "orange",       [56] = "broccoli",
+    [57] = "carrot",        [58] = "hot dog",      [59] = "pizza",
+    [60] = "donut",         [61] = "cake",         [62] = "chair",
+    [63] = "couch",         [64] = "potted plant", [65] = "bed",
+    [67] = "dining table",  [70] = "toilet",       [72] = "tv",
+    [73] = "laptop",        [74] = "mouse",        [75] = "remote",
+    [76] = "keyboard",      [77] = "cell phone",   [78] = "microwave",
+    [79] = "oven",          [80] = "toaster",      [81] = "sink",
+    [82] = "refrigerator",  [84] = "book",         [85] = "clock",
+    [86] = "vase",          [87] = "scissors",     [88] = "teddy bear",
+    [89] = "hair drier",    [90] = "toothbrush",
 };
 
 const char *ce__coco_label(int class_id)

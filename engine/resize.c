@@ -10,8 +10,8 @@
 #include "cnn.h"
 
 typedef struct {
-    int lo, hi;        /* source rows (or columns) */
-    double frac;       /* weight of hi */
+    int lo, hi;  /* source rows (or columns) */
+    double frac; /* weight of hi */
 } sample;
 
 static void plan_axis(int in, sample *out);

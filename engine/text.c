@@ -105,7 +105,8 @@ int ce__caption_text_init(ce_captioner *cap, ce_err *err)
         return -ENOMEM;
     }
     cap->n_lookup = 0;
-    for (int k = 0; k < cap->n_concepts; k++) cap->lookup[cap->n_lookup++] = (caption_lookup){cap->concepts[k], k};
+    for (int k = 0; k < cap->n_concepts; k++)
+        cap->lookup[cap->n_lookup++] = (caption_lookup){cap->concepts[k], k};
     qsort(cap->lookup, (size_t)cap->n_lookup, sizeof *cap->lookup, lookup_cmp);
     /* Aliases point at concept words: resolve them against the sorted concept table. */
     int n_concepts_sorted = cap->n_lookup;
@@ -115,10 +116,11 @@ int ce__caption_text_init(ce_captioner *cap, ce_err *err)
         const char *to = a + pos;
         pos += strlen(to) + 1;
         caption_lookup key = {to, 0};
-        const caption_lookup *hit = bsearch(&key, cap->lookup, (size_t)n_concepts_sorted,
-                                            sizeof *cap->lookup, lookup_cmp);
+        const caption_lookup *hit =
+            bsearch(&key, cap->lookup, (size_t)n_concepts_sorted, sizeof *cap->lookup, lookup_cmp);
         if (!hit) {
-            snprintf(err->msg, sizeof err->msg, "alias '%s' points at unknown concept '%s'", from, to);
+            snprintf(err->msg, sizeof err->msg, "alias '%s' points at unknown concept '%s'", from,
+                     to);
             return -EBADMSG;
         }
         cap->lookup[cap->n_lookup++] = (caption_lookup){from, hit->concept};
@@ -142,7 +144,8 @@ static int lookup_cmp(const void *pa, const void *pb)
 static int find_exact(const ce_captioner *cap, const char *word)
 {
     caption_lookup key = {word, 0};
-    const caption_lookup *hit = bsearch(&key, cap->lookup, (size_t)cap->n_lookup, sizeof *cap->lookup, lookup_cmp);
+    const caption_lookup *hit =
+        bsearch(&key, cap->lookup, (size_t)cap->n_lookup, sizeof *cap->lookup, lookup_cmp);
     return hit ? hit->concept : -1;
 }
 

@@ -21,14 +21,14 @@
 #define MAX_NAME 1024
 
 struct ce_weights {
-    const uint8_t *base;      /* the whole file */
+    const uint8_t *base; /* the whole file */
     size_t size;
-    int mapped;               /* base is an mmap (else malloc'd) */
+    int mapped; /* base is an mmap (else malloc'd) */
     int count;
-    ce_tensor *tensors;       /* file order */
-    int *sorted;              /* indices sorted by name, for bsearch */
-    char *names;              /* all names, NUL-terminated, back to back */
-    float **converted;        /* per tensor: f16 -> f32 copy, or NULL */
+    ce_tensor *tensors; /* file order */
+    int *sorted;        /* indices sorted by name, for bsearch */
+    char *names;        /* all names, NUL-terminated, back to back */
+    float **converted;  /* per tensor: f16 -> f32 copy, or NULL */
 };
 
 static int parse(ce_weights *w, ce_err *err);
@@ -183,8 +183,8 @@ static const ce_tensor *get_v(const ce_weights *w, const char *name, int dtype, 
     return t;
 }
 
-const ce_tensor *ce__weights_get(const ce_weights *w, const char *name, int dtype,
-                                ce_err *err, int rank, ...)
+const ce_tensor *ce__weights_get(const ce_weights *w, const char *name, int dtype, ce_err *err,
+                                 int rank, ...)
 {
     va_list ap;
     va_start(ap, rank);
@@ -238,13 +238,14 @@ static int parse(ce_weights *w, ce_err *err)
         return fail(err, -ENOMEM, "out of memory");
 
     size_t pos = HEADER_SIZE, name_at = 0;
-    const size_t end = data_offset;   /* the directory lies before the data */
+    const size_t end = data_offset; /* the directory lies before the data */
     for (uint32_t i = 0; i < count; i++) {
         ce_tensor *t = &w->tensors[i];
         if (end - pos < 2) return fail(err, -EBADMSG, "entry %u runs past the directory", i);
         size_t len = rd16(b + pos);
         pos += 2;
-        if (len < 1 || len > MAX_NAME) return fail(err, -EBADMSG, "entry %u: name length %zu", i, len);
+        if (len < 1 || len > MAX_NAME)
+            return fail(err, -EBADMSG, "entry %u: name length %zu", i, len);
         if (end - pos < len + 2) return fail(err, -EBADMSG, "entry %u runs past the directory", i);
         if (memchr(b + pos, 0, len) || !valid_utf8(b + pos, len))
             return fail(err, -EBADMSG, "entry %u: name is not NUL-free UTF-8", i);
@@ -271,10 +272,12 @@ static int parse(ce_weights *w, ce_err *err)
         uint64_t offset = rd64(b + pos), nbytes = rd64(b + pos + 8);
         pos += 16;
         if (nbytes != elements * (uint64_t)WIDTH[dtype])
-            return fail(err, -EBADMSG, "entry %u: %llu bytes for its dims", i, (unsigned long long)nbytes);
-        if (offset % ALIGNMENT || offset < data_offset || offset > w->size || nbytes > w->size - offset)
-            return fail(err, -EBADMSG, "entry %u: data at %llu (+%llu) outside the data region",
-                        i, (unsigned long long)offset, (unsigned long long)nbytes);
+            return fail(err, -EBADMSG, "entry %u: %llu bytes for its dims", i,
+                        (unsigned long long)nbytes);
+        if (offset % ALIGNMENT || offset < data_offset || offset > w->size ||
+            nbytes > w->size - offset)
+            return fail(err, -EBADMSG, "entry %u: data at %llu (+%llu) outside the data region", i,
+                        (unsigned long long)offset, (unsigned long long)nbytes);
         t->dtype = dtype;
         t->rank = rank;
         t->count = (size_t)elements;
@@ -296,7 +299,8 @@ static int convert_f16(ce_weights *w, ce_err *err)
     for (int i = 0; i < w->count; i++) {
         ce_tensor *t = &w->tensors[i];
         if (t->dtype != CE_DT_F16) continue;
-        float *f = aligned_alloc(ALIGNMENT, (t->count * 4 + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT + ALIGNMENT);
+        float *f = aligned_alloc(ALIGNMENT, (t->count * 4 + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT +
+                                                ALIGNMENT);
         if (!f) return fail(err, -ENOMEM, "out of memory converting '%s'", t->name);
         const uint8_t *h = t->data;
         for (size_t k = 0; k < t->count; k++) f[k] = half_to_float(rd16(h + 2 * k));
@@ -328,14 +332,17 @@ static float half_to_float(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
     if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | mant << 13;               /* inf / NaN */
+        bits = sign | 0x7F800000u | mant << 13; /* inf / NaN */
     } else if (exp != 0) {
-        bits = sign | (exp + 112) << 23 | mant << 13;         /* normal: rebias 15 -> 127 */
+        bits = sign | (exp + 112) << 23 | mant << 13; /* normal: rebias 15 -> 127 */
     } else if (mant == 0) {
-        bits = sign;                                          /* zero */
-    } else {                                                  /* subnormal: normalise */
+        bits = sign; /* zero */
+    } else {         /* subnormal: normalise */
         int e = -1;
-        do { mant <<= 1; e++; } while (!(mant & 0x400));
+        do {
+            mant <<= 1;
+            e++;
+        } while (!(mant & 0x400));
         bits = sign | (uint32_t)(112 - e) << 23 | (mant & 0x3FF) << 13;
     }
     float f;

@@ -14,7 +14,7 @@
 
 #include "web_internal.h"
 
-#define MAX_QUERY_CONCEPTS 32      /* as cli/cmd_search.c */
+#define MAX_QUERY_CONCEPTS 32 /* as cli/cmd_search.c */
 #define MAX_LIMIT 100
 #define MAX_OFFSET 1000
 #define MAX_QUERY_BYTES 10240
@@ -48,14 +48,12 @@ void reply_error(web_reply *r, int status, const char *fmt, ...)
     jb_printf(&b, ",\"status\":%d}\n", status);
     free(r->body);
     r->body = NULL;
-    if (r->fd >= 0) {
-        /* an error replaces a file reply */
-    }
+    if (r->fd >= 0) { /* an error replaces a file reply */ }
     r->status = status;
     r->type = "application/json";
     r->body = b.p;
     r->len = b.len;
-    if (!r->body) {                 /* out of memory: a static-ish fallback */
+    if (!r->body) { /* out of memory: a static-ish fallback */
         r->body = strdup("{\"error\":\"out of memory\",\"status\":500}\n");
         r->len = r->body ? strlen(r->body) : 0;
         r->status = 500;
@@ -79,7 +77,8 @@ static void put_hit(jbuf *b, const capdb_hit *h)
     jb_puts(b, ",\"tags\":");
     jb_string(b, h->tags);
     jb_printf(b, ",\"width\":%d,\"height\":%d,\"taken_time\":", h->width, h->height);
-    if (h->taken_time) jb_printf(b, "%lld", (long long)h->taken_time); else jb_puts(b, "null");
+    if (h->taken_time) jb_printf(b, "%lld", (long long)h->taken_time);
+    else jb_puts(b, "null");
     jb_printf(b, ",\"mtime\":%lld}", (long long)(h->mtime_ns / 1000000000));
 }
 
@@ -117,13 +116,16 @@ static int common_args(web_arg_fn arg, void *ctx, capdb_query *q, int *limit, in
     for (int i = 0; i < 2; i++) {
         if (!(s = arg(ctx, NAMES[i])) || !*s) continue;
         if (web_parse_date(s, i == 1, i == 0 ? &q->since : &q->until) != 0) {
-            reply_error(r, 400, "%s wants a date from 1800-01-01 to 9999-12-31 like 2024-07-31 "
-                        "or 2024-07-31T18:30:00", NAMES[i]);
+            reply_error(r, 400,
+                        "%s wants a date from 1800-01-01 to 9999-12-31 like 2024-07-31 "
+                        "or 2024-07-31T18:30:00",
+                        NAMES[i]);
             return -1;
         }
-        if (i == 0) q->has_since = 1; else q->has_until = 1;
+        if (i == 0) q->has_since = 1;
+        else q->has_until = 1;
     }
-    q->limit = *limit + *offset + 1;      /* one more: is there a next page? */
+    q->limit = *limit + *offset + 1; /* one more: is there a next page? */
     return 0;
 }
 
@@ -223,7 +225,8 @@ void api_image(capweb *w, int64_t id, web_reply *r)
     jb_puts(&b, ",\"tags\":");
     jb_string(&b, row.tags);
     jb_printf(&b, ",\"width\":%d,\"height\":%d,\"taken_time\":", row.width, row.height);
-    if (row.taken_time) jb_printf(&b, "%lld", (long long)row.taken_time); else jb_puts(&b, "null");
+    if (row.taken_time) jb_printf(&b, "%lld", (long long)row.taken_time);
+    else jb_puts(&b, "null");
     jb_printf(&b, ",\"mtime\":%lld,\"size\":%lld,\"fingerprint\":\"%016llx\",\"status\":\"%s\"",
               (long long)(row.mtime_ns / 1000000000), (long long)row.size,
               (unsigned long long)row.fingerprint, row.status == CAPDB_STATUS_OK ? "ok" : "failed");
@@ -231,8 +234,10 @@ void api_image(capweb *w, int64_t id, web_reply *r)
     jb_string(&b, row.error);
     jb_puts(&b, ",\"model_version\":");
     jb_string(&b, row.model_version);
-    jb_printf(&b, ",\"thumb\":\"/thumb/%lld\",\"image\":\"/image/%lld\",\"similar\":"
-              "\"/api/similar/%lld\"}\n", (long long)id, (long long)id, (long long)id);
+    jb_printf(&b,
+              ",\"thumb\":\"/thumb/%lld\",\"image\":\"/image/%lld\",\"similar\":"
+              "\"/api/similar/%lld\"}\n",
+              (long long)id, (long long)id, (long long)id);
     row_free(&row);
     reply_json(r, 200, &b);
 }
@@ -253,14 +258,16 @@ void api_similar(capweb *w, int64_t id, web_arg_fn arg, void *ctx, web_reply *r)
         if (rc == 0) rc = capdb_get_pooled(conn_db(c), row.path, vec, CE_POOLED_DIM, &err);
         pool_put(&w->pool, c, rc < 0 && rc != -EINVAL);
         if (rc == 0 || rc == -EINVAL) {
-            reply_error(r, 404, "image %lld has no image vector (it failed, or was indexed "
-                        "by another model)", (long long)id);
+            reply_error(r, 404,
+                        "image %lld has no image vector (it failed, or was indexed "
+                        "by another model)",
+                        (long long)id);
         } else if (rc < 0) {
             reply_db_error(r, rc, &err);
         } else {
             q.pooled = vec;
             q.n_pooled = CE_POOLED_DIM;
-            q.limit += 1;                 /* the image itself is among the best */
+            q.limit += 1; /* the image itself is among the best */
             run_query(w, &q, NULL, limit, offset, id, r);
         }
     }
@@ -324,8 +331,8 @@ void api_status(capweb *w, web_reply *r)
     long long age = beat > 0 ? (long long)time(NULL) - beat : -1;
     if (age < -1) age = 0;
     /* EPERM: alive but another user's (the system service) */
-    int running = pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM) &&
-                  strcmp(state, "stopped") != 0;
+    int running =
+        pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM) && strcmp(state, "stopped") != 0;
 
     jbuf b = {0};
     jb_puts(&b, "{\"database\":");
@@ -336,12 +343,14 @@ void api_status(capweb *w, web_reply *r)
     jb_printf(&b, ",\"images\":{\"total\":%lld,\"ok\":%lld,\"failed\":%lld}",
               (long long)counts.total, (long long)counts.ok, (long long)counts.failed);
     jb_printf(&b, ",\"daemon\":{\"running\":%s,\"pid\":", running ? "true" : "false");
-    if (pid > 0) jb_printf(&b, "%ld", pid); else jb_puts(&b, "null");
+    if (pid > 0) jb_printf(&b, "%ld", pid);
+    else jb_puts(&b, "null");
     jb_puts(&b, ",\"state\":");
     jb_string(&b, state[0] ? state : NULL);
     jb_printf(&b, ",\"queue\":%lld,\"indexed\":%lld,\"heartbeat_age\":", strtoll(queue, NULL, 10),
               strtoll(indexed, NULL, 10));
-    if (age >= 0) jb_printf(&b, "%lld", age); else jb_puts(&b, "null");
+    if (age >= 0) jb_printf(&b, "%lld", age);
+    else jb_puts(&b, "null");
     jb_puts(&b, ",\"roots\":[");
     int first = 1;
     for (char *p = roots, *nl; *p; p = nl ? nl + 1 : p + strlen(p)) {

@@ -28,33 +28,35 @@ extern "C" {
 typedef struct capweb capweb;
 
 typedef struct {
-    const char *db_path;          /* the index (opened read-only, per request thread) */
-    const char *models_dir;       /* for the text side (query -> concepts); NULL = default */
-    const char *cache_dir;        /* thumbnails go under cache_dir/thumbs; NULL = none cached */
+    const char *db_path;    /* the index (opened read-only, per request thread) */
+    const char *models_dir; /* for the text side (query -> concepts); NULL = default */
+    const char *cache_dir;  /* thumbnails go under cache_dir/thumbs; NULL = none cached */
     /* Where to listen: an already listening socket (socket activation, or one the caller
      * bound), else host:port ("127.0.0.1:8377", "[::1]:0", "0.0.0.0:8377"). */
-    int listen_fd;                /* -1 = none */
+    int listen_fd; /* -1 = none */
     const char *listen;
-    const char *token;            /* NULL = no token needed */
+    const char *token; /* NULL = no token needed */
     const char *const *allow_hosts;
     int n_allow_hosts;
-    double rate_limit;            /* requests per second per client address; 0 = unlimited */
-    int max_connections;          /* 0 = 256 */
-    int thumb_workers;            /* thumbnails decoded at once; 0 = the number of CPUs */
-    int log_requests;             /* one line per request on stderr */
+    double rate_limit;   /* requests per second per client address; 0 = unlimited */
+    int max_connections; /* 0 = 256 */
+    int thumb_workers;   /* thumbnails decoded at once; 0 = the number of CPUs */
+    int log_requests;    /* one line per request on stderr */
 } capweb_config;
 
 /* Starts the server (its threads run until capweb_stop). Returns 0, or a negative errno
  * code with a one-line message in err. Refuses (-EPERM) a listening address that is not
  * loopback when no token is set. */
 #define CAPWEB_ERR_MAX 512
-typedef struct { char msg[CAPWEB_ERR_MAX]; } capweb_err;    /* as ce_err, capdb_err, cx_err */
+typedef struct {
+    char msg[CAPWEB_ERR_MAX];
+} capweb_err; /* as ce_err, capdb_err, cx_err */
 
-int  capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err);
+int capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err);
 /* The bound TCP port (after ":0"), 0 for a UNIX socket. */
-int  capweb_port(const capweb *w);
+int capweb_port(const capweb *w);
 /* 1 when the listening socket is loopback or a UNIX socket. */
-int  capweb_is_local(const capweb *w);
+int capweb_is_local(const capweb *w);
 void capweb_stop(capweb *w);
 
 #ifdef __cplusplus

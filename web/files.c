@@ -33,10 +33,13 @@ static int open_original(const web_row *row, struct stat *st, web_reply *r)
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            reply_error(r, 404, "the file of image %lld is gone (it is removed from the index "
-                        "when the daemon sees it)", (long long)row->id);
+            reply_error(r, 404,
+                        "the file of image %lld is gone (it is removed from the index "
+                        "when the daemon sees it)",
+                        (long long)row->id);
         else if (e == ELOOP)
-            reply_error(r, 403, "the file of image %lld is now a symbolic link", (long long)row->id);
+            reply_error(r, 403, "the file of image %lld is now a symbolic link",
+                        (long long)row->id);
         else
             reply_error(r, e == EACCES ? 403 : 500, "cannot open the file of image %lld: %s",
                         (long long)row->id, strerror(e));
@@ -174,7 +177,7 @@ static int encode_jpeg(const uint8_t *rgb, int w, int h, unsigned char **out, un
 {
     struct jpeg_compress_struct cinfo;
     struct jpeg_error_mgr jerr;
-    cinfo.err = jpeg_std_error(&jerr);   /* compressing our own buffer: no error path */
+    cinfo.err = jpeg_std_error(&jerr); /* compressing our own buffer: no error path */
     jpeg_create_compress(&cinfo);
     *out = NULL;
     *size = 0;
@@ -236,8 +239,8 @@ static int make_thumb(capweb *w, const web_row *row, int bucket, unsigned char *
     /* the smallest DCT scale whose short side still gives the long side `bucket` */
     int lo = row->width < row->height ? row->width : row->height;
     int hi = row->width < row->height ? row->height : row->width;
-    ce_load_options opt = {.min_side = lo > 0 && hi > 0 ? (int)(((int64_t)bucket * lo + hi - 1) / hi)
-                                                        : bucket};
+    ce_load_options opt = {
+        .min_side = lo > 0 && hi > 0 ? (int)(((int64_t)bucket * lo + hi - 1) / hi) : bucket};
     if (opt.min_side < 1) opt.min_side = 1;
     ce_image img = {0};
     ce_err err = {{0}};
@@ -309,8 +312,9 @@ void file_thumb(capweb *w, int64_t id, web_arg_fn arg, void *ctx, const char *if
         snprintf(path, sizeof path, "%s/thumbs/%s.jpg", w->cache_dir, key);
         /* only while the original is still the file that was indexed */
         struct stat orig, st;
-        int same = lstat(row.path, &orig) == 0 && S_ISREG(orig.st_mode) && orig.st_size == row.size &&
-                   (int64_t)orig.st_mtim.tv_sec * 1000000000LL + orig.st_mtim.tv_nsec == row.mtime_ns;
+        int same =
+            lstat(row.path, &orig) == 0 && S_ISREG(orig.st_mode) && orig.st_size == row.size &&
+            (int64_t)orig.st_mtim.tv_sec * 1000000000LL + orig.st_mtim.tv_nsec == row.mtime_ns;
         int fd = same ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
             row_free(&row);

@@ -65,10 +65,16 @@ static int utf8_len(const unsigned char *s)
     int len;
     uint32_t cp;
     if (s[0] < 0x80) return 1;
-    else if ((s[0] & 0xE0) == 0xC0) { len = 2; cp = s[0] & 0x1F; }
-    else if ((s[0] & 0xF0) == 0xE0) { len = 3; cp = s[0] & 0x0F; }
-    else if ((s[0] & 0xF8) == 0xF0) { len = 4; cp = s[0] & 0x07; }
-    else return 0;
+    else if ((s[0] & 0xE0) == 0xC0) {
+        len = 2;
+        cp = s[0] & 0x1F;
+    } else if ((s[0] & 0xF0) == 0xE0) {
+        len = 3;
+        cp = s[0] & 0x0F;
+    } else if ((s[0] & 0xF8) == 0xF0) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else return 0;
     for (int i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
         cp = (cp << 6) | (s[i] & 0x3F);
@@ -97,19 +103,19 @@ void jb_string(jbuf *b, const char *s)
             jb_puts(b, "\\ufffd");
             p++;
         } else if (len == 2 && p[0] == 0xC2 && p[1] <= 0x9F) {
-            jb_printf(b, "\\u%04x", p[1]);          /* C1 controls (U+009B is CSI) */
+            jb_printf(b, "\\u%04x", p[1]); /* C1 controls (U+009B is CSI) */
             p += 2;
         } else if (len > 1) {
             jb_put(b, (const char *)p, (size_t)len);
             p += len;
         } else {
             switch (*p) {
-            case '"':  jb_puts(b, "\\\""); break;
+            case '"': jb_puts(b, "\\\""); break;
             case '\\': jb_puts(b, "\\\\"); break;
             case '\n': jb_puts(b, "\\n"); break;
             case '\r': jb_puts(b, "\\r"); break;
             case '\t': jb_puts(b, "\\t"); break;
-            default:   jb_printf(b, "\\u%04x", *p);
+            default: jb_printf(b, "\\u%04x", *p);
             }
             p++;
         }
@@ -141,13 +147,17 @@ int web_parse_date(const char *s, int end_of_day, int64_t *out)
     }
     if (s[used] != '\0') return -1;
     static const int DAYS[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1800 || mo < 1 || mo > 12 || d < 1 || d > DAYS[mo - 1] || h < 0 || h > 23 ||
-        mi < 0 || mi > 59 || sec < 0 || sec > 60)
+    if (y < 1800 || mo < 1 || mo > 12 || d < 1 || d > DAYS[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+        mi > 59 || sec < 0 || sec > 60)
         return -1;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
-    if (tm.tm_mday != d) return -1;       /* 2023-02-30 normalised into March */
+    if (tm.tm_mday != d) return -1; /* 2023-02-30 normalised into March */
     if (!has_time && end_of_day) t += 86399;
     *out = (int64_t)t;
     return 0;

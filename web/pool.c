@@ -51,8 +51,7 @@ void pool_destroy(web_pool *p)
     pthread_mutex_destroy(&p->lock);
 }
 
-__attribute__((format(printf, 3, 4)))
-static int fail(capdb_err *err, int rc, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(capdb_err *err, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -96,8 +95,10 @@ int pool_get(web_pool *p, web_conn **out, capdb_err *err)
     struct stat st;
     if (stat(p->path, &st) != 0) {
         if (errno == ENOENT)
-            return fail(err, -ENOENT, "no index at %s (create one with 'capsearch index DIR', "
-                        "or start capsearchd)", p->path);
+            return fail(err, -ENOENT,
+                        "no index at %s (create one with 'capsearch index DIR', "
+                        "or start capsearchd)",
+                        p->path);
         return fail(err, -errno, "%s: %s", p->path, strerror(errno));
     }
     web_conn *stale[16];

@@ -23,7 +23,7 @@
 
 #define LOGIN_BODY_MAX 1024
 #define RATE_SLOTS 4096
-#define MEMORY_PER_CONNECTION (32 * 1024)   /* request line + headers: larger gets 414/431 */
+#define MEMORY_PER_CONNECTION (32 * 1024) /* request line + headers: larger gets 414/431 */
 #define PER_IP_CONNECTIONS 64
 #define CONNECTION_TIMEOUT_S 30
 
@@ -37,7 +37,7 @@ typedef struct {
     size_t body_len;
     double t0;
     int status;
-    int refused;                  /* answered from the headers alone */
+    int refused; /* answered from the headers alone */
 } request;
 
 static double now_s(void)
@@ -59,7 +59,7 @@ static int hexval(char c)
 
 static int host_allowed(const capweb *w, const char *host)
 {
-    if (!host) return 1;          /* HTTP/1.0 without Host: no browser sends that */
+    if (!host) return 1; /* HTTP/1.0 without Host: no browser sends that */
     char name[256];
     size_t len = strlen(host);
     if (len == 0 || len >= sizeof name) return 0;
@@ -146,13 +146,12 @@ static const char *arg_of(void *ctx, const char *name)
     return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, request *rq, web_reply *r,
-                                  int html)
+static enum MHD_Result send_reply(struct MHD_Connection *conn, request *rq, web_reply *r, int html)
 {
     struct MHD_Response *resp;
     if (r->fd >= 0 && r->status == 200) {
         resp = MHD_create_response_from_fd64((uint64_t)r->fd_size, r->fd);
-        r->fd = -1;                           /* MHD closes it */
+        r->fd = -1; /* MHD closes it */
     } else {
         if (r->fd >= 0) close(r->fd);
         r->fd = -1;
@@ -176,7 +175,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, request *rq, web_
     if (html) MHD_add_response_header(resp, "Content-Security-Policy", CSP);
     if (r->extra_name) MHD_add_response_header(resp, r->extra_name, r->extra_value);
     if (r->status == 429) MHD_add_response_header(resp, "Retry-After", "1");
-    if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"capsearch\"");
+    if (r->status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"capsearch\"");
     if (r->status == 405) MHD_add_response_header(resp, "Allow", "GET, HEAD");
     rq->status = r->status;
     enum MHD_Result res = MHD_queue_response(conn, (unsigned)r->status, resp);
@@ -213,8 +213,8 @@ static int64_t id_after(const char *url, const char *prefix)
     return id > 0 ? id : -1;
 }
 
-static void route(capweb *w, struct MHD_Connection *conn, const char *url, request *rq,
-                  int post, web_reply *r)
+static void route(capweb *w, struct MHD_Connection *conn, const char *url, request *rq, int post,
+                  web_reply *r)
 {
     if (post) {
         if (strcmp(url, "/login") != 0) {
@@ -230,7 +230,8 @@ static void route(capweb *w, struct MHD_Connection *conn, const char *url, reque
         if (v) {
             char *amp = strchr(v, '&');
             if (amp) *amp = '\0';
-            for (char *p = v; *p; p++) if (*p == '+') *p = ' ';
+            for (char *p = v; *p; p++)
+                if (*p == '+') *p = ' ';
             MHD_http_unescape(v);
         }
         if (!v || !token_equal(v, w->token)) {
@@ -240,21 +241,23 @@ static void route(capweb *w, struct MHD_Connection *conn, const char *url, reque
         jbuf b = {0};
         jb_puts(&b, "{\"ok\":true}\n");
         reply_json(r, 200, &b);
-        static char cookie[600];   /* the same for every login: built once under a lock */
+        static char cookie[600]; /* the same for every login: built once under a lock */
         static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
         pthread_mutex_lock(&lock);
         snprintf(cookie, sizeof cookie,
-                 "capsearch_token=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000", w->token);
+                 "capsearch_token=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000",
+                 w->token);
         pthread_mutex_unlock(&lock);
         r->extra_name = "Set-Cookie";
         r->extra_value = cookie;
         return;
     }
     if (serve_asset(url, r)) return;
-    int api = !strncmp(url, "/api/", 5), files = !strncmp(url, "/thumb/", 7) ||
-                                                  !strncmp(url, "/image/", 7);
+    int api = !strncmp(url, "/api/", 5),
+        files = !strncmp(url, "/thumb/", 7) || !strncmp(url, "/image/", 7);
     if ((api || files) && !authorised(w, conn)) {
-        reply_error(r, 401, "this server needs its token (Authorization: Bearer TOKEN, or log "
+        reply_error(r, 401,
+                    "this server needs its token (Authorization: Bearer TOKEN, or log "
                     "in on the page)");
         return;
     }
@@ -290,27 +293,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         if (!post && strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
             reply_error(&r, 405, "only GET and HEAD here");
         else if (!host_allowed(w, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host")))
-            reply_error(&r, 403, "Host header not allowed (DNS rebinding guard): use localhost, "
+            reply_error(&r, 403,
+                        "Host header not allowed (DNS rebinding guard): use localhost, "
                         "an IP address, or a name given to --allow-host");
-        else if (!rate_ok(w, conn))
-            reply_error(&r, 429, "too many requests from this address");
-        else if (strlen(url) > 2048)
-            reply_error(&r, 414, "URL too long");
-        else if (post && strcmp(url, "/login") != 0)
-            reply_error(&r, 405, "only GET and HEAD here");
+        else if (!rate_ok(w, conn)) reply_error(&r, 429, "too many requests from this address");
+        else if (strlen(url) > 2048) reply_error(&r, 414, "URL too long");
+        else if (post && strcmp(url, "/login") != 0) reply_error(&r, 405, "only GET and HEAD here");
         else if (has_body && (!post || !cl || strtoull(cl, NULL, 10) > LOGIN_BODY_MAX))
-            reply_error(&r, 413, "request body too large (only POST /login takes one, up to %d "
-                        "bytes, with a Content-Length)", LOGIN_BODY_MAX);
-        else
-            return MHD_YES;
+            reply_error(&r, 413,
+                        "request body too large (only POST /login takes one, up to %d "
+                        "bytes, with a Content-Length)",
+                        LOGIN_BODY_MAX);
+        else return MHD_YES;
         rq->refused = 1;
         return send_reply(conn, rq, &r, 0);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->refused) return MHD_YES;            /* MHD discards the rest */
-        if (!post || rq->body_len + n > LOGIN_BODY_MAX) return MHD_NO;   /* lied about its size */
+        if (rq->refused) return MHD_YES;                               /* MHD discards the rest */
+        if (!post || rq->body_len + n > LOGIN_BODY_MAX) return MHD_NO; /* lied about its size */
         memcpy(rq->body + rq->body_len, upload_data, n);
         rq->body_len += n;
         return MHD_YES;
@@ -372,8 +374,10 @@ static int bind_listen(const char *listen_addr, capweb_err *err)
         port = colon + 1;
     }
     if (!*port || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535) goto bad;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
+                    *ai = NULL;
     int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
     if (g != 0) {
         snprintf(err->msg, sizeof err->msg, "--listen %s: %s", listen_addr, gai_strerror(g));
@@ -391,8 +395,8 @@ static int bind_listen(const char *listen_addr, capweb_err *err)
     freeaddrinfo(ai);
     return fd >= 0 ? fd : rc;
 bad:
-    snprintf(err->msg, sizeof err->msg, "--listen wants HOST:PORT (127.0.0.1:8377, [::1]:8377), not '%s'",
-             listen_addr);
+    snprintf(err->msg, sizeof err->msg,
+             "--listen wants HOST:PORT (127.0.0.1:8377, [::1]:8377), not '%s'", listen_addr);
     return -EINVAL;
 }
 
@@ -444,8 +448,9 @@ int capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err)
     if (!w->rate || !w->allow_hosts) rc = -ENOMEM;
     for (int i = 0; rc == 0 && i < cfg->n_allow_hosts; i++) {
         if (!(w->allow_hosts[i] = strdup(cfg->allow_hosts[i]))) rc = -ENOMEM;
-        else for (char *p = w->allow_hosts[i]; *p; p++)
-            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+        else
+            for (char *p = w->allow_hosts[i]; *p; p++)
+                if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
     }
     if (rc == 0 && cfg->token && !(w->token = strdup(cfg->token))) rc = -ENOMEM;
     if (rc == 0 && cfg->cache_dir) {
@@ -469,7 +474,8 @@ int capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err)
         ce_err cerr;
         if (ce_model_open(cfg->models_dir ? cfg->models_dir : ce_default_models_dir(),
                           CE_OPEN_TEXT_ONLY, &w->text_model, &cerr) != 0) {
-            fprintf(stderr, "capsearch serve: no text model (%s): searching words only\n", cerr.msg);
+            fprintf(stderr, "capsearch serve: no text model (%s): searching words only\n",
+                    cerr.msg);
             w->text_model = NULL;
         }
         if (cfg->listen_fd >= 0) {
@@ -486,23 +492,22 @@ int capweb_start(const capweb_config *cfg, capweb **out, capweb_err *err)
     if (rc == 0) {
         w->local = socket_is_local(w->listen_fd, &w->port);
         if (!w->local && !w->token) {
-            snprintf(err->msg, sizeof err->msg, "listening beyond loopback needs a token (--token-file FILE)");
+            snprintf(err->msg, sizeof err->msg,
+                     "listening beyond loopback needs a token (--token-file FILE)");
             rc = -EPERM;
         }
     }
     if (rc == 0) {
-        w->mhd = MHD_start_daemon(
-            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_AUTO |
-                MHD_USE_ERROR_LOG,
-            0, NULL, NULL, handle, w,
-            MHD_OPTION_LISTEN_SOCKET, (MHD_socket)w->listen_fd,
-            MHD_OPTION_CONNECTION_LIMIT, (unsigned)w->cfg.max_connections,
-            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONNECTIONS,
-            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_PER_CONNECTION,
-            MHD_OPTION_NOTIFY_COMPLETED, completed, w,
-            MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-            MHD_OPTION_END);
+        w->mhd =
+            MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                 MHD_USE_AUTO | MHD_USE_ERROR_LOG,
+                             0, NULL, NULL, handle, w, MHD_OPTION_LISTEN_SOCKET,
+                             (MHD_socket)w->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+                             (unsigned)w->cfg.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                             (unsigned)PER_IP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+                             (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                             (size_t)MEMORY_PER_CONNECTION, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                             w, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
         if (!w->mhd) {
             snprintf(err->msg, sizeof err->msg, "cannot start the HTTP server (libmicrohttpd)");
             rc = -EIO;
@@ -522,7 +527,7 @@ int capweb_is_local(const capweb *w) { return w->local; }
 void capweb_stop(capweb *w)
 {
     if (!w) return;
-    if (w->mhd) MHD_stop_daemon(w->mhd);     /* closes the listening socket */
+    if (w->mhd) MHD_stop_daemon(w->mhd); /* closes the listening socket */
     else if (w->own_fd && w->listen_fd >= 0) close(w->listen_fd);
     pool_destroy(&w->pool);
     ce_model_close(w->text_model);

@@ -38,7 +38,7 @@ typedef struct {
     int width, height, status;
 } web_row;
 
-typedef struct web_conn web_conn;   /* a capdb handle plus a read-only row reader */
+typedef struct web_conn web_conn; /* a capdb handle plus a read-only row reader */
 
 typedef struct {
     pthread_mutex_t lock;
@@ -51,11 +51,11 @@ void pool_init(web_pool *p, const char *path);
 void pool_destroy(web_pool *p);
 /* A handle on the current file at the path: reopened when the file was replaced (another
  * inode) or damaged. Returns 0, or -ENOENT / -EBUSY / -EIO... with a message in err. */
-int  pool_get(web_pool *p, web_conn **out, capdb_err *err);
+int pool_get(web_pool *p, web_conn **out, capdb_err *err);
 void pool_put(web_pool *p, web_conn *c, int broken);
 capdb *conn_db(web_conn *c);
 /* 1 found, 0 no such row, < 0 error (message in err). Free with row_free. */
-int  conn_row(web_conn *c, int64_t id, web_row *row, capdb_err *err);
+int conn_row(web_conn *c, int64_t id, web_row *row, capdb_err *err);
 void row_free(web_row *row);
 
 /* ------------------------------------------------------------------ the server */
@@ -64,7 +64,7 @@ struct capweb {
     capweb_config cfg;
     struct MHD_Daemon *mhd;
     int listen_fd, own_fd, port, local;
-    ce_model *text_model;         /* CE_OPEN_TEXT_ONLY, shared by all threads; may be NULL */
+    ce_model *text_model; /* CE_OPEN_TEXT_ONLY, shared by all threads; may be NULL */
     web_pool pool;
     char *token;
     char **allow_hosts;
@@ -75,27 +75,32 @@ struct capweb {
     int thumb_busy;
     /* per-client token buckets */
     pthread_mutex_t rate_lock;
-    struct rate_slot { unsigned char addr[16]; double tokens, last; int used; } *rate;
+    struct rate_slot {
+        unsigned char addr[16];
+        double tokens, last;
+        int used;
+    } * rate;
 };
 
 /* A finished response: status, content type, body (owned) or fd, extra headers. */
 typedef struct {
     int status;
     const char *type;
-    char *body;                   /* malloc'd; or NULL with fd >= 0 */
+    char *body; /* malloc'd; or NULL with fd >= 0 */
     size_t len;
-    int fd;                       /* file to send (owned), -1 = none */
+    int fd; /* file to send (owned), -1 = none */
     int64_t fd_size;
     char etag[96];
-    const char *cache;            /* Cache-Control; NULL = no-store */
+    const char *cache; /* Cache-Control; NULL = no-store */
     const char *extra_name, *extra_value;
 } web_reply;
 
 /* args: looks a query argument up (NULL when absent); ctx is the MHD connection. */
 typedef const char *(*web_arg_fn)(void *ctx, const char *name);
 
-void reply_error(web_reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void reply_json(web_reply *r, int status, jbuf *b);   /* takes b's text */
+void reply_error(web_reply *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void reply_json(web_reply *r, int status, jbuf *b); /* takes b's text */
 /* A database error: 503 when missing / locked / damaged, 500 otherwise. */
 void reply_db_error(web_reply *r, int rc, const capdb_err *err);
 
@@ -115,7 +120,7 @@ int web_parse_date(const char *s, int end_of_day, int64_t *out);
 
 /* The page: files compiled in by embed.cmake. */
 typedef struct {
-    const char *name;             /* "/", "/app.js", ... */
+    const char *name; /* "/", "/app.js", ... */
     const char *type;
     const unsigned char *data;
     size_t size;

@@ -46,13 +46,17 @@ void cx__recover_inflight(cx_pipeline *p)
             struct stat st;
             if (attempt >= 2) {
                 if (lstat(path, &st) == 0) {
-                    cx_log(LOG_ERR, "%s: the indexer died twice while reading it; recorded "
-                           "failed (retried when the file changes)", path);
-                    cx__write_failure(p, path, &st, 0, "the indexer crashed or was killed twice "
-                                   "while reading this file");
+                    cx_log(LOG_ERR,
+                           "%s: the indexer died twice while reading it; recorded "
+                           "failed (retried when the file changes)",
+                           path);
+                    cx__write_failure(p, path, &st, 0,
+                                      "the indexer crashed or was killed twice "
+                                      "while reading this file");
                 }
             } else {
-                cx_log(LOG_NOTICE, "%s was being read when the indexer stopped; trying again", path);
+                cx_log(LOG_NOTICE, "%s was being read when the indexer stopped; trying again",
+                       path);
                 cx_pipeline_submit(p, path, 1);
                 entry *e = cx__entry_find(p, path);
                 if (e) e->attempt = attempt;

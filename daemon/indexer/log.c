@@ -42,10 +42,7 @@ void cx_log_init(const char *ident, int max_priority)
     LOG.journal = stderr_is_journal();
 }
 
-void cx_log_set_level(int max_priority)
-{
-    LOG.max_priority = max_priority;
-}
+void cx_log_set_level(int max_priority) { LOG.max_priority = max_priority; }
 
 void cx_log(int priority, const char *fmt, ...)
 {
@@ -66,10 +63,8 @@ void cx_log(int priority, const char *fmt, ...)
         LOG.last_error[n] = '\0';
     }
     if (priority > LOG.max_priority) return;
-    if (LOG.journal)
-        fprintf(stderr, "<%d>%s\n", priority, msg);
-    else
-        fprintf(stderr, "%s: %s: %s\n", LOG.ident, LEVEL_NAMES[priority], msg);
+    if (LOG.journal) fprintf(stderr, "<%d>%s\n", priority, msg);
+    else fprintf(stderr, "%s: %s: %s\n", LOG.ident, LEVEL_NAMES[priority], msg);
 }
 
 int cx_log_parse_level(const char *name)
@@ -83,10 +78,7 @@ int cx_log_parse_level(const char *name)
     return -1;
 }
 
-const char *cx_log_last_error(void)
-{
-    return LOG.last_error;
-}
+const char *cx_log_last_error(void) { return LOG.last_error; }
 
 int cx_fail(cx_err *err, int code, const char *fmt, ...)
 {

@@ -25,7 +25,7 @@
 
 #include "pipeline.h"
 
-static int  work_pending(const cx_pipeline *p);
+static int work_pending(const cx_pipeline *p);
 static void on_idle(uv_idle_t *h);
 static void pump(cx_pipeline *p);
 static void on_handle_closed(uv_handle_t *h);
@@ -66,7 +66,7 @@ int cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *e
 void cx_pipeline_free(cx_pipeline *p)
 {
     if (!p) return;
-    cx_pipeline_stop(p);                /* empties the queues, the walk, waiting jobs */
+    cx_pipeline_stop(p); /* empties the queues, the walk, waiting jobs */
     cx__writer_flush(p);
     if (p->handles_open) {
         uv_close((uv_handle_t *)&p->idle, on_handle_closed);
@@ -151,10 +151,7 @@ void cx_pipeline_recheck(cx_pipeline *p, const char *path)
     if (e) e->force = 1;
 }
 
-void cx_pipeline_removed(cx_pipeline *p, const char *path)
-{
-    cx__write_delete(p, path);
-}
+void cx_pipeline_removed(cx_pipeline *p, const char *path) { cx__write_delete(p, path); }
 
 void cx_pipeline_moved(cx_pipeline *p, const char *from, const char *to, int is_dir)
 {
@@ -199,10 +196,7 @@ void cx_pipeline_scan(cx_pipeline *p, const char *dir, int flags)
     cx__schedule(p);
 }
 
-int cx_pipeline_flush(cx_pipeline *p)
-{
-    return cx__writer_flush(p);
-}
+int cx_pipeline_flush(cx_pipeline *p) { return cx__writer_flush(p); }
 
 int cx_pipeline_meta_set(cx_pipeline *p, const char *key, const char *value)
 {
@@ -227,13 +221,12 @@ static int work_pending(const cx_pipeline *p)
 {
     if (p->stopped) return p->hash_busy + p->model_busy - p->hung > 0;
     return p->n_urgent + p->n_backlog + p->n_waiting_model + p->hash_busy + p->model_busy -
-           p->hung > 0 || p->walk_stack || p->walk_dir_handle;
+                   p->hung >
+               0 ||
+           p->walk_stack || p->walk_dir_handle;
 }
 
-int cx_pipeline_hung(const cx_pipeline *p)
-{
-    return p->hung;
-}
+int cx_pipeline_hung(const cx_pipeline *p) { return p->hung; }
 
 /* ------------------------------------------------------------------ the pump */
 
@@ -243,10 +236,7 @@ void cx__schedule(cx_pipeline *p)
         uv_idle_start(&p->idle, on_idle);
 }
 
-static void on_idle(uv_idle_t *h)
-{
-    pump(h->data);
-}
+static void on_idle(uv_idle_t *h) { pump(h->data); }
 
 /* Does a bounded amount of queued work, then keeps the idle handle running only while
  * more can be done now: a loop waiting for workers must sleep, not spin. */
@@ -254,7 +244,7 @@ static void pump(cx_pipeline *p)
 {
     if (p->opt.stop_on_write_error && p->stats.write_errors > 0 && !p->stopped) {
         cx_pipeline_stop(p);
-        p->was_busy = 1;        /* on_idle must come even if nothing had started yet */
+        p->was_busy = 1; /* on_idle must come even if nothing had started yet */
     }
     if (!p->stopped) {
         /* hashed jobs waiting for a model slot go first: their file is known new */
@@ -268,14 +258,14 @@ static void pump(cx_pipeline *p)
         int max_hash = p->workers + 1;
         for (int n = 0; n < DISPATCH_BUDGET; n++) {
             if (p->hash_busy >= max_hash || p->n_waiting_model >= 2 * p->workers) break;
-            if (cx__writer_backlog(p) >= WRITE_QUEUE_MAX) break;  /* locked: hold back */
+            if (cx__writer_backlog(p) >= WRITE_QUEUE_MAX) break; /* locked: hold back */
             fifo *q = p->n_urgent > 0 ? &p->urgent : &p->backlog;
             int want = q == &p->urgent ? E_URGENT : E_BACKLOG;
             char *path = cx__fifo_pop(q);
             if (!path) break;
             entry *e = cx__entry_find(p, path);
             free(path);
-            if (!e || e->state != want) continue;    /* stale: promoted or finished */
+            if (!e || e->state != want) continue; /* stale: promoted or finished */
             if (want == E_URGENT) p->n_urgent--;
             else p->n_backlog--;
             e->state = E_RUNNING;
@@ -295,7 +285,8 @@ static void pump(cx_pipeline *p)
         return;
     }
     p->was_busy = 1;
-    int can_walk = (p->walk_stack || p->walk_dir_handle) && p->n_backlog < p->opt.settings->queue_max;
+    int can_walk =
+        (p->walk_stack || p->walk_dir_handle) && p->n_backlog < p->opt.settings->queue_max;
     int can_dispatch = (p->n_urgent + p->n_backlog > 0) && p->hash_busy < p->workers + 1 &&
                        p->n_waiting_model < 2 * p->workers;
     int can_model = p->waiting_model && p->model_busy - p->hung < p->workers;

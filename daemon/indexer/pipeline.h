@@ -29,9 +29,10 @@
 #include "capindexer.h"
 
 #define MAX_INFLIGHT_META 65536
-#define WALK_BUDGET 512          /* directory entries per loop iteration */
-#define DISPATCH_BUDGET 256      /* queue decisions per loop iteration */
-#define WRITE_QUEUE_MAX 1024     /* changes waiting for a locked database before the
+#define WALK_BUDGET 512     /* directory entries per loop iteration */
+#define DISPATCH_BUDGET 256 /* queue decisions per loop iteration */
+#define WRITE_QUEUE_MAX                                                                            \
+    1024 /* changes waiting for a locked database before the
                                     pump stops taking new files */
 
 /* ------------------------------------------------------------------ types */
@@ -50,45 +51,45 @@ enum { E_BACKLOG, E_URGENT, E_RUNNING };
 /* One per path waiting or running: the queues' deduplication. */
 typedef struct entry {
     char *path;
-    int state;                   /* E_* */
-    int dirty;                   /* changed again while running: run once more */
-    int attempt;                 /* model starts that never completed (crash marker) */
-    int force;                   /* hash it even when size and mtime are unchanged */
-    struct entry *next;          /* hash chain */
+    int state;          /* E_* */
+    int dirty;          /* changed again while running: run once more */
+    int attempt;        /* model starts that never completed (crash marker) */
+    int force;          /* hash it even when size and mtime are unchanged */
+    struct entry *next; /* hash chain */
 } entry;
 
 enum { STAGE_HASH, STAGE_MODEL };
 
 typedef struct job {
     cx_pipeline *p;
-    entry *e;                    /* NULL once abandoned */
-    char *path;                  /* the job's own copy: workers read it */
+    entry *e;   /* NULL once abandoned */
+    char *path; /* the job's own copy: workers read it */
     uv_work_t work;
     uv_timer_t timer;
     int stage;
-    int slot;                    /* model slot, -1 none */
+    int slot; /* model slot, -1 none */
     ce_session *session;
-    int abandoned;               /* passed its time limit; the worker result is dropped */
-    int kept_slot_session;       /* abandoned without a replacement session: the slot's
+    int abandoned;         /* passed its time limit; the worker result is dropped */
+    int kept_slot_session; /* abandoned without a replacement session: the slot's
                                     own session stays with it until the worker returns */
     uint64_t started_ms;
-    struct job *next;            /* waiting_model list / in-flight list */
+    struct job *next; /* waiting_model list / in-flight list */
 
     /* the file as dispatched */
     struct stat st;
-    capdb_file_state old;        /* its row, id 0 = none */
+    capdb_file_state old; /* its row, id 0 = none */
 
     /* worker outputs */
     int rc;
     char error[CE_ERR_MAX];
     uint64_t fingerprint;
     int64_t max_pixels;
-    cx_image_result result;      /* result.pooled: CE_POOLED_DIM floats, malloc'd */
+    cx_image_result result; /* result.pooled: CE_POOLED_DIM floats, malloc'd */
 } job;
 
 typedef struct walk_dir {
     char *path;
-    int urgent;                  /* files found go to the urgent queue (new folders) */
+    int urgent; /* files found go to the urgent queue (new folders) */
     struct walk_dir *next;
 } walk_dir;
 
@@ -97,7 +98,7 @@ typedef struct prefix {
     struct prefix *next;
 } prefix;
 
-typedef struct write_op write_op;        /* writer.c */
+typedef struct write_op write_op; /* writer.c */
 
 struct cx_pipeline {
     cx_pipeline_options opt;
@@ -105,17 +106,17 @@ struct cx_pipeline {
 
     /* queue.c */
     fifo urgent, backlog;
-    int64_t n_urgent, n_backlog;      /* live entries in each queue */
+    int64_t n_urgent, n_backlog; /* live entries in each queue */
     entry **table;
     size_t table_size, n_entries;
 
     /* stages.c */
-    ce_session **sessions;            /* one per model slot */
+    ce_session **sessions; /* one per model slot */
     int *slot_busy;
     int hash_busy, model_busy, hung;
     job *waiting_model, *waiting_model_tail;
     int n_waiting_model;
-    job *running;                     /* model jobs, for the in-flight marker */
+    job *running; /* model jobs, for the in-flight marker */
 
     /* walk.c, vanished.c */
     walk_dir *walk_stack;
@@ -125,12 +126,12 @@ struct cx_pipeline {
     prefix *vanished;
 
     /* writer.c */
-    uv_timer_t batch_timer;           /* commits a batch batch_ms after its first change */
-    uv_timer_t retry_timer;           /* retries BEGIN / COMMIT on a locked database */
+    uv_timer_t batch_timer; /* commits a batch batch_ms after its first change */
+    uv_timer_t retry_timer; /* retries BEGIN / COMMIT on a locked database */
     int in_tx, tx_ops;
     write_op *pending, *pending_tail; /* changes waiting for the lock, in order */
     int n_pending;
-    uint64_t locked_since_ms;         /* 0 = not waiting for the lock */
+    uint64_t locked_since_ms; /* 0 = not waiting for the lock */
     int retry_delay_ms;
 
     /* pipeline.c */
@@ -149,15 +150,15 @@ void cx__schedule(cx_pipeline *p);
 
 entry *cx__entry_find(cx_pipeline *p, const char *path);
 entry *cx__entry_add(cx_pipeline *p, const char *path, int state);
-void   cx__entry_remove(cx_pipeline *p, entry *e);
-void   cx__fifo_push(fifo *q, const char *path);
-char  *cx__fifo_pop(fifo *q);
-void   cx__fifo_clear(fifo *q);
+void cx__entry_remove(cx_pipeline *p, entry *e);
+void cx__fifo_push(fifo *q, const char *path);
+char *cx__fifo_pop(fifo *q);
+void cx__fifo_clear(fifo *q);
 
 /* ------------------------------------------------------------------ walk.c */
 
 /* Reads up to budget directory entries; returns how many it handled. */
-int  cx__walk_step(cx_pipeline *p, int budget);
+int cx__walk_step(cx_pipeline *p, int budget);
 void cx__walk_clear(cx_pipeline *p);
 
 /* ------------------------------------------------------------------ stages.c */
@@ -169,7 +170,7 @@ void cx__job_finish(job *j);
 
 /* ------------------------------------------------------------------ writer.c */
 
-int  cx__writer_init(cx_pipeline *p);                 /* the two timers */
+int cx__writer_init(cx_pipeline *p); /* the two timers */
 void cx__writer_close(cx_pipeline *p, uv_close_cb closed);
 /* Each change is applied now inside the open batch, or, while the database is locked
  * by another writer, kept in order and applied when the retry timer gets the lock. */
@@ -180,11 +181,11 @@ void cx__write_delete(cx_pipeline *p, const char *path);
 void cx__write_move(cx_pipeline *p, const char *from, const char *to, int replace_target,
                     int found_by_content);
 void cx__write_stat(cx_pipeline *p, int64_t id, const struct stat *st);
-int  cx__write_meta(cx_pipeline *p, const char *key, const char *value);
+int cx__write_meta(cx_pipeline *p, const char *key, const char *value);
 /* The model's result for a job, unless the file changed while the model ran. */
 void cx__write_result(cx_pipeline *p, job *j);
-int  cx__writer_flush(cx_pipeline *p);
-int  cx__writer_backlog(const cx_pipeline *p);        /* changes waiting for the lock */
+int cx__writer_flush(cx_pipeline *p);
+int cx__writer_backlog(const cx_pipeline *p); /* changes waiting for the lock */
 
 /* ------------------------------------------------------------------ inflight.c */
 
@@ -198,7 +199,7 @@ void cx__vanished_clear(cx_pipeline *p);
 
 /* ------------------------------------------------------------------ small helpers */
 
-int64_t  cx__mtime_ns(const struct stat *st);
-int      cx__same_file_state(const capdb_file_state *row, const struct stat *st);
+int64_t cx__mtime_ns(const struct stat *st);
+int cx__same_file_state(const capdb_file_state *row, const struct stat *st);
 
 #endif

@@ -20,8 +20,8 @@ int cx_printable_len(const char *text)
 {
     uint32_t cp;
     int len = cu_utf8_decode((const unsigned char *)text, 4, &cp);
-    if (len == 0 || cp < 0x20 || cp == 0x7f) return 0;       /* invalid, C0, DEL */
-    if (cp >= 0x80 && cp <= 0x9F) return 0;                   /* C1 controls */
+    if (len == 0 || cp < 0x20 || cp == 0x7f) return 0; /* invalid, C0, DEL */
+    if (cp >= 0x80 && cp <= 0x9F) return 0;            /* C1 controls */
     return len;
 }
 
@@ -53,7 +53,7 @@ char *cx_printable(const char *s, char *buf, size_t size)
             at += (size_t)len;
             s += len;
         } else {
-            break;                  /* never cut a character in two */
+            break; /* never cut a character in two */
         }
     }
     buf[at] = '\0';

@@ -95,7 +95,4 @@ void cx__fifo_clear(fifo *q)
     while ((path = cx__fifo_pop(q))) free(path);
 }
 
-static size_t hash_path(const char *s)
-{
-    return (size_t)cx_xxh64(s, strlen(s), 0);
-}
+static size_t hash_path(const char *s) { return (size_t)cx_xxh64(s, strlen(s), 0); }

@@ -17,7 +17,7 @@
 static const char *const DEFAULT_EXCLUDES[] = {".*", "@eaDir", ".git", "node_modules"};
 static const char *const DEFAULT_EXTENSIONS[] = {"jpg", "jpeg", "jpe", "png"};
 
-static int  list_add(char ***list, int *n, const char *value);
+static int list_add(char ***list, int *n, const char *value);
 static void list_free(char ***list, int *n);
 
 void cx_settings_defaults(cx_settings *s)
@@ -64,8 +64,10 @@ int cx_settings_add_exclude(cx_settings *s, const char *glob, cx_err *err)
         list_free(&s->excludes, &s->n_excludes);
         return 0;
     }
-    if (s->n_excludes >= CX_MAX_LIST) return cx_fail(err, -EINVAL, "more than %d globs", CX_MAX_LIST);
-    return list_add(&s->excludes, &s->n_excludes, glob) < 0 ? cx_fail(err, -ENOMEM, "out of memory") : 0;
+    if (s->n_excludes >= CX_MAX_LIST)
+        return cx_fail(err, -EINVAL, "more than %d globs", CX_MAX_LIST);
+    return list_add(&s->excludes, &s->n_excludes, glob) < 0 ? cx_fail(err, -ENOMEM, "out of memory")
+                                                            : 0;
 }
 
 int cx_settings_set_extensions(cx_settings *s, const char *value, cx_err *err)
@@ -150,10 +152,7 @@ int cx_wants_path(const cx_settings *s, const char *path)
     return 0;
 }
 
-int cx_threadpool_size(int workers)
-{
-    return 2 * (workers > 0 ? workers : 1) + 5;
-}
+int cx_threadpool_size(int workers) { return 2 * (workers > 0 ? workers : 1) + 5; }
 
 static int list_add(char ***list, int *n, const char *value)
 {

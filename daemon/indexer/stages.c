@@ -141,8 +141,8 @@ static void hash_after(uv_work_t *w, int status)
     }
     char other[PATH_MAX];
     capdb_err err = {{0}, 0};
-    int found = capdb_find_by_fingerprint(p->opt.db, j->fingerprint, (int64_t)j->st.st_size,
-                                          other, sizeof other, &err);
+    int found = capdb_find_by_fingerprint(p->opt.db, j->fingerprint, (int64_t)j->st.st_size, other,
+                                          sizeof other, &err);
     if (found < 0) cx_log(LOG_WARNING, "fingerprint lookup for %s: %s", path, err.msg);
     struct stat ost;
     if (found == 1 && strcmp(other, path) && lstat(other, &ost) != 0 && errno == ENOENT) {
@@ -168,8 +168,11 @@ void cx__start_model(cx_pipeline *p, job *j)
 {
     int slot = -1;
     for (int i = 0; i < p->workers; i++)
-        if (!p->slot_busy[i]) { slot = i; break; }
-    if (slot < 0) {      /* callers check for a free slot; keep the job rather than lose it */
+        if (!p->slot_busy[i]) {
+            slot = i;
+            break;
+        }
+    if (slot < 0) { /* callers check for a free slot; keep the job rather than lose it */
         j->next = p->waiting_model;
         p->waiting_model = j;
         if (!p->waiting_model_tail) p->waiting_model_tail = j;
@@ -192,7 +195,7 @@ void cx__start_model(cx_pipeline *p, job *j)
     j->e->attempt++;
     j->next = p->running;
     p->running = j;
-    cx__write_inflight(p, 1);       /* durable before the engine opens the file */
+    cx__write_inflight(p, 1); /* durable before the engine opens the file */
     j->started_ms = cx_now_ms();
     int rc = uv_queue_work(p->opt.loop, &j->work, model_work, model_after);
     if (rc < 0) {
@@ -218,7 +221,8 @@ static void model_work(uv_work_t *w)
         ce_cnn_output *cnn = calloc(1, sizeof *cnn);
         j->rc = cnn ? ce_cnn_run(j->session, &img, cnn, &err) : -ENOMEM;
         ce_image_free(&img);
-        if (j->rc == 0) j->rc = cx_image_describe(j->session, j->p->opt.model, cnn, &j->result, &err);
+        if (j->rc == 0)
+            j->rc = cx_image_describe(j->session, j->p->opt.model, cnn, &j->result, &err);
         free(cnn);
     }
     if (j->rc < 0)
@@ -235,16 +239,19 @@ static void model_after(uv_work_t *w, int status)
     if (j->abandoned) {
         /* its slot got a fresh session when it was abandoned; this one is ours to free */
         p->hung--;
-        cx_log(LOG_NOTICE, "%s: the worker came back after %.0f s; result dropped",
-               j->path, (double)(cx_now_ms() - j->started_ms) / 1000.0);
+        cx_log(LOG_NOTICE, "%s: the worker came back after %.0f s; result dropped", j->path,
+               (double)(cx_now_ms() - j->started_ms) / 1000.0);
         if (j->kept_slot_session) p->slot_busy[j->slot] = 0;
-        else ce_session_free(j->session);   /* the slot got a fresh one */
+        else ce_session_free(j->session); /* the slot got a fresh one */
         cx__job_finish(j);
         return;
     }
     p->slot_busy[j->slot] = 0;
     for (job **link = &p->running; *link; link = &(*link)->next)
-        if (*link == j) { *link = j->next; break; }
+        if (*link == j) {
+            *link = j->next;
+            break;
+        }
     if (status < 0) {
         j->rc = status;
         snprintf(j->error, sizeof j->error, "%s", uv_strerror(status));
@@ -262,12 +269,16 @@ static void on_time_limit(uv_timer_t *t)
     job *j = t->data;
     cx_pipeline *p = j->p;
     char msg[128];
-    snprintf(msg, sizeof msg, "took longer than the %d s time limit", p->opt.settings->time_limit_s);
+    snprintf(msg, sizeof msg, "took longer than the %d s time limit",
+             p->opt.settings->time_limit_s);
     cx_log(LOG_WARNING, "%s: %s; recorded failed", j->path, msg);
     j->abandoned = 1;
     p->hung++;
     for (job **link = &p->running; *link; link = &(*link)->next)
-        if (*link == j) { *link = j->next; break; }
+        if (*link == j) {
+            *link = j->next;
+            break;
+        }
     ce_session *fresh = NULL;
     ce_err err = {{0}};
     if (ce_session_new(p->opt.model, &fresh, &err) == 0) {

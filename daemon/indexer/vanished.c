@@ -39,8 +39,8 @@ void cx__run_vanished(cx_pipeline *p)
                     gone++;
                 }
             }
-            cx_log(gone ? LOG_INFO : LOG_DEBUG, "%s: %zu indexed files checked, %lld gone",
-                   v->path, l.n, (long long)gone);
+            cx_log(gone ? LOG_INFO : LOG_DEBUG, "%s: %zu indexed files checked, %lld gone", v->path,
+                   l.n, (long long)gone);
         }
         for (size_t i = 0; i < l.n; i++) free(l.paths[i]);
         free(l.paths);

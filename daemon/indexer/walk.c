@@ -31,8 +31,8 @@ int cx__walk_step(cx_pipeline *p, int budget)
             DIR *dh = opendir(path);
             if (!dh) {
                 int e = errno;
-                cx_log(e == ENOENT ? LOG_INFO : LOG_WARNING, "cannot read folder %s: %s%s",
-                       path, strerror(e), e == EACCES ? " (its files are not indexed)" : "");
+                cx_log(e == ENOENT ? LOG_INFO : LOG_WARNING, "cannot read folder %s: %s%s", path,
+                       strerror(e), e == EACCES ? " (its files are not indexed)" : "");
                 free(path);
                 continue;
             }

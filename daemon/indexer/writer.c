@@ -31,19 +31,19 @@ enum op_kind { OP_ROW, OP_DELETE, OP_MOVE, OP_STAT, OP_META };
 
 struct write_op {
     enum op_kind kind;
-    capdb_image row;             /* OP_ROW (owned copies while pending) */
-    int failed_row;              /* OP_ROW: a failure record (counts as failed) */
-    char *a, *b;                 /* OP_DELETE path; OP_MOVE from, to; OP_META key, value */
-    int replace_target;          /* OP_MOVE: a file rename replaces what was there */
-    int found_by_content;        /* OP_MOVE: for the log line */
-    int64_t id;                  /* OP_STAT */
-    struct stat st;              /* OP_STAT */
+    capdb_image row;      /* OP_ROW (owned copies while pending) */
+    int failed_row;       /* OP_ROW: a failure record (counts as failed) */
+    char *a, *b;          /* OP_DELETE path; OP_MOVE from, to; OP_META key, value */
+    int replace_target;   /* OP_MOVE: a file rename replaces what was there */
+    int found_by_content; /* OP_MOVE: for the log line */
+    int64_t id;           /* OP_STAT */
+    struct stat st;       /* OP_STAT */
     struct write_op *next;
 };
 
 static void submit(cx_pipeline *p, const write_op *op);
 static void apply(cx_pipeline *p, const write_op *op);
-static int  begin(cx_pipeline *p, int final);
+static int begin(cx_pipeline *p, int final);
 static void drain(cx_pipeline *p);
 static void give_up(cx_pipeline *p, const char *why);
 static void write_failed(cx_pipeline *p);
@@ -72,7 +72,7 @@ void cx__writer_close(cx_pipeline *p, uv_close_cb closed)
         capdb_set_busy_timeout(p->opt.db, SHUTDOWN_BUSY_MS);
         if (p->pending && begin(p, 1) == 0) drain(p);
         cx__writer_flush(p);
-        if (p->in_tx) {                 /* still locked: the next scan redoes the batch */
+        if (p->in_tx) { /* still locked: the next scan redoes the batch */
             capdb_rollback(p->opt.db);
             p->in_tx = 0;
         }
@@ -97,17 +97,18 @@ void cx__write_failure(cx_pipeline *p, const char *path, const struct stat *st,
     write_op op = {
         .kind = OP_ROW,
         .failed_row = 1,
-        .row = {
-            .path = path,
-            .device = (uint64_t)st->st_dev,
-            .inode = (uint64_t)st->st_ino,
-            .size = (int64_t)st->st_size,
-            .mtime_ns = cx__mtime_ns(st),
-            .fingerprint = fingerprint,
-            .status = CAPDB_STATUS_FAILED,
-            .error = error,
-            .model_version = ce_model_version(p->opt.model),
-        },
+        .row =
+            {
+                .path = path,
+                .device = (uint64_t)st->st_dev,
+                .inode = (uint64_t)st->st_ino,
+                .size = (int64_t)st->st_size,
+                .mtime_ns = cx__mtime_ns(st),
+                .fingerprint = fingerprint,
+                .status = CAPDB_STATUS_FAILED,
+                .error = error,
+                .model_version = ce_model_version(p->opt.model),
+            },
     };
     submit(p, &op);
 }
@@ -121,8 +122,11 @@ void cx__write_delete(cx_pipeline *p, const char *path)
 void cx__write_move(cx_pipeline *p, const char *from, const char *to, int replace_target,
                     int found_by_content)
 {
-    write_op op = {.kind = OP_MOVE, .a = (char *)from, .b = (char *)to,
-                   .replace_target = replace_target, .found_by_content = found_by_content};
+    write_op op = {.kind = OP_MOVE,
+                   .a = (char *)from,
+                   .b = (char *)to,
+                   .replace_target = replace_target,
+                   .found_by_content = found_by_content};
     submit(p, &op);
 }
 
@@ -186,10 +190,7 @@ int cx__writer_flush(cx_pipeline *p)
     return rc;
 }
 
-int cx__writer_backlog(const cx_pipeline *p)
-{
-    return p->n_pending;
-}
+int cx__writer_backlog(const cx_pipeline *p) { return p->n_pending; }
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -203,7 +204,7 @@ static void submit(cx_pipeline *p, const write_op *op)
             apply(p, op);
             return;
         }
-        if (rc != -EBUSY) return;               /* logged and counted by begin */
+        if (rc != -EBUSY) return; /* logged and counted by begin */
     }
     write_op *copy = copy_op(op);
     if (!copy) {
@@ -224,8 +225,9 @@ static void apply(cx_pipeline *p, const write_op *op)
     switch (op->kind) {
     case OP_ROW:
         if (capdb_upsert(p->opt.db, &op->row, &err) < 0) {
-            cx_log(LOG_ERR, "%s %s: %s", op->failed_row ? "recording the failure of" :
-                   "writing to the index", op->row.path, err.msg);
+            cx_log(LOG_ERR, "%s %s: %s",
+                   op->failed_row ? "recording the failure of" : "writing to the index",
+                   op->row.path, err.msg);
         } else if (op->failed_row) {
             p->stats.failed++;
         } else {
@@ -251,14 +253,13 @@ static void apply(cx_pipeline *p, const write_op *op)
             if (op->found_by_content)
                 cx_log(LOG_INFO, "moved %s -> %s (found by content)", op->a, op->b);
             else
-                cx_log(LOG_INFO, "moved %s -> %s (%lld row%s kept)", op->a, op->b,
-                       (long long)n, n == 1 ? "" : "s");
+                cx_log(LOG_INFO, "moved %s -> %s (%lld row%s kept)", op->a, op->b, (long long)n,
+                       n == 1 ? "" : "s");
         }
         break;
     case OP_STAT:
-        if (capdb_update_stat(p->opt.db, op->id, (uint64_t)op->st.st_dev,
-                              (uint64_t)op->st.st_ino, (int64_t)op->st.st_size,
-                              cx__mtime_ns(&op->st), &err) < 0)
+        if (capdb_update_stat(p->opt.db, op->id, (uint64_t)op->st.st_dev, (uint64_t)op->st.st_ino,
+                              (int64_t)op->st.st_size, cx__mtime_ns(&op->st), &err) < 0)
             cx_log(LOG_ERR, "refreshing a file's stat in the index: %s", err.msg);
         break;
     case OP_META:
@@ -288,7 +289,8 @@ static int begin(cx_pipeline *p, int final)
     }
     p->in_tx = 1;
     p->tx_ops = 0;
-    if (!final) uv_timer_start(&p->batch_timer, on_batch_timer, (uint64_t)p->opt.settings->batch_ms, 0);
+    if (!final)
+        uv_timer_start(&p->batch_timer, on_batch_timer, (uint64_t)p->opt.settings->batch_ms, 0);
     return 0;
 }
 
@@ -343,7 +345,8 @@ static void write_failed(cx_pipeline *p)
 
 static void arm_retry(cx_pipeline *p)
 {
-    if (uv_is_active((uv_handle_t *)&p->retry_timer) || uv_is_closing((uv_handle_t *)&p->retry_timer))
+    if (uv_is_active((uv_handle_t *)&p->retry_timer) ||
+        uv_is_closing((uv_handle_t *)&p->retry_timer))
         return;
     p->retry_delay_ms = p->retry_delay_ms ? p->retry_delay_ms * 2 : RETRY_MIN_MS;
     if (p->retry_delay_ms > RETRY_MAX_MS) p->retry_delay_ms = RETRY_MAX_MS;
@@ -353,7 +356,7 @@ static void arm_retry(cx_pipeline *p)
 static void on_retry(uv_timer_t *t)
 {
     cx_pipeline *p = t->data;
-    if (p->in_tx && cx__writer_flush(p) == -EBUSY) return;     /* re-armed */
+    if (p->in_tx && cx__writer_flush(p) == -EBUSY) return; /* re-armed */
     if (p->pending) {
         if (p->opt.stop_on_write_error && p->stats.write_errors > 0) give_up(p, "stopping");
         else drain(p);
@@ -362,10 +365,7 @@ static void on_retry(uv_timer_t *t)
     cx__schedule(p);
 }
 
-static void on_batch_timer(uv_timer_t *t)
-{
-    cx__writer_flush(t->data);
-}
+static void on_batch_timer(uv_timer_t *t) { cx__writer_flush(t->data); }
 
 static write_op *copy_op(const write_op *op)
 {
@@ -424,7 +424,4 @@ static void free_op(write_op *op)
     free(op);
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }

@@ -25,14 +25,14 @@ extern "C" {
 #define CAPDB_ERR_MAX 256
 typedef struct {
     char msg[CAPDB_ERR_MAX];
-    int damaged;                  /* 1: SQLite said the file is corrupt or not a database */
+    int damaged; /* 1: SQLite said the file is corrupt or not a database */
 } capdb_err;
 
 typedef struct capdb capdb;
 
 enum {
-    CAPDB_OPEN_READONLY = 0,      /* fails with -ENOENT when the file does not exist */
-    CAPDB_OPEN_WRITE    = 1,      /* creates the file, runs migrations */
+    CAPDB_OPEN_READONLY = 0, /* fails with -ENOENT when the file does not exist */
+    CAPDB_OPEN_WRITE = 1,    /* creates the file, runs migrations */
 };
 
 /* Default location: $CAPSEARCH_DB, else the per-user database
@@ -44,7 +44,7 @@ const char *capdb_default_path(char *buf, size_t size);
  * nor a capsearch index: another application's database is never taken over. A folder
  * given as the path, a read-only copy in a read-only folder (opened immutable) and a
  * missing file get their own clear messages. */
-int  capdb_open(const char *path, int mode, capdb **out, capdb_err *err);
+int capdb_open(const char *path, int mode, capdb **out, capdb_err *err);
 void capdb_close(capdb *db);
 /* How long a statement waits for another writer's lock before -EBUSY (default 5000 ms;
  * a writer on an event loop sets it short and retries from a timer). */
@@ -58,9 +58,9 @@ void capdb_set_busy_timeout(capdb *db, int ms);
  * capdb_damaged: 1 once SQLite has reported SQLITE_CORRUPT or SQLITE_NOTADB on this
  * connection (decided by result code, never by message text), or the file's header,
  * read through SQLite's own descriptor, no longer says "SQLite format 3". */
-int  capdb_damaged(capdb *db);
-int  capdb_schema_version(capdb *db);     /* PRAGMA user_version */
-#define CAPDB_SCHEMA_VERSION_LATEST 1     /* bumped by each migration */
+int capdb_damaged(capdb *db);
+int capdb_schema_version(capdb *db);  /* PRAGMA user_version */
+#define CAPDB_SCHEMA_VERSION_LATEST 1 /* bumped by each migration */
 
 /* Batches: everything between begin and commit is one transaction. */
 int capdb_begin(capdb *db, capdb_err *err);
@@ -73,30 +73,30 @@ enum { CAPDB_STATUS_OK = 0, CAPDB_STATUS_FAILED = 1 };
 
 /* What the indexer knows about a file on disk; enough to decide "unchanged". */
 typedef struct {
-    int64_t id;                   /* row id, 0 = not in the index */
+    int64_t id; /* row id, 0 = not in the index */
     uint64_t device, inode;
     int64_t size;
     int64_t mtime_ns;
-    uint64_t fingerprint;         /* content hash (see daemon/), 0 = unknown */
+    uint64_t fingerprint; /* content hash (see daemon/), 0 = unknown */
     int status;
     char model_version[64];
 } capdb_file_state;
 
 typedef struct {
-    const char *path;             /* absolute, any bytes but NUL (not necessarily UTF-8) */
+    const char *path; /* absolute, any bytes but NUL (not necessarily UTF-8) */
     uint64_t device, inode;
     int64_t size, mtime_ns;
     uint64_t fingerprint;
     int width, height;
-    int64_t taken_time;           /* unix seconds from EXIF, 0 = unknown */
-    int status;                   /* CAPDB_STATUS_* */
-    const char *error;            /* failure reason when status is FAILED */
-    const char *caption;          /* may be NULL */
-    const char *tags;             /* space-separated words, may be NULL */
+    int64_t taken_time;  /* unix seconds from EXIF, 0 = unknown */
+    int status;          /* CAPDB_STATUS_* */
+    const char *error;   /* failure reason when status is FAILED */
+    const char *caption; /* may be NULL */
+    const char *tags;    /* space-separated words, may be NULL */
     const char *model_version;
-    const float *concepts;        /* concept probabilities, n_concepts of them, may be NULL */
+    const float *concepts; /* concept probabilities, n_concepts of them, may be NULL */
     int n_concepts;
-    const float *pooled;          /* pooled CNN vector, n_pooled of them, may be NULL */
+    const float *pooled; /* pooled CNN vector, n_pooled of them, may be NULL */
     int n_pooled;
 } capdb_image;
 
@@ -115,12 +115,12 @@ int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, in
 int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err);
 /* Finds an OK row with this fingerprint and size (a move whose inotify pair was split);
  * copies its path into path_out. Returns 1 found, 0 not found, < 0 error. */
-int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size,
-                              char *path_out, size_t path_size, capdb_err *err);
+int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size, char *path_out,
+                              size_t path_size, capdb_err *err);
 /* Calls fn for every indexed path under a prefix ("" = all), for the startup scan's
  * "vanished files" pass. Return non-zero from fn to stop. */
-int capdb_foreach_path(capdb *db, const char *prefix,
-                       int (*fn)(void *ctx, const char *path), void *ctx, capdb_err *err);
+int capdb_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const char *path),
+                       void *ctx, capdb_err *err);
 
 /* ------------------------------------------------------------------ metadata */
 
@@ -139,27 +139,30 @@ int capdb_counts_get(capdb *db, capdb_counts *out, capdb_err *err);
 /* ------------------------------------------------------------------ search */
 
 typedef struct {
-    const char *text;             /* free user text; never reaches FTS5 MATCH unquoted */
-    const struct capdb_concept_term { int index; float weight; } *concepts;
-    int n_concepts;               /* the query mapped into concept space (may be 0) */
-    const float *pooled;          /* similar-image search: rank by this vector instead */
+    const char *text; /* free user text; never reaches FTS5 MATCH unquoted */
+    const struct capdb_concept_term {
+        int index;
+        float weight;
+    } * concepts;
+    int n_concepts;      /* the query mapped into concept space (may be 0) */
+    const float *pooled; /* similar-image search: rank by this vector instead */
     int n_pooled;
-    const char *under_dir;        /* only paths under this folder, NULL = all */
+    const char *under_dir; /* only paths under this folder, NULL = all */
     /* unix seconds on taken_time (else mtime), inclusive; may be negative (photos taken
      * before 1970): a bound applies only when its has_ flag is set */
     int64_t since, until;
     int has_since, has_until;
-    int limit;                    /* 0 = 20 */
-    int with_snippet;             /* fill snippet, matched words between \x01 and \x02 */
+    int limit;        /* 0 = 20 */
+    int with_snippet; /* fill snippet, matched words between \x01 and \x02 */
 } capdb_query;
 
 typedef struct {
     int64_t id;
-    double score;                 /* higher is better */
+    double score; /* higher is better */
     char *path;
     char *caption;
     char *tags;
-    char *snippet;                /* caption with \x01 ... \x02 around matches, or NULL */
+    char *snippet; /* caption with \x01 ... \x02 around matches, or NULL */
     int64_t taken_time, mtime_ns;
     int width, height;
 } capdb_hit;
@@ -172,7 +175,7 @@ typedef struct {
 /* Ranks by a fusion of FTS5 bm25 (caption > tags > path words) and concept similarity;
  * or, when query->pooled is set, by cosine similarity of pooled CNN vectors.
  * Returns -EINVAL with a clear message for text that has no searchable words. */
-int  capdb_search(capdb *db, const capdb_query *query, capdb_results *out, capdb_err *err);
+int capdb_search(capdb *db, const capdb_query *query, capdb_results *out, capdb_err *err);
 void capdb_results_free(capdb_results *res);
 
 /* Loads the stored pooled vector of a path (for `capsearch similar` on an indexed file).

@@ -25,7 +25,9 @@ extern "C" {
 #endif
 
 #define CE_ERR_MAX 256
-typedef struct { char msg[CE_ERR_MAX]; } ce_err;
+typedef struct {
+    char msg[CE_ERR_MAX];
+} ce_err;
 
 /* ------------------------------------------------------------------ images */
 
@@ -33,15 +35,15 @@ typedef struct { char msg[CE_ERR_MAX]; } ce_err;
 typedef struct {
     int width, height;
     uint8_t *pixels;
-    int source_width, source_height;   /* size of the stored image before any downscaling,
+    int source_width, source_height; /* size of the stored image before any downscaling,
                                           after EXIF orientation */
-    int64_t taken_time;                /* EXIF DateTimeOriginal as unix seconds (read as
+    int64_t taken_time;              /* EXIF DateTimeOriginal as unix seconds (read as
                                           UTC), 0 = none */
 } ce_image;
 
 typedef struct {
-    int64_t max_pixels;   /* refuse images whose header claims more (0 = default 100 MP) */
-    int min_side;         /* decode at the smallest DCT scale whose sides both cover this
+    int64_t max_pixels; /* refuse images whose header claims more (0 = default 100 MP) */
+    int min_side;       /* decode at the smallest DCT scale whose sides both cover this
                              (0 = 300, the network input); 12 MP JPEGs never decode in full */
 } ce_load_options;
 
@@ -51,9 +53,9 @@ typedef struct {
  * filter as JPEGs are by DCT scaling (both sides stay >= min_side). Errors include
  * -ENOENT / -EACCES / -EISDIR (file), -E2BIG (over max_pixels), -EBADMSG (empty,
  * truncated or corrupt), -ENOTSUP (not JPEG or PNG). Free with ce_image_free. */
-int  ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *out, ce_err *err);
-int  ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt,
-                          ce_image *out, ce_err *err);
+int ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *out, ce_err *err);
+int ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt, ce_image *out,
+                         ce_err *err);
 void ce_image_free(ce_image *img);
 
 /* ------------------------------------------------------------------ model */
@@ -69,36 +71,36 @@ const char *ce_default_models_dir(void);
  * (ce_model_has_captioner tells). CE_OPEN_TEXT_ONLY loads just what the text side
  * needs (the captioner's concept vocabulary), for searching without the backbone. */
 enum { CE_OPEN_DEFAULT = 0, CE_OPEN_TEXT_ONLY = 1 };
-int  ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err);
+int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err);
 void ce_model_close(ce_model *model);
-int  ce_model_has_captioner(const ce_model *model);
+int ce_model_has_captioner(const ce_model *model);
 /* e.g. "ssdlite_mobilenet_v2_coco+cap-<hash>": stored with each indexed image. */
 const char *ce_model_version(const ce_model *model);
 
-int  ce_session_new(const ce_model *model, ce_session **out, ce_err *err);
+int ce_session_new(const ce_model *model, ce_session **out, ce_err *err);
 void ce_session_free(ce_session *session);
 
 /* ------------------------------------------------------------------ CNN */
 
-#define CE_NUM_CLASSES 91            /* COCO ids, 0 = background */
-#define CE_POOLED_DIM 1280           /* Conv_1, average-pooled */
-#define CE_MID_DIM 576               /* expanded_conv_14 expansion, average-pooled */
+#define CE_NUM_CLASSES 91  /* COCO ids, 0 = background */
+#define CE_POOLED_DIM 1280 /* Conv_1, average-pooled */
+#define CE_MID_DIM 576     /* expanded_conv_14 expansion, average-pooled */
 #define CE_MAX_DETECTIONS 100
 
 typedef struct {
-    int class_id;                    /* COCO id 1..90 */
-    const char *label;               /* "dog", "person", ... (static storage) */
+    int class_id;      /* COCO id 1..90 */
+    const char *label; /* "dog", "person", ... (static storage) */
     float score;
-    float ymin, xmin, ymax, xmax;    /* normalised to [0,1] of the image */
+    float ymin, xmin, ymax, xmax; /* normalised to [0,1] of the image */
 } ce_detection;
 
 typedef struct {
-    float pooled[CE_POOLED_DIM];     /* image vector (similar-image search, concept head) */
+    float pooled[CE_POOLED_DIM]; /* image vector (similar-image search, concept head) */
     float mid_pooled[CE_MID_DIM];
     float class_max[CE_NUM_CLASSES]; /* per class, max sigmoid score over all anchors */
     int n_detections;                /* after score threshold + per-class NMS, best first */
     ce_detection detections[CE_MAX_DETECTIONS];
-} ce_cnn_output;                     /* inner feature maps: capengine_debug.h */
+} ce_cnn_output; /* inner feature maps: capengine_debug.h */
 
 /* Runs the network on an image of any size (bilinear resize to 300x300 inside). */
 int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err);
@@ -114,28 +116,28 @@ void ce_set_blas_threads(int n);
 #define CE_MAX_TAGS 16
 
 typedef struct {
-    const char *word;                /* a concept word (static storage in the model) */
+    const char *word; /* a concept word (static storage in the model) */
     float score;
 } ce_tag;
 
 typedef struct {
-    char caption[CE_MAX_CAPTION];    /* "a dog running on a sandy beach" */
-    float log_prob;                  /* the decoder's log-probability of the caption over
+    char caption[CE_MAX_CAPTION]; /* "a dog running on a sandy beach" */
+    float log_prob;               /* the decoder's log-probability of the caption over
                                         its length (words + end) */
-    float confidence;                /* 0..1: how far to trust the caption (the decoder's
+    float confidence;             /* 0..1: how far to trust the caption (the decoder's
                                         geometric-mean word probability and the weakest
                                         image evidence among the concepts it names) */
     int n_tags;
-    ce_tag tags[CE_MAX_TAGS];        /* detections' labels and top concepts, best first */
-    int n_concepts;                  /* ce_model_concept_count() */
-    float *concepts;                 /* concept probabilities; owned by the session,
+    ce_tag tags[CE_MAX_TAGS]; /* detections' labels and top concepts, best first */
+    int n_concepts;           /* ce_model_concept_count() */
+    float *concepts;          /* concept probabilities; owned by the session,
                                         valid until the next call on it */
 } ce_caption;
 
 typedef struct {
-    int beam_width;                  /* 0 = default 3 */
-    int max_length;                  /* words, 0 = default 20 */
-    int no_grounding;                /* 1 = plain beam search, no penalty for words that
+    int beam_width;   /* 0 = default 3 */
+    int max_length;   /* words, 0 = default 20 */
+    int no_grounding; /* 1 = plain beam search, no penalty for words that
                                         name concepts the image gives no evidence for */
 } ce_caption_options;
 
@@ -144,14 +146,16 @@ int ce_caption_run(ce_session *s, const ce_cnn_output *cnn, const ce_caption_opt
 
 /* ------------------------------------------------------------------ text side */
 
-int         ce_model_concept_count(const ce_model *model);
+int ce_model_concept_count(const ce_model *model);
 const char *ce_model_concept_word(const ce_model *model, int index);
 
 /* Maps free text to concept weights (plurals, synonyms: "puppies" -> dog); fills up to
  * `max` (index, weight) pairs, returns how many. Used to search by concept vector. */
-typedef struct { int index; float weight; } ce_concept_weight;
-int ce_text_concepts(const ce_model *model, const char *text,
-                     ce_concept_weight *out, int max);
+typedef struct {
+    int index;
+    float weight;
+} ce_concept_weight;
+int ce_text_concepts(const ce_model *model, const char *text, ce_concept_weight *out, int max);
 
 #ifdef __cplusplus
 }

@@ -14,7 +14,7 @@
 typedef void (*ce_cnn_tap_fn)(void *ctx, const char *name, const float *data, int h, int w, int c);
 
 /* ce_cnn_run, calling tap (may be NULL) at each point. */
-int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out,
-                      ce_cnn_tap_fn tap, void *ctx, ce_err *err);
+int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_cnn_tap_fn tap,
+                      void *ctx, ce_err *err);
 
 #endif

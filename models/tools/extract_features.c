@@ -32,7 +32,10 @@ typedef struct {
     float mid_pooled[CE_MID_DIM];
     float class_max[CE_NUM_CLASSES];
     uint32_t n_det;
-    struct { int32_t class_id; float score, ymin, xmin, ymax, xmax; } det[CE_MAX_DETECTIONS];
+    struct {
+        int32_t class_id;
+        float score, ymin, xmin, ymax, xmax;
+    } det[CE_MAX_DETECTIONS];
 } record;
 
 static int extract_one(ce_session *s, const char *path, record *rec, float *map, ce_err *err);
@@ -65,7 +68,8 @@ int main(int argc, char **argv)
     ce_err err = {{0}};
     ce_model *model = NULL;
     ce_session *session = NULL;
-    if (ce_model_open(models ? models : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) < 0 ||
+    if (ce_model_open(models ? models : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) <
+            0 ||
         ce_session_new(model, &session, &err) < 0) {
         fprintf(stderr, "extract_features: %s\n", err.msg);
         ce_model_close(model);

@@ -18,17 +18,19 @@
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: caption_tool MODELS_DIR \"BEAM,WEIGHT,THRESHOLD,FLOOR,CEILING;...\" IMAGE...\n");
+        fprintf(stderr, "usage: caption_tool MODELS_DIR "
+                        "\"BEAM,WEIGHT,THRESHOLD,FLOOR,CEILING;...\" IMAGE...\n");
         return 2;
     }
     int beams[MAX_SETTINGS], n_set = 0;
     caption_grounding g[MAX_SETTINGS];
     char *spec = strdup(argv[2]), *save = NULL;
-    for (char *tok = strtok_r(spec, ";", &save); tok && n_set < MAX_SETTINGS; tok = strtok_r(NULL, ";", &save)) {
+    for (char *tok = strtok_r(spec, ";", &save); tok && n_set < MAX_SETTINGS;
+         tok = strtok_r(NULL, ";", &save)) {
         caption_grounding *x = &g[n_set];
         x->scope = 0;
-        if (sscanf(tok, "%d,%f,%f,%f,%f,%d", &beams[n_set], &x->weight, &x->threshold, &x->floor, &x->ceiling,
-                   &x->scope) < 5) {
+        if (sscanf(tok, "%d,%f,%f,%f,%f,%d", &beams[n_set], &x->weight, &x->threshold, &x->floor,
+                   &x->ceiling, &x->scope) < 5) {
             fprintf(stderr, "caption_tool: bad setting %s\n", tok);
             return 2;
         }
@@ -48,7 +50,8 @@ int main(int argc, char **argv)
     ce_captioner_scratch *s = ce__session_captioner_scratch(session);
     for (int i = 3; i < argc; i++) {
         ce_image img;
-        if (ce_image_load_file(argv[i], NULL, &img, &err) < 0 || ce_cnn_run(session, &img, cnn, &err) < 0) {
+        if (ce_image_load_file(argv[i], NULL, &img, &err) < 0 ||
+            ce_cnn_run(session, &img, cnn, &err) < 0) {
             fprintf(stderr, "caption_tool: %s: %s\n", argv[i], err.msg);
             continue;
         }
@@ -59,7 +62,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "caption_tool: %s\n", err.msg);
                 return 1;
             }
-            printf("{\"file\":\"%s\",\"setting\":%d,\"caption\":\"%s\",\"log_prob\":%.4f,\"confidence\":%.4f}\n",
+            printf("{\"file\":\"%s\",\"setting\":%d,\"caption\":\"%s\",\"log_prob\":%.4f,"
+                   "\"confidence\":%.4f}\n",
                    argv[i], k, out->caption, out->log_prob, out->confidence);
         }
     }

@@ -31,7 +31,8 @@ int main(int argc, char **argv)
     ce_captioner *cap = NULL;
     ce_captioner_scratch *s = NULL;
     ce_weights *gold = NULL;
-    if (ce__captioner_open(argv[1], 0, &cap, &err) < 0 || ce__captioner_scratch_new(cap, &s, &err) < 0 ||
+    if (ce__captioner_open(argv[1], 0, &cap, &err) < 0 ||
+        ce__captioner_scratch_new(cap, &s, &err) < 0 ||
         ce__weights_open(argv[2], &gold, &err) < 0) {
         fprintf(stderr, "test_golden: %s\n", err.msg);
         return 1;
@@ -41,8 +42,9 @@ int main(int argc, char **argv)
     const ce_tensor *probs = ce__weights_find(gold, "golden/probs");
     const ce_tensor *conds = ce__weights_find(gold, "golden/concepts");
     const ce_tensor *logits = ce__weights_find(gold, "golden/first_logits");
-    if (!feats || !probs || !conds || !logits || feats->rank != 2 || feats->dims[1] != (uint32_t)F ||
-        probs->dims[1] != (uint32_t)K || conds->dims[1] != (uint32_t)K || logits->dims[1] != (uint32_t)V ||
+    if (!feats || !probs || !conds || !logits || feats->rank != 2 ||
+        feats->dims[1] != (uint32_t)F || probs->dims[1] != (uint32_t)K ||
+        conds->dims[1] != (uint32_t)K || logits->dims[1] != (uint32_t)V ||
         logits->dims[0] != conds->dims[0]) {
         fprintf(stderr, "test_golden: golden file does not match the captioner (re-export both)\n");
         return 1;
@@ -57,8 +59,8 @@ int main(int argc, char **argv)
     int tokens[CE_MAX_CAPTION], n;
     float score;
     for (uint32_t i = 0; i < conds->dims[0]; i++) {
-        ce__caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, 1, 20, tokens, &n,
-                                &score, l);
+        ce__caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, 1, 20,
+                                    tokens, &n, &score, l);
         size_t at;
         float d = max_abs_diff(l, (const float *)logits->data + (size_t)i * V, (size_t)V, &at);
         check(d <= TOL, "first-step logits", (int)i, d);
@@ -76,8 +78,8 @@ int main(int argc, char **argv)
         }
         const int len = (int)tok->dims[1];
         for (uint32_t i = 0; i < conds->dims[0]; i++) {
-            ce__caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K, widths[w], len - 1,
-                                    tokens, &n, &score, NULL);
+            ce__caption_decode_concepts(cap, s, (const float *)conds->data + (size_t)i * K,
+                                        widths[w], len - 1, tokens, &n, &score, NULL);
             const int32_t *want = (const int32_t *)tok->data + (size_t)i * (size_t)len;
             int same = 1;
             for (int j = 0; j < len; j++)

@@ -31,7 +31,8 @@ int main(int argc, char **argv)
         return 1;
     }
     expect(m, "dog on beach", (const char *const[]){"dog", "beach"}, 2);
-    expect(m, "Two PUPPIES on the sandy beach!", (const char *const[]){"dog", "sand", "beach", "two"}, 4);
+    expect(m, "Two PUPPIES on the sandy beach!",
+           (const char *const[]){"dog", "sand", "beach", "two"}, 4);
     expect(m, "men riding bikes", (const char *const[]){"man", "riding", "bicycle"}, 3);
     expect(m, "kittens", (const char *const[]){"cat"}, 1);
     expect(m, "giraffes and zebras", (const char *const[]){"giraffe", "zebra"}, 2);

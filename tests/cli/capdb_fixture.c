@@ -83,12 +83,19 @@ static int apply(capdb *db, char **f, int n, capdb_err *err)
             else break;
         }
         capdb_image img = {
-            .path = f[1], .caption = f[2], .tags = f[3],
+            .path = f[1],
+            .caption = f[2],
+            .tags = f[3],
             .taken_time = strtoll(f[4], NULL, 10),
             .mtime_ns = strtoll(f[5], NULL, 10) * 1000000000LL,
-            .size = 1000, .width = 640, .height = 480, .model_version = "fixture-1",
-            .concepts = n > 6 ? concepts : NULL, .n_concepts = n > 6 ? N_CONCEPTS : 0,
-            .pooled = n_pooled ? pooled : NULL, .n_pooled = n_pooled ? POOLED_DIM : 0,
+            .size = 1000,
+            .width = 640,
+            .height = 480,
+            .model_version = "fixture-1",
+            .concepts = n > 6 ? concepts : NULL,
+            .n_concepts = n > 6 ? N_CONCEPTS : 0,
+            .pooled = n_pooled ? pooled : NULL,
+            .n_pooled = n_pooled ? POOLED_DIM : 0,
         };
         return capdb_upsert(db, &img, err);
     }

@@ -13,9 +13,15 @@
 
 static int failures;
 
-#define CHECK(cond, ...) do { \
-    if (!(cond)) { failures++; fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                   fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
 
 static void test_valid(void);
 static void test_errors(void);
@@ -43,29 +49,31 @@ static void test_valid(void)
 {
     cd_config c;
     cx_err err = {""};
-    const char *text =
-        "# comment\n"
-        "\n"
-        "root = /srv/photos/\n"
-        "root=/home/a/Pictures\r\n"
-        "root = /srv/photos\n"              /* duplicate after normalising */
-        "  exclude = *.tmp  \n"
-        "extensions = JPG, .png heic\n"
-        "workers = 3\n"
-        "batch_size=10\n"
-        "max_pixels = 5000000\n"
-        "log_level = debug\n"
-        "database = \" /tmp/with space.db\"\n"
-        "max_watches = 7";                  /* no final newline */
+    const char *text = "# comment\n"
+                       "\n"
+                       "root = /srv/photos/\n"
+                       "root=/home/a/Pictures\r\n"
+                       "root = /srv/photos\n" /* duplicate after normalising */
+                       "  exclude = *.tmp  \n"
+                       "extensions = JPG, .png heic\n"
+                       "workers = 3\n"
+                       "batch_size=10\n"
+                       "max_pixels = 5000000\n"
+                       "log_level = debug\n"
+                       "database = \" /tmp/with space.db\"\n"
+                       "max_watches = 7"; /* no final newline */
     cd_config_defaults(&c);
     int rc = cd_config_parse(&c, text, strlen(text), "t.conf", &err);
     CHECK(rc == 0, "valid config refused: %s", err.msg);
     CHECK(c.index.n_roots == 2, "roots: %d", c.index.n_roots);
-    CHECK(c.index.n_roots == 2 && !strcmp(c.index.roots[0], "/srv/photos"), "root 0: %s", c.index.roots[0]);
+    CHECK(c.index.n_roots == 2 && !strcmp(c.index.roots[0], "/srv/photos"), "root 0: %s",
+          c.index.roots[0]);
     CHECK(c.index.n_excludes == 5, "excludes: %d (4 defaults + 1)", c.index.n_excludes);
-    CHECK(c.index.n_extensions == 3 && !strcmp(c.index.extensions[0], "jpg") && !strcmp(c.index.extensions[1], "png"),
+    CHECK(c.index.n_extensions == 3 && !strcmp(c.index.extensions[0], "jpg") &&
+              !strcmp(c.index.extensions[1], "png"),
           "extensions");
-    CHECK(c.index.workers == 3 && c.index.batch_size == 10 && c.index.max_pixels == 5000000, "numbers");
+    CHECK(c.index.workers == 3 && c.index.batch_size == 10 && c.index.max_pixels == 5000000,
+          "numbers");
     CHECK(c.log_level == LOG_DEBUG, "log level");
     CHECK(c.db_path && !strcmp(c.db_path, " /tmp/with space.db"), "quoted db path: %s", c.db_path);
     CHECK(c.max_watches == 7, "max_watches");
@@ -79,7 +87,9 @@ static void test_valid(void)
 
 static void test_errors(void)
 {
-    static const struct { const char *text, *want; } cases[] = {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
         {"root = /a\n\nnope = 1\n", "t.conf:3: unknown key 'nope'"},
         {"workers = 0\n", "t.conf:1: workers: expected an integer in 1..256"},
         {"workers = 12abc\n", "t.conf:1: workers"},
@@ -195,7 +205,8 @@ static void test_random(void)
         cx_err err = {""};
         cd_config_defaults(&c);
         int rc = cd_config_parse(&c, text, len, "fuzz", &err);
-        CHECK(rc == 0 || strncmp(err.msg, "fuzz:", 5) == 0, "error without a location: %s", err.msg);
+        CHECK(rc == 0 || strncmp(err.msg, "fuzz:", 5) == 0, "error without a location: %s",
+              err.msg);
         for (int i = 0; i < c.index.n_roots; i++) cx_wants_path(&c.index, c.index.roots[i]);
         cd_config_free(&c);
         free(text);

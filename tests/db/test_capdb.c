@@ -13,10 +13,23 @@
 #include "internal.h"
 
 static int failures;
-#define CHECK(cond) do { if (!(cond)) { \
-    fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
-#define CHECK_OK(expr) do { capdb_err e_ = {{0}, 0}; (void)e_; int rc_ = (expr); if (rc_ < 0) { \
-    fprintf(stderr, "%s:%d: %s -> %d\n", __FILE__, __LINE__, #expr, rc_); failures++; } } while (0)
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        capdb_err e_ = {{0}, 0};                                                                   \
+        (void)e_;                                                                                  \
+        int rc_ = (expr);                                                                          \
+        if (rc_ < 0) {                                                                             \
+            fprintf(stderr, "%s:%d: %s -> %d\n", __FILE__, __LINE__, #expr, rc_);                  \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
 
 static char workdir[1024];
 static capdb_err err;
@@ -66,8 +79,12 @@ static capdb *fresh_db(const char *name)
 
 static void put(capdb *db, const char *path, const char *caption, const char *tags)
 {
-    capdb_image img = {.path = path, .size = 100, .mtime_ns = 1700000000LL * 1000000000LL,
-                       .caption = caption, .tags = tags, .model_version = "test-1"};
+    capdb_image img = {.path = path,
+                       .size = 100,
+                       .mtime_ns = 1700000000LL * 1000000000LL,
+                       .caption = caption,
+                       .tags = tags,
+                       .model_version = "test-1"};
     if (capdb_upsert(db, &img, &err) != 0) {
         fprintf(stderr, "upsert %s: %s\n", path, err.msg);
         failures++;
@@ -110,10 +127,19 @@ static void test_open_and_rows(void)
 
     float pooled[16];
     for (int i = 0; i < 16; i++) pooled[i] = (float)i - 4.0f;
-    capdb_image img = {.path = "/p/dog.jpg", .device = 5, .inode = 77, .size = 1234,
-                       .mtime_ns = 42, .fingerprint = 0xfedcba9876543210ull, .width = 640,
-                       .height = 480, .caption = "a dog on the beach", .tags = "dog beach",
-                       .model_version = "m-1", .pooled = pooled, .n_pooled = 16};
+    capdb_image img = {.path = "/p/dog.jpg",
+                       .device = 5,
+                       .inode = 77,
+                       .size = 1234,
+                       .mtime_ns = 42,
+                       .fingerprint = 0xfedcba9876543210ull,
+                       .width = 640,
+                       .height = 480,
+                       .caption = "a dog on the beach",
+                       .tags = "dog beach",
+                       .model_version = "m-1",
+                       .pooled = pooled,
+                       .n_pooled = 16};
     CHECK(capdb_upsert(db, &img, &err) == 0);
     capdb_file_state st;
     CHECK(capdb_lookup_path(db, "/p/dog.jpg", &st, &err) == 0);
@@ -143,13 +169,14 @@ static void test_open_and_rows(void)
 
     CHECK(capdb_lookup_path(db, "/p/none.jpg", &st, &err) == 0 && st.id == 0);
     char found[256];
-    CHECK(capdb_find_by_fingerprint(db, 0xfedcba9876543210ull, 1234, found, sizeof found, &err) == 1);
+    CHECK(capdb_find_by_fingerprint(db, 0xfedcba9876543210ull, 1234, found, sizeof found, &err) ==
+          1);
     CHECK(strcmp(found, "/p/dog.jpg") == 0);
     CHECK(capdb_find_by_fingerprint(db, 0xfedcba9876543210ull, 99, found, sizeof found, &err) == 0);
 
     /* a failure is recorded, not searchable, listed */
-    capdb_image bad = {.path = "/p/broken dog.jpg", .status = CAPDB_STATUS_FAILED,
-                       .error = "truncated JPEG"};
+    capdb_image bad = {
+        .path = "/p/broken dog.jpg", .status = CAPDB_STATUS_FAILED, .error = "truncated JPEG"};
     CHECK(capdb_upsert(db, &bad, &err) == 0);
     CHECK(search(db, "broken", &res) == 0 && res.n == 0);
     capdb_results_free(&res);
@@ -213,10 +240,10 @@ static void test_delete_and_move(void)
 {
     capdb *db = fresh_db("paths.db");
     /* LIKE and GLOB metacharacters, and siblings that share a prefix */
-    const char *paths[] = {"/p/a%_b/1.jpg", "/p/a%_b/sub/2.jpg", "/p/a%_bc/3.jpg",
-                           "/p/a%_b.jpg", "/p/aX_b/4.jpg", "/p/a*[b]/5.jpg", "/p/a/6.jpg",
-                           "/p/ab/7.jpg"};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) put(db, paths[i], "a red kite", "kite");
+    const char *paths[] = {"/p/a%_b/1.jpg", "/p/a%_b/sub/2.jpg", "/p/a%_bc/3.jpg", "/p/a%_b.jpg",
+                           "/p/aX_b/4.jpg", "/p/a*[b]/5.jpg",    "/p/a/6.jpg",     "/p/ab/7.jpg"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        put(db, paths[i], "a red kite", "kite");
     CHECK(count_under(db, "") == 8);
     CHECK(count_under(db, "/p/a%_b") == 2);
     CHECK(count_under(db, "/p/a%_b/") == 2);
@@ -234,8 +261,12 @@ static void test_delete_and_move(void)
     /* moves keep captions and vectors and update the path words */
     float pooled[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     float concepts[3] = {0.9f, 0.0f, 0.3f};
-    capdb_image img = {.path = "/m/old/dog.jpg", .caption = "a dog", .pooled = pooled,
-                       .n_pooled = 8, .concepts = concepts, .n_concepts = 3};
+    capdb_image img = {.path = "/m/old/dog.jpg",
+                       .caption = "a dog",
+                       .pooled = pooled,
+                       .n_pooled = 8,
+                       .concepts = concepts,
+                       .n_concepts = 3};
     CHECK(capdb_upsert(db, &img, &err) == 0);
     put(db, "/m/old/deep/x.jpg", "a horse", NULL);
     put(db, "/m/target/old.jpg", "overwritten", NULL);
@@ -253,7 +284,8 @@ static void test_delete_and_move(void)
           strcmp(res.hits[0].path, "/m/holiday snaps/dog.jpg") == 0);
     capdb_results_free(&res);
     /* file move over an existing file replaces it */
-    CHECK(capdb_move_path(db, "/m/holiday snaps/dog.jpg", "/m/target/old.jpg", &n, &err) == 0 && n == 1);
+    CHECK(capdb_move_path(db, "/m/holiday snaps/dog.jpg", "/m/target/old.jpg", &n, &err) == 0 &&
+          n == 1);
     CHECK(search(db, "overwritten", &res) == 0 && res.n == 0);
     capdb_results_free(&res);
     CHECK(search(db, "dog", &res) == 0 && res.n == 1 &&
@@ -274,7 +306,8 @@ static void test_delete_and_move(void)
     capdb_counts c;
     CHECK(capdb_counts_get(db, &c, &err) == 0 && c.total == 0);
 
-    capdb_image bad = {.path = "/x/bad.jpg", .status = CAPDB_STATUS_FAILED, .error = "not an image"};
+    capdb_image bad = {
+        .path = "/x/bad.jpg", .status = CAPDB_STATUS_FAILED, .error = "not an image"};
     CHECK(capdb_upsert(db, &bad, &err) == 0);
     int nf = 0;
     CHECK(capdb_foreach_failure(db, 10, fail_cb, &nf, &err) == 0 && nf == 1);
@@ -294,7 +327,7 @@ static void test_search_ranking(void)
 
     capdb_results res;
     CHECK(search(db, "dog beach", &res) == 0);
-    CHECK(res.n >= 1 && strcmp(res.hits[0].path, "/r/1.jpg") == 0);   /* both words first */
+    CHECK(res.n >= 1 && strcmp(res.hits[0].path, "/r/1.jpg") == 0); /* both words first */
     for (int i = 1; i < res.n; i++) CHECK(res.hits[i - 1].score >= res.hits[i].score);
     capdb_results_free(&res);
 
@@ -326,11 +359,37 @@ static void test_query_safety(void)
     put(db, "/s/1.jpg", "a dog near the beach and not a cat", "dog");
     put(db, "/s/2.jpg", "caption of a kite", "kite");
     static const char *const hostile[] = {
-        "\"dog", "dog\"", "\"\"\"", "dog*", "*", "^dog", "dog NEAR beach", "NEAR(dog beach)",
-        "dog AND", "OR dog", "NOT", "-dog", "dog -cat", "(dog", "dog)", "((", "caption:dog",
-        "caption : kite", "{caption tags}: dog", "dog'); DROP TABLE images; --", "a'b",
-        "\\", "dog\tbeach\n", "chien\xC3\xA9", "\xFF\xFE dog", "\xC3", "\xE2\x80\x9C" "dog" "\xE2\x80\x9D",
-        "🐕 dog", "ＤＯＧ",
+        "\"dog",
+        "dog\"",
+        "\"\"\"",
+        "dog*",
+        "*",
+        "^dog",
+        "dog NEAR beach",
+        "NEAR(dog beach)",
+        "dog AND",
+        "OR dog",
+        "NOT",
+        "-dog",
+        "dog -cat",
+        "(dog",
+        "dog)",
+        "((",
+        "caption:dog",
+        "caption : kite",
+        "{caption tags}: dog",
+        "dog'); DROP TABLE images; --",
+        "a'b",
+        "\\",
+        "dog\tbeach\n",
+        "chien\xC3\xA9",
+        "\xFF\xFE dog",
+        "\xC3",
+        "\xE2\x80\x9C"
+        "dog"
+        "\xE2\x80\x9D",
+        "🐕 dog",
+        "ＤＯＧ",
     };
     for (size_t i = 0; i < sizeof hostile / sizeof hostile[0]; i++) {
         capdb_results res;
@@ -342,13 +401,13 @@ static void test_query_safety(void)
         capdb_results_free(&res);
     }
     capdb_results res;
-    CHECK(search(db, "caption:kite", &res) == 0 && res.n == 1);   /* "caption" is a word */
+    CHECK(search(db, "caption:kite", &res) == 0 && res.n == 1); /* "caption" is a word */
     capdb_results_free(&res);
     CHECK(search(db, "NEAR", &res) == 0 && res.n == 1);
     capdb_results_free(&res);
     CHECK(search(db, "\"dog", &res) == 0 && res.n == 1);
     capdb_results_free(&res);
-    CHECK(search(db, "ＤＯＧ", &res) == 0);    /* fullwidth letters: a word, maybe no match */
+    CHECK(search(db, "ＤＯＧ", &res) == 0); /* fullwidth letters: a word, maybe no match */
     capdb_results_free(&res);
     CHECK(search(db, "", &res) == -EINVAL && strstr(err.msg, "no words"));
     CHECK(search(db, "  ** () \"\" ", &res) == -EINVAL);
@@ -361,7 +420,7 @@ static void test_query_safety(void)
     CHECK(search(db, big, &res) == 0 && res.n == 0);
     capdb_results_free(&res);
     for (size_t i = 0; i + 2 < sizeof big; i += 2) big[i] = (char)('a' + i % 26), big[i + 1] = ' ';
-    CHECK(search(db, big, &res) == 0);      /* 26 distinct words, duplicates dropped */
+    CHECK(search(db, big, &res) == 0); /* 26 distinct words, duplicates dropped */
     capdb_results_free(&res);
     for (size_t i = 0; i + 3 < sizeof big; i += 3)
         big[i] = (char)('a' + i % 26), big[i + 1] = (char)('a' + i / 26 % 26), big[i + 2] = ' ';
@@ -378,12 +437,33 @@ static void test_fusion_and_similar(void)
     both[3] = 0.9f;
     concept_only[3] = 0.95f;
     neither[5] = 0.8f;
-    float pa[4] = {1, 0, 0, 0}, pb[4] = {0.9f, 0.1f, 0, 0}, pc[4] = {0, 1, 0, 0}, pd[4] = {-1, 0, 0, 0};
+    float pa[4] = {1, 0, 0, 0}, pb[4] = {0.9f, 0.1f, 0, 0}, pc[4] = {0, 1, 0, 0},
+          pd[4] = {-1, 0, 0, 0};
     capdb_image imgs[] = {
-        {.path = "/f/both.jpg", .caption = "a dog on grass", .concepts = both, .n_concepts = NC, .pooled = pa, .n_pooled = 4},
-        {.path = "/f/concept.jpg", .caption = "an animal on grass", .concepts = concept_only, .n_concepts = NC, .pooled = pb, .n_pooled = 4},
-        {.path = "/f/text.jpg", .caption = "a dog statue", .concepts = text_only, .n_concepts = NC, .pooled = pc, .n_pooled = 4},
-        {.path = "/f/neither.jpg", .caption = "a bowl of fruit", .concepts = neither, .n_concepts = NC, .pooled = pd, .n_pooled = 4},
+        {.path = "/f/both.jpg",
+         .caption = "a dog on grass",
+         .concepts = both,
+         .n_concepts = NC,
+         .pooled = pa,
+         .n_pooled = 4},
+        {.path = "/f/concept.jpg",
+         .caption = "an animal on grass",
+         .concepts = concept_only,
+         .n_concepts = NC,
+         .pooled = pb,
+         .n_pooled = 4},
+        {.path = "/f/text.jpg",
+         .caption = "a dog statue",
+         .concepts = text_only,
+         .n_concepts = NC,
+         .pooled = pc,
+         .n_pooled = 4},
+        {.path = "/f/neither.jpg",
+         .caption = "a bowl of fruit",
+         .concepts = neither,
+         .n_concepts = NC,
+         .pooled = pd,
+         .n_pooled = 4},
     };
     for (size_t i = 0; i < 4; i++) CHECK(capdb_upsert(db, &imgs[i], &err) == 0);
 
@@ -421,11 +501,15 @@ static void test_fusion_and_similar(void)
 static void test_filters(void)
 {
     capdb *db = fresh_db("filters.db");
-    capdb_image a = {.path = "/lib/2020/beach.jpg", .caption = "a beach", .taken_time = 1590000000,
+    capdb_image a = {.path = "/lib/2020/beach.jpg",
+                     .caption = "a beach",
+                     .taken_time = 1590000000,
                      .mtime_ns = 1700000000LL * 1000000000LL};
-    capdb_image b = {.path = "/lib/2023/beach.jpg", .caption = "a beach",
+    capdb_image b = {.path = "/lib/2023/beach.jpg",
+                     .caption = "a beach",
                      .mtime_ns = 1690000000LL * 1000000000LL};
-    capdb_image c = {.path = "/lib/2023x/beach.jpg", .caption = "a beach", .taken_time = 1695000000};
+    capdb_image c = {
+        .path = "/lib/2023x/beach.jpg", .caption = "a beach", .taken_time = 1695000000};
     CHECK(capdb_upsert(db, &a, &err) == 0);
     CHECK(capdb_upsert(db, &b, &err) == 0);
     CHECK(capdb_upsert(db, &c, &err) == 0);
@@ -438,14 +522,16 @@ static void test_filters(void)
     CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 3);
     capdb_results_free(&res);
     q.under_dir = NULL;
-    q.since = 1600000000;       /* taken time wins over mtime for a */
+    q.since = 1600000000; /* taken time wins over mtime for a */
     q.has_since = 1;
-    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 && rank_of(&res, "/lib/2020/beach.jpg") < 0);
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 &&
+          rank_of(&res, "/lib/2020/beach.jpg") < 0);
     capdb_results_free(&res);
     q.has_since = 0;
     q.until = 1692000000;
     q.has_until = 1;
-    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 && rank_of(&res, "/lib/2023x/beach.jpg") < 0);
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 2 &&
+          rank_of(&res, "/lib/2023x/beach.jpg") < 0);
     capdb_results_free(&res);
     capdb_close(db);
 }
@@ -461,7 +547,7 @@ static void test_migrations(void)
         CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
         CHECK(capdb__migrate(raw, 0, v, &err) == 0);
         if (v > 0) sqlite3_exec(raw, "CREATE TABLE IF NOT EXISTS unrelated(x)", NULL, NULL, NULL);
-        else sqlite3_exec(raw, "PRAGMA user_version = 0", NULL, NULL, NULL);   /* empty file */
+        else sqlite3_exec(raw, "PRAGMA user_version = 0", NULL, NULL, NULL); /* empty file */
         sqlite3_close(raw);
 
         capdb *db = NULL;

@@ -70,7 +70,8 @@ int main(int argc, char **argv)
         FILE *f = fopen(argv[3], "wb");
         uint32_t dims[2] = {(uint32_t)img.width, (uint32_t)img.height};
         int ok = f && fwrite(dims, sizeof dims, 1, f) == 1 &&
-                 fwrite(img.pixels, 3, (size_t)img.width * img.height, f) == (size_t)img.width * img.height;
+                 fwrite(img.pixels, 3, (size_t)img.width * img.height, f) ==
+                     (size_t)img.width * img.height;
         if (f && fclose(f) != 0) ok = 0;
         free(img.pixels);
         if (!ok) fprintf(stderr, "cnn_golden: cannot write %s\n", argv[3]);
@@ -151,9 +152,12 @@ static int check_image(ce_session *s, const char *ref_path, const char *jpg_path
     } else {
         failures = t.failures;
         const ref_record *r;
-        if ((r = find(&ref, "pooled"))) failures += compare_vector("pooled", r, out->pooled, CE_POOLED_DIM);
-        if ((r = find(&ref, "mid_pooled"))) failures += compare_vector("mid_pooled", r, out->mid_pooled, CE_MID_DIM);
-        if ((r = find(&ref, "class_max"))) failures += compare_vector("class_max", r, out->class_max, CE_NUM_CLASSES);
+        if ((r = find(&ref, "pooled")))
+            failures += compare_vector("pooled", r, out->pooled, CE_POOLED_DIM);
+        if ((r = find(&ref, "mid_pooled")))
+            failures += compare_vector("mid_pooled", r, out->mid_pooled, CE_MID_DIM);
+        if ((r = find(&ref, "class_max")))
+            failures += compare_vector("class_max", r, out->class_max, CE_NUM_CLASSES);
         if ((r = find(&ref, "detections"))) failures += compare_detections(r, out);
         else failures++;
         printf("%s: %d maps checked, %d detections, %s\n", jpg_path, t.checked, out->n_detections,
@@ -200,7 +204,8 @@ static int compare_vector(const char *what, const ref_record *r, const float *ou
     double worst = 0, scale = r->max_abs > 0 ? r->max_abs : 1;
     for (int i = 0; i < n; i++) worst = fmax(worst, fabs(ours[i] - r->values[i]));
     int bad = worst / scale > MAP_TOLERANCE;
-    printf("  %-14s %d values  max diff / max|x| %.2e%s\n", what, n, worst / scale, bad ? "  FAIL" : "");
+    printf("  %-14s %d values  max diff / max|x| %.2e%s\n", what, n, worst / scale,
+           bad ? "  FAIL" : "");
     return bad;
 }
 
@@ -250,7 +255,8 @@ static int compare_detections(const ref_record *r, const ce_cnn_output *out)
     }
     for (int j = 0; j < out->n_detections; j++) {
         if (!used[j] && out->detections[j].score >= CE_SCORE_THRESHOLD + SCORE_TOLERANCE) {
-            printf("  extra detection %s %.3f  FAIL\n", out->detections[j].label, out->detections[j].score);
+            printf("  extra detection %s %.3f  FAIL\n", out->detections[j].label,
+                   out->detections[j].score);
             failures++;
         }
     }
@@ -293,7 +299,8 @@ static int load_reference(const char *path, reference *ref)
         ref_record r = {0};
         if (len >= sizeof r.name || fread(r.name, 1, len, f) != len) goto bad;
         uint32_t hdr[3];
-        if (fread(hdr, 4, 3, f) != 3 || fread(&r.max_abs, 4, 1, f) != 1 || fread(&r.count, 4, 1, f) != 1)
+        if (fread(hdr, 4, 3, f) != 3 || fread(&r.max_abs, 4, 1, f) != 1 ||
+            fread(&r.count, 4, 1, f) != 1)
             goto bad;
         r.h = hdr[0], r.w = hdr[1], r.c = hdr[2];
         if (r.count > 1u << 20) goto bad;

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "FAIL: %s\n", err.msg);
         return 1;
     }
-    ce_set_blas_threads(1);   /* each worker runs its own sgemm calls, as in the daemon */
+    ce_set_blas_threads(1); /* each worker runs its own sgemm calls, as in the daemon */
     ce_image images[N_PHOTOS];
     ce_cnn_output *expected = calloc(N_PHOTOS, sizeof *expected);
     ce_session *s;
@@ -111,11 +111,13 @@ int main(int argc, char **argv)
         pthread_join(threads[t], NULL);
         bad += jobs[t].mismatches + jobs[t].errors;
         if (jobs[t].mismatches || jobs[t].errors)
-            fprintf(stderr, "thread %d: %d mismatches, %d errors\n", t, jobs[t].mismatches, jobs[t].errors);
+            fprintf(stderr, "thread %d: %d mismatches, %d errors\n", t, jobs[t].mismatches,
+                    jobs[t].errors);
     }
     for (int i = 0; i < N_PHOTOS; i++) ce_image_free(&images[i]);
     free(expected);
     ce_model_close(model);
-    printf("%s: %d threads x %d rounds x %d photos\n", bad ? "FAIL" : "PASS", THREADS, ROUNDS, N_PHOTOS);
+    printf("%s: %d threads x %d rounds x %d photos\n", bad ? "FAIL" : "PASS", THREADS, ROUNDS,
+           N_PHOTOS);
     return bad ? 1 : 0;
 }

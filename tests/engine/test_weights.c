@@ -17,12 +17,12 @@
 #include "weights.h"
 
 static int failures;
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (!(cond)) {                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
-            failures++;                                                               \
-        }                                                                             \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* ------------------------------------------------------------------ a tiny writer */
@@ -49,9 +49,21 @@ static void put(buf *o, const void *p, size_t n)
     memcpy(o->b + o->n, p, n);
     o->n += n;
 }
-static void put16(buf *o, uint16_t v) { uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)}; put(o, b, 2); }
-static void put32(buf *o, uint32_t v) { put16(o, (uint16_t)v); put16(o, (uint16_t)(v >> 16)); }
-static void put64(buf *o, uint64_t v) { put32(o, (uint32_t)v); put32(o, (uint32_t)(v >> 32)); }
+static void put16(buf *o, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    put(o, b, 2);
+}
+static void put32(buf *o, uint32_t v)
+{
+    put16(o, (uint16_t)v);
+    put16(o, (uint16_t)(v >> 16));
+}
+static void put64(buf *o, uint64_t v)
+{
+    put32(o, (uint32_t)v);
+    put32(o, (uint32_t)(v >> 32));
+}
 static size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 /* Lays the entries out exactly as models/csw.py does. */
@@ -160,7 +172,11 @@ static void test_broken(void)
     CHECK(opens(&good));
     /* Offsets inside the header and the first entry ("a/weights", rank 2). */
     const size_t E = 24, DT = E + 2 + 9, DIMS = DT + 2, OFF = DIMS + 8, NB = OFF + 8;
-    struct { const char *what; size_t at; uint8_t value; } cases[] = {
+    struct {
+        const char *what;
+        size_t at;
+        uint8_t value;
+    } cases[] = {
         {"magic", 0, 'X'},
         {"version 2", 8, 2},
         {"tensor count huge", 15, 0x7F},
@@ -194,7 +210,7 @@ static void test_broken(void)
     /* Every truncation fails; every single-byte corruption fails cleanly or loads. */
     for (size_t n = 0; n < good.n; n++) {
         buf t = {good.b, n, n};
-        if (opens(&t)) {   /* the file ends with the last tensor's data */
+        if (opens(&t)) { /* the file ends with the last tensor's data */
             fprintf(stderr, "accepted a file truncated to %zu of %zu bytes\n", n, good.n);
             failures++;
         }

@@ -32,8 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strncmp(err.msg, "fuzz.conf:", 10) != 0)
             fuzz_fail("error without source and line: '%s'", err.msg);
     } else {
-        if (cfg.index.workers < 1 || cfg.index.batch_size < 1 || cfg.index.batch_ms < 1 || cfg.index.queue_max < 1 ||
-            cfg.index.time_limit_s < 1 || cfg.poll_interval_s < 1 || cfg.index.max_pixels < 1)
+        if (cfg.index.workers < 1 || cfg.index.batch_size < 1 || cfg.index.batch_ms < 1 ||
+            cfg.index.queue_max < 1 || cfg.index.time_limit_s < 1 || cfg.poll_interval_s < 1 ||
+            cfg.index.max_pixels < 1)
             fuzz_fail("a setting out of range after a successful parse");
         for (int i = 0; i < cfg.index.n_roots; i++)
             if (cfg.index.roots[i][0] != '/') fuzz_fail("relative root '%s'", cfg.index.roots[i]);

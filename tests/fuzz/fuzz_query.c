@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct capdb_concept_term terms[MAX_TERMS];
     int n_terms = 0;
     for (size_t i = 0; i + 1 < n_concept_bytes && n_terms < MAX_TERMS; i += 2) {
-        terms[n_terms].index = (int)(unsigned char)concepts[i] - 8;      /* some out of range */
+        terms[n_terms].index = (int)(unsigned char)concepts[i] - 8; /* some out of range */
         terms[n_terms].weight = ((int)(unsigned char)concepts[i + 1] - 64) / 64.0f;
         n_terms++;
     }
@@ -68,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     capdb_err err = {{0}, 0};
     int rc = capdb_search(db, &q, &res, &err);
     if (rc < 0) {
-        int words_problem = rc == -EINVAL && (strstr(err.msg, "no words") || strstr(err.msg, "too long"));
+        int words_problem =
+            rc == -EINVAL && (strstr(err.msg, "no words") || strstr(err.msg, "too long"));
         if (!words_problem) fuzz_fail("capdb_search: %d %s", rc, err.msg);
     } else {
         if (res.n < 0 || res.n > q.limit) fuzz_fail("%d hits for limit %d", res.n, q.limit);

@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_fail("tensor %s has rank %d", t->name, t->rank);
         size_t count = 1;
         for (int d = 0; d < t->rank; d++) count *= t->dims[d];
-        if (count != t->count) fuzz_fail("tensor %s: count %zu, dims say %zu", t->name, t->count, count);
+        if (count != t->count)
+            fuzz_fail("tensor %s: count %zu, dims say %zu", t->name, t->count, count);
         if (t->count && ((uintptr_t)t->data & 63))
             fuzz_fail("tensor %s is not 64-byte aligned", t->name);
         const volatile uint8_t *bytes = t->data;
@@ -53,7 +54,7 @@ static size_t dtype_size(int dtype)
     switch (dtype) {
     case CE_DT_F32: return 4;
     case CE_DT_I32: return 4;
-    case CE_DT_U8:  return 1;
-    default:        return 0;      /* float16 is converted at open: never seen here */
+    case CE_DT_U8: return 1;
+    default: return 0; /* float16 is converted at open: never seen here */
     }
 }

@@ -115,8 +115,8 @@ static void image_seeds(const char *dir)
     b = make_png(rgb, w, h, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8});
     save(dir, "rgb.png", b.data, b.size);
     blob_free(&b);
-    b = make_png(rgb, w, h, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8,
-                                         .interlace = 1});
+    b = make_png(rgb, w, h,
+                 &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .interlace = 1});
     save(dir, "interlaced.png", b.data, b.size);
     blob_free(&b);
     uint8_t ga16[24 * 16 * 4];
@@ -133,14 +133,20 @@ static void image_seeds(const char *dir)
     static const uint8_t trns[2] = {0, 128};
     uint8_t idx[24 * 16];
     for (int i = 0; i < w * h; i++) idx[i] = (uint8_t)(i % 4);
-    b = make_png(idx, w, h, &(png_opts){.color_type = PNG_COLOR_TYPE_PALETTE, .bit_depth = 8,
-                                         .palette = palette, .n_palette = 4,
-                                         .trns = trns, .n_trns = 2});
+    b = make_png(idx, w, h,
+                 &(png_opts){.color_type = PNG_COLOR_TYPE_PALETTE,
+                             .bit_depth = 8,
+                             .palette = palette,
+                             .n_palette = 4,
+                             .trns = trns,
+                             .n_trns = 2});
     save(dir, "palette_trns.png", b.data, b.size);
     blob_free(&b);
     n = make_exif_app1(app1, 0, 3, "2020:02:29 00:00:00", NULL);
-    b = make_png(rgb, w, h, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8,
-                                         .exif = app1 + 6, .exif_len = n - 6});
+    b = make_png(
+        rgb, w, h,
+        &(png_opts){
+            .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .exif = app1 + 6, .exif_len = n - 6});
     save(dir, "exif_rot3.png", b.data, b.size);
     blob_free(&b);
     free(rgb);

@@ -23,11 +23,11 @@ void blob_free(blob *b)
 
 blob make_jpeg(const uint8_t *pixels, int w, int h, int components, const jpeg_opts *o)
 {
-    static const jpeg_opts defaults = { 0 };
+    static const jpeg_opts defaults = {0};
     if (!o) o = &defaults;
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr jerr;
-    c.err = jpeg_std_error(&jerr);   /* exits on error: fine for a test writer */
+    c.err = jpeg_std_error(&jerr); /* exits on error: fine for a test writer */
     jpeg_create_compress(&c);
     unsigned char *out = NULL;
     unsigned long out_size = 0;
@@ -50,7 +50,7 @@ blob make_jpeg(const uint8_t *pixels, int w, int h, int components, const jpeg_o
     }
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
-    return (blob){ out, out_size };
+    return (blob){out, out_size};
 }
 
 static void png_write_blob(png_structp png, png_bytep data, size_t len)
@@ -63,14 +63,11 @@ static void png_write_blob(png_structp png, png_bytep data, size_t len)
     b->size += len;
 }
 
-static void png_flush_nothing(png_structp png)
-{
-    (void)png;
-}
+static void png_flush_nothing(png_structp png) { (void)png; }
 
 blob make_png(const uint8_t *pixels, int w, int h, const png_opts *o)
 {
-    blob b = { NULL, 0 };
+    blob b = {NULL, 0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) die("png_create_write_struct");
@@ -91,9 +88,10 @@ blob make_png(const uint8_t *pixels, int w, int h, const png_opts *o)
     if (o->trns) png_set_tRNS(png, info, o->trns, o->n_trns, NULL);
     if (o->exif) png_set_eXIf_1(png, info, (png_uint_32)o->exif_len, (png_bytep)o->exif);
     png_write_info(png, info);
-    const int channels = o->color_type == PNG_COLOR_TYPE_RGB ? 3
-                       : o->color_type == PNG_COLOR_TYPE_RGB_ALPHA ? 4
-                       : o->color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
+    const int channels = o->color_type == PNG_COLOR_TYPE_RGB          ? 3
+                         : o->color_type == PNG_COLOR_TYPE_RGB_ALPHA  ? 4
+                         : o->color_type == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
+                                                                      : 1;
     const size_t rowbytes = ((size_t)w * (size_t)channels * (size_t)o->bit_depth + 7) / 8;
     png_bytep *rows = malloc((size_t)h * sizeof *rows);
     if (!rows) die("out of memory");
@@ -107,22 +105,37 @@ blob make_png(const uint8_t *pixels, int w, int h, const png_opts *o)
 
 static void put16(uint8_t *p, int be, unsigned v)
 {
-    if (be) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-    else    { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+    if (be) {
+        p[0] = (uint8_t)(v >> 8);
+        p[1] = (uint8_t)v;
+    } else {
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+    }
 }
 
 static void put32(uint8_t *p, int be, uint32_t v)
 {
-    if (be) { p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v; }
-    else    { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24); }
+    if (be) {
+        p[0] = (uint8_t)(v >> 24);
+        p[1] = (uint8_t)(v >> 16);
+        p[2] = (uint8_t)(v >> 8);
+        p[3] = (uint8_t)v;
+    } else {
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+        p[2] = (uint8_t)(v >> 16);
+        p[3] = (uint8_t)(v >> 24);
+    }
 }
 
-static void put_entry(uint8_t *p, int be, unsigned tag, unsigned type, uint32_t count, uint32_t value)
+static void put_entry(uint8_t *p, int be, unsigned tag, unsigned type, uint32_t count,
+                      uint32_t value)
 {
     put16(p, be, tag);
     put16(p + 2, be, type);
     put32(p + 4, be, count);
-    if (type == 3 && count == 1) {   /* SHORT inline: first two bytes of the field */
+    if (type == 3 && count == 1) { /* SHORT inline: first two bytes of the field */
         memset(p + 8, 0, 4);
         put16(p + 8, be, value);
     } else {
@@ -165,8 +178,8 @@ uint8_t *quadrants(int w, int h, const uint8_t q[4][3])
     if (!p) die("out of memory");
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
-            memcpy(p + ((size_t)y * (size_t)w + (size_t)x) * 3,
-                   q[(y >= h / 2) * 2 + (x >= w / 2)], 3);
+            memcpy(p + ((size_t)y * (size_t)w + (size_t)x) * 3, q[(y >= h / 2) * 2 + (x >= w / 2)],
+                   3);
     return p;
 }
 
@@ -178,7 +191,7 @@ void write_file(const char *path, const void *data, size_t size)
 
 blob read_file(const char *path)
 {
-    blob b = { NULL, 0 };
+    blob b = {NULL, 0};
     FILE *f = fopen(path, "rb");
     if (!f) die(path);
     fseek(f, 0, SEEK_END);

@@ -17,11 +17,11 @@ typedef struct {
 void blob_free(blob *b);
 
 typedef struct {
-    int quality;               /* 0 = 95 */
+    int quality; /* 0 = 95 */
     int progressive;
-    int jpeg_space;            /* 0 = libjpeg's default for the input; else a J_COLOR_SPACE */
-    int no_adobe_marker;       /* CMYK without APP14: readers take the values as plain ink */
-    const uint8_t *app1;       /* optional APP1 payload ("Exif\0\0" + TIFF) */
+    int jpeg_space;      /* 0 = libjpeg's default for the input; else a J_COLOR_SPACE */
+    int no_adobe_marker; /* CMYK without APP14: readers take the values as plain ink */
+    const uint8_t *app1; /* optional APP1 payload ("Exif\0\0" + TIFF) */
     size_t app1_len;
 } jpeg_opts;
 
@@ -37,7 +37,7 @@ typedef struct {
     int n_palette;
     const uint8_t *trns;
     int n_trns;
-    const uint8_t *exif;       /* optional eXIf payload (TIFF, no "Exif\0\0") */
+    const uint8_t *exif; /* optional eXIf payload (TIFF, no "Exif\0\0") */
     size_t exif_len;
 } png_opts;
 

@@ -38,7 +38,7 @@ static void check(int ok, const char *expr, const char *file, int line, const ch
     fputc('\n', stderr);
 }
 
-static const uint8_t QUAD[4][3] = { { 220, 30, 30 }, { 30, 200, 40 }, { 40, 50, 210 }, { 240, 240, 240 } };
+static const uint8_t QUAD[4][3] = {{220, 30, 30}, {30, 200, 40}, {40, 50, 210}, {240, 240, 240}};
 
 /* Pixel (x, y) is within tol of rgb on every channel. */
 static int near(const ce_image *im, int x, int y, const uint8_t rgb[3], int tol)
@@ -66,7 +66,7 @@ static int load(const blob *b, const ce_load_options *opt, ce_image *im, ce_err 
 {
     int rc = ce_image_load_memory(b->data, b->size, opt, im, err);
     if (rc == 0 && (!im->pixels || im->width <= 0 || im->height <= 0)) return -1000;
-    if (rc < 0 && (im->pixels || err->msg[0] == '\0')) return -1001;   /* no message / leak */
+    if (rc < 0 && (im->pixels || err->msg[0] == '\0')) return -1001; /* no message / leak */
     return rc;
 }
 
@@ -77,19 +77,19 @@ static void test_jpeg_rgb(void)
     uint8_t *px = quadrants(64, 48, QUAD);
     blob b = make_jpeg(px, 64, 48, 3, NULL);
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0, "rc %d: %s", rc, err.msg);
     if (rc == 0) {
         CHECK(im.width == 64 && im.height == 48, "%dx%d", im.width, im.height);
-        CHECK(im.source_width == 64 && im.source_height == 48, "source %dx%d",
-              im.source_width, im.source_height);
+        CHECK(im.source_width == 64 && im.source_height == 48, "source %dx%d", im.source_width,
+              im.source_height);
         CHECK(im.taken_time == 0, "taken %lld", (long long)im.taken_time);
         CHECK(quadrants_are(&im, QUAD[0], QUAD[1], QUAD[2], QUAD[3], 8), "colours");
     }
     ce_image_free(&im);
     CHECK(im.pixels == NULL, "free clears");
-    ce_image_free(&im);   /* twice is harmless */
+    ce_image_free(&im); /* twice is harmless */
     blob_free(&b);
     free(px);
 }
@@ -100,11 +100,11 @@ static void test_jpeg_gray(void)
     memset(px, 77, sizeof px);
     blob b = make_jpeg(px, 40, 30, 1, NULL);
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0, "gray rc %d: %s", rc, err.msg);
     if (rc == 0) {
-        static const uint8_t g[3] = { 77, 77, 77 };
+        static const uint8_t g[3] = {77, 77, 77};
         CHECK(im.width == 40 && im.height == 30 && near(&im, 20, 15, g, 2), "gray to RGB");
     }
     ce_image_free(&im);
@@ -116,7 +116,7 @@ static void test_jpeg_gray(void)
  * halves it. Both the CMYK and the YCCK encodings. */
 static void test_jpeg_cmyk(void)
 {
-    static const int spaces[2] = { JCS_CMYK, JCS_YCCK };
+    static const int spaces[2] = {JCS_CMYK, JCS_YCCK};
     for (int s = 0; s < 2; s++) {
         uint8_t px[32 * 16 * 4];
         for (int i = 0; i < 32 * 16; i++) {
@@ -126,14 +126,14 @@ static void test_jpeg_cmyk(void)
             px[4 * i + 2] = 64;
             px[4 * i + 3] = right ? 128 : 255;
         }
-        jpeg_opts o = { .jpeg_space = spaces[s] };
+        jpeg_opts o = {.jpeg_space = spaces[s]};
         blob b = make_jpeg(px, 32, 16, 4, &o);
         ce_image im;
-        ce_err err = { "" };
+        ce_err err = {""};
         int rc = load(&b, NULL, &im, &err);
         CHECK(rc == 0, "%s rc %d: %s", s ? "YCCK" : "CMYK", rc, err.msg);
         if (rc == 0) {
-            static const uint8_t full[3] = { 255, 128, 64 }, half[3] = { 128, 64, 32 };
+            static const uint8_t full[3] = {255, 128, 64}, half[3] = {128, 64, 32};
             CHECK(im.width == 32 && im.height == 16, "%dx%d", im.width, im.height);
             CHECK(near(&im, 4, 8, full, 6) && near(&im, 27, 8, half, 6), "%s colours",
                   s ? "YCCK" : "CMYK");
@@ -154,12 +154,12 @@ static void test_jpeg_cmyk_plain(void)
         px[4 * i + 2] = 191;
         px[4 * i + 3] = 0;
     }
-    blob b = make_jpeg(px, 16, 16, 4, &(jpeg_opts){ .jpeg_space = JCS_CMYK, .no_adobe_marker = 1 });
+    blob b = make_jpeg(px, 16, 16, 4, &(jpeg_opts){.jpeg_space = JCS_CMYK, .no_adobe_marker = 1});
     CHECK(b.size > 20 && memmem(b.data, b.size, "Adobe", 5) == NULL, "writer left out APP14");
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc = load(&b, NULL, &im, &err);
-    static const uint8_t want[3] = { 255, 128, 64 };
+    static const uint8_t want[3] = {255, 128, 64};
     CHECK(rc == 0 && near(&im, 8, 8, want, 6), "plain CMYK rc %d %s", rc, err.msg);
     ce_image_free(&im);
     blob_free(&b);
@@ -169,35 +169,36 @@ static void test_jpeg_cmyk_plain(void)
 static void test_jpeg_scale(void)
 {
     uint8_t *px = quadrants(4000, 3000, QUAD);
-    blob b = make_jpeg(px, 4000, 3000, 3, &(jpeg_opts){ .quality = 85 });
+    blob b = make_jpeg(px, 4000, 3000, 3, &(jpeg_opts){.quality = 85});
     free(px);
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0, "12 MP rc %d: %s", rc, err.msg);
     if (rc == 0) {
         CHECK(im.width == 500 && im.height == 375, "12 MP at 1/8: %dx%d", im.width, im.height);
-        CHECK(im.source_width == 4000 && im.source_height == 3000, "source %dx%d",
-              im.source_width, im.source_height);
+        CHECK(im.source_width == 4000 && im.source_height == 3000, "source %dx%d", im.source_width,
+              im.source_height);
         CHECK(quadrants_are(&im, QUAD[0], QUAD[1], QUAD[2], QUAD[3], 8), "12 MP colours");
     }
     ce_image_free(&im);
 
     /* 3000 * N/8 >= 1000 needs N = 3: 1500x1125. */
-    rc = load(&b, &(ce_load_options){ .min_side = 1000 }, &im, &err);
-    CHECK(rc == 0 && im.width == 1500 && im.height == 1125, "min_side 1000: rc %d %dx%d",
-          rc, im.width, im.height);
+    rc = load(&b, &(ce_load_options){.min_side = 1000}, &im, &err);
+    CHECK(rc == 0 && im.width == 1500 && im.height == 1125, "min_side 1000: rc %d %dx%d", rc,
+          im.width, im.height);
     ce_image_free(&im);
     blob_free(&b);
 
     /* Progressive 800x600: 600 * N/8 >= 300 at N = 4: 400x300. */
     px = quadrants(800, 600, QUAD);
-    b = make_jpeg(px, 800, 600, 3, &(jpeg_opts){ .progressive = 1 });
+    b = make_jpeg(px, 800, 600, 3, &(jpeg_opts){.progressive = 1});
     free(px);
     rc = load(&b, NULL, &im, &err);
-    CHECK(rc == 0 && im.width == 400 && im.height == 300, "progressive: rc %d %dx%d (%s)",
-          rc, im.width, im.height, err.msg);
-    if (rc == 0) CHECK(quadrants_are(&im, QUAD[0], QUAD[1], QUAD[2], QUAD[3], 8), "progressive colours");
+    CHECK(rc == 0 && im.width == 400 && im.height == 300, "progressive: rc %d %dx%d (%s)", rc,
+          im.width, im.height, err.msg);
+    if (rc == 0)
+        CHECK(quadrants_are(&im, QUAD[0], QUAD[1], QUAD[2], QUAD[3], 8), "progressive colours");
     ce_image_free(&im);
     blob_free(&b);
 }
@@ -212,23 +213,23 @@ static void test_exif_jpeg(void)
     for (int k = 0; k < 2; k++) {
         const int orientation = k ? 8 : 6, be = k;
         uint8_t app1[256];
-        size_t n = make_exif_app1(app1, be, orientation, "2019:01:02 03:04:05",
-                                  "2021:06:15 14:30:00");
-        blob b = make_jpeg(px, 64, 32, 3, &(jpeg_opts){ .app1 = app1, .app1_len = n });
+        size_t n =
+            make_exif_app1(app1, be, orientation, "2019:01:02 03:04:05", "2021:06:15 14:30:00");
+        blob b = make_jpeg(px, 64, 32, 3, &(jpeg_opts){.app1 = app1, .app1_len = n});
         ce_image im;
-        ce_err err = { "" };
+        ce_err err = {""};
         int rc = load(&b, NULL, &im, &err);
         CHECK(rc == 0, "orientation %d rc %d: %s", orientation, rc, err.msg);
         if (rc == 0) {
-            CHECK(im.width == 32 && im.height == 64, "orientation %d: %dx%d", orientation,
-                  im.width, im.height);
-            CHECK(im.source_width == 32 && im.source_height == 64, "source %dx%d",
-                  im.source_width, im.source_height);
+            CHECK(im.width == 32 && im.height == 64, "orientation %d: %dx%d", orientation, im.width,
+                  im.height);
+            CHECK(im.source_width == 32 && im.source_height == 64, "source %dx%d", im.source_width,
+                  im.source_height);
             CHECK(im.taken_time == 1623767400, "DateTimeOriginal wins: %lld",
                   (long long)im.taken_time);
-            if (orientation == 6)   /* rotate 90 clockwise */
+            if (orientation == 6) /* rotate 90 clockwise */
                 CHECK(quadrants_are(&im, QUAD[2], QUAD[0], QUAD[3], QUAD[1], 8), "rot 6");
-            else                    /* rotate 90 counter-clockwise */
+            else /* rotate 90 counter-clockwise */
                 CHECK(quadrants_are(&im, QUAD[1], QUAD[3], QUAD[0], QUAD[2], 8), "rot 8");
         }
         ce_image_free(&im);
@@ -243,8 +244,8 @@ static void test_exif_jpeg(void)
 static void test_exif_all_orientations(void)
 {
     enum { T, B, L, R };
-    static const int row0[9] = { 0, T, T, B, B, L, R, R, L };
-    static const int col0[9] = { 0, L, R, R, L, T, T, B, B };
+    static const int row0[9] = {0, T, T, B, B, L, R, R, L};
+    static const int col0[9] = {0, L, R, R, L, T, T, B, B};
     const int w = 5, h = 3;
     uint8_t px[5 * 3 * 3];
     for (int i = 0; i < w * h; i++) {
@@ -255,17 +256,18 @@ static void test_exif_all_orientations(void)
     for (int o = 1; o <= 8; o++) {
         uint8_t app1[256];
         size_t n = make_exif_app1(app1, o % 2, o, "2020:02:29 12:00:00", NULL);
-        png_opts po = { .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8,
-                        .exif = app1 + 6, .exif_len = n - 6 };
+        png_opts po = {
+            .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .exif = app1 + 6, .exif_len = n - 6};
         blob b = make_png(px, w, h, &po);
         ce_image im;
-        ce_err err = { "" };
+        ce_err err = {""};
         int rc = load(&b, NULL, &im, &err);
         CHECK(rc == 0, "orientation %d: rc %d %s", o, rc, err.msg);
         if (rc == 0) {
             int swap = row0[o] == L || row0[o] == R;
             int dw = swap ? h : w, dh = swap ? w : h;
-            CHECK(im.width == dw && im.height == dh, "orientation %d: %dx%d", o, im.width, im.height);
+            CHECK(im.width == dw && im.height == dh, "orientation %d: %dx%d", o, im.width,
+                  im.height);
             CHECK(im.taken_time == 1582977600, "DateTime: %lld", (long long)im.taken_time);
             int bad = 0;
             for (int y = 0; y < h && im.width == dw; y++)
@@ -307,7 +309,7 @@ static void test_exif_parser(void)
 
         n = make_exif_app1(app1, be, 6, "2019:01:02 03:04:05", "2021:06:15 14:30:00");
         for (size_t len = 0; len < n - 6; len++) {
-            uint8_t *copy = malloc(len ? len : 1);   /* exact size so ASan sees overruns */
+            uint8_t *copy = malloc(len ? len : 1); /* exact size so ASan sees overruns */
             memcpy(copy, app1 + 6, len);
             ce__exif_parse(copy, len, &ex);
             CHECK(ex.orientation >= 1 && ex.orientation <= 8, "prefix %zu", len);
@@ -338,16 +340,17 @@ static void test_exif_parser(void)
 static void test_png_flavours(void)
 {
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc;
 
     /* RGBA over white: a = 0 white, 255 unchanged, 128 halfway. */
-    uint8_t rgba[4 * 4] = { 255, 0, 0, 0, 255, 0, 0, 255, 255, 0, 0, 128, 10, 20, 30, 255 };
-    blob b = make_png(rgba, 4, 1, &(png_opts){ .color_type = PNG_COLOR_TYPE_RGB_ALPHA, .bit_depth = 8 });
+    uint8_t rgba[4 * 4] = {255, 0, 0, 0, 255, 0, 0, 255, 255, 0, 0, 128, 10, 20, 30, 255};
+    blob b =
+        make_png(rgba, 4, 1, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB_ALPHA, .bit_depth = 8});
     rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0, "RGBA rc %d %s", rc, err.msg);
     if (rc == 0) {
-        static const uint8_t want[12] = { 255, 255, 255, 255, 0, 0, 255, 127, 127, 10, 20, 30 };
+        static const uint8_t want[12] = {255, 255, 255, 255, 0, 0, 255, 127, 127, 10, 20, 30};
         CHECK(im.width == 4 && im.height == 1 && memcmp(im.pixels, want, 12) == 0,
               "alpha over white: %d,%d,%d", im.pixels[6], im.pixels[7], im.pixels[8]);
     }
@@ -355,8 +358,8 @@ static void test_png_flavours(void)
     blob_free(&b);
 
     /* 16-bit RGB, big-endian samples: 0xffff -> 255, 0x8080 -> 128, 0 -> 0. */
-    uint8_t rgb16[6] = { 0xff, 0xff, 0x80, 0x80, 0x00, 0x00 };
-    b = make_png(rgb16, 1, 1, &(png_opts){ .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 16 });
+    uint8_t rgb16[6] = {0xff, 0xff, 0x80, 0x80, 0x00, 0x00};
+    b = make_png(rgb16, 1, 1, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 16});
     rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0 && im.pixels[0] == 255 && im.pixels[1] == 128 && im.pixels[2] == 0,
           "16-bit rc %d %s", rc, err.msg);
@@ -364,8 +367,8 @@ static void test_png_flavours(void)
     blob_free(&b);
 
     /* 16-bit gray + alpha. */
-    uint8_t ga16[4] = { 0x40, 0x40, 0xff, 0xff };
-    b = make_png(ga16, 1, 1, &(png_opts){ .color_type = PNG_COLOR_TYPE_GRAY_ALPHA, .bit_depth = 16 });
+    uint8_t ga16[4] = {0x40, 0x40, 0xff, 0xff};
+    b = make_png(ga16, 1, 1, &(png_opts){.color_type = PNG_COLOR_TYPE_GRAY_ALPHA, .bit_depth = 16});
     rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0 && im.pixels[0] == 64 && im.pixels[1] == 64 && im.pixels[2] == 64,
           "16-bit gray+alpha rc %d %s", rc, err.msg);
@@ -373,14 +376,19 @@ static void test_png_flavours(void)
     blob_free(&b);
 
     /* Palette with a transparent entry. */
-    static const uint8_t pal[6] = { 200, 10, 10, 0, 0, 255 };
-    static const uint8_t trns[2] = { 255, 0 };
-    uint8_t idx[2] = { 0, 1 };
-    b = make_png(idx, 2, 1, &(png_opts){ .color_type = PNG_COLOR_TYPE_PALETTE, .bit_depth = 8,
-                                         .palette = pal, .n_palette = 2, .trns = trns, .n_trns = 2 });
+    static const uint8_t pal[6] = {200, 10, 10, 0, 0, 255};
+    static const uint8_t trns[2] = {255, 0};
+    uint8_t idx[2] = {0, 1};
+    b = make_png(idx, 2, 1,
+                 &(png_opts){.color_type = PNG_COLOR_TYPE_PALETTE,
+                             .bit_depth = 8,
+                             .palette = pal,
+                             .n_palette = 2,
+                             .trns = trns,
+                             .n_trns = 2});
     rc = load(&b, NULL, &im, &err);
     if (rc == 0) {
-        static const uint8_t want[6] = { 200, 10, 10, 255, 255, 255 };
+        static const uint8_t want[6] = {200, 10, 10, 255, 255, 255};
         CHECK(memcmp(im.pixels, want, 6) == 0, "palette + tRNS");
     } else {
         CHECK(0, "palette rc %d %s", rc, err.msg);
@@ -389,17 +397,18 @@ static void test_png_flavours(void)
     blob_free(&b);
 
     /* 1-bit gray: 0b10100000 -> 255, 0, 255, 0. */
-    uint8_t bits[1] = { 0xa0 };
-    b = make_png(bits, 4, 1, &(png_opts){ .color_type = PNG_COLOR_TYPE_GRAY, .bit_depth = 1 });
+    uint8_t bits[1] = {0xa0};
+    b = make_png(bits, 4, 1, &(png_opts){.color_type = PNG_COLOR_TYPE_GRAY, .bit_depth = 1});
     rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0 && im.pixels[0] == 255 && im.pixels[3] == 0 && im.pixels[6] == 255 &&
-          im.pixels[11] == 0, "1-bit gray rc %d %s", rc, err.msg);
+              im.pixels[11] == 0,
+          "1-bit gray rc %d %s", rc, err.msg);
     ce_image_free(&im);
     blob_free(&b);
 
     /* 8-bit gray + alpha. */
-    uint8_t ga[2] = { 100, 0 };
-    b = make_png(ga, 1, 1, &(png_opts){ .color_type = PNG_COLOR_TYPE_GRAY_ALPHA, .bit_depth = 8 });
+    uint8_t ga[2] = {100, 0};
+    b = make_png(ga, 1, 1, &(png_opts){.color_type = PNG_COLOR_TYPE_GRAY_ALPHA, .bit_depth = 8});
     rc = load(&b, NULL, &im, &err);
     CHECK(rc == 0 && im.pixels[0] == 255, "gray+alpha transparent -> white, rc %d", rc);
     ce_image_free(&im);
@@ -428,15 +437,17 @@ static void test_png_downscale(void)
                 want[((size_t)oy * ow + ox) * 3 + c] = (uint8_t)((sum + n / 2) / n);
             }
     for (int interlace = 0; interlace < 2; interlace++) {
-        blob b = make_png(px, w, h, &(png_opts){ .color_type = PNG_COLOR_TYPE_RGB,
-                                                 .bit_depth = 8, .interlace = interlace });
+        blob b = make_png(
+            px, w, h,
+            &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8, .interlace = interlace});
         ce_image im;
-        ce_err err = { "" };
+        ce_err err = {""};
         int rc = load(&b, NULL, &im, &err);
         CHECK(rc == 0, "interlace %d rc %d %s", interlace, rc, err.msg);
         if (rc == 0) {
             CHECK(im.width == ow && im.height == oh && im.source_width == w &&
-                  im.source_height == h, "interlace %d: %dx%d", interlace, im.width, im.height);
+                      im.source_height == h,
+                  "interlace %d: %dx%d", interlace, im.width, im.height);
             CHECK(im.width == ow && memcmp(im.pixels, want, (size_t)ow * oh * 3) == 0,
                   "interlace %d: box average differs", interlace);
         }
@@ -451,7 +462,10 @@ static void test_png_downscale(void)
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
 }
 
 static uint32_t crc32_of(const uint8_t *p, size_t n)
@@ -467,7 +481,7 @@ static uint32_t crc32_of(const uint8_t *p, size_t n)
 static void expect_error(const blob *b, int want, const char *what, const char *msg_part)
 {
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc = load(b, NULL, &im, &err);
     CHECK(rc == want, "%s: rc %d (%s), want %d", what, rc, err.msg, want);
     if (msg_part) CHECK(strstr(err.msg, msg_part) != NULL, "%s: message '%s'", what, err.msg);
@@ -477,9 +491,9 @@ static void expect_error(const blob *b, int want, const char *what, const char *
 static void test_bombs(void)
 {
     /* Bare JPEG header: SOI + SOF0 claiming 30000x30000, nothing else. */
-    uint8_t sof[] = { 0xff, 0xd8, 0xff, 0xc0, 0, 17, 8, 0x75, 0x30, 0x75, 0x30, 3,
-                      1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1 };
-    expect_error(&(blob){ sof, sizeof sof }, -E2BIG, "JPEG header 30000x30000", "30000x30000");
+    uint8_t sof[] = {0xff, 0xd8, 0xff, 0xc0, 0, 17,   8, 0x75, 0x30, 0x75, 0x30,
+                     3,    1,    0x22, 0,    2, 0x11, 1, 3,    0x11, 1};
+    expect_error(&(blob){sof, sizeof sof}, -E2BIG, "JPEG header 30000x30000", "30000x30000");
 
     /* A real JPEG (all tables, scan data) with its SOF patched to 30000x30000. */
     uint8_t *px = quadrants(16, 16, QUAD);
@@ -487,34 +501,41 @@ static void test_bombs(void)
     free(px);
     for (size_t i = 2; i + 9 < b.size; i++)
         if (b.data[i] == 0xff && b.data[i + 1] == 0xc0) {
-            b.data[i + 5] = 0x75; b.data[i + 6] = 0x30; b.data[i + 7] = 0x75; b.data[i + 8] = 0x30;
+            b.data[i + 5] = 0x75;
+            b.data[i + 6] = 0x30;
+            b.data[i + 7] = 0x75;
+            b.data[i + 8] = 0x30;
             break;
         }
     expect_error(&b, -E2BIG, "patched JPEG 30000x30000", "over the limit");
     blob_free(&b);
 
     /* PNG signature + IHDR 30000x30000 only. */
-    uint8_t png[8 + 25] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+    uint8_t png[8 + 25] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     put_be32(png + 8, 13);
     memcpy(png + 12, "IHDR", 4);
     put_be32(png + 16, 30000);
     put_be32(png + 20, 30000);
-    png[24] = 8; png[25] = 2; png[26] = 0; png[27] = 0; png[28] = 0;
+    png[24] = 8;
+    png[25] = 2;
+    png[26] = 0;
+    png[27] = 0;
+    png[28] = 0;
     put_be32(png + 29, crc32_of(png + 12, 17));
-    expect_error(&(blob){ png, sizeof png }, -E2BIG, "PNG header 30000x30000", "30000x30000");
+    expect_error(&(blob){png, sizeof png}, -E2BIG, "PNG header 30000x30000", "30000x30000");
 
     /* max_pixels option. */
     px = quadrants(64, 48, QUAD);
     b = make_jpeg(px, 64, 48, 3, NULL);
     free(px);
     ce_image im;
-    ce_err err = { "" };
-    int rc = load(&b, &(ce_load_options){ .max_pixels = 3000 }, &im, &err);
+    ce_err err = {""};
+    int rc = load(&b, &(ce_load_options){.max_pixels = 3000}, &im, &err);
     CHECK(rc == -E2BIG, "max_pixels 3000 on 64x48: rc %d", rc);
-    rc = load(&b, &(ce_load_options){ .max_pixels = 3072 }, &im, &err);
+    rc = load(&b, &(ce_load_options){.max_pixels = 3072}, &im, &err);
     CHECK(rc == 0, "max_pixels 3072 on 64x48: rc %d", rc);
     ce_image_free(&im);
-    rc = load(&b, &(ce_load_options){ .min_side = -1 }, &im, &err);
+    rc = load(&b, &(ce_load_options){.min_side = -1}, &im, &err);
     CHECK(rc == -EINVAL, "negative min_side: rc %d", rc);
     blob_free(&b);
 }
@@ -526,23 +547,23 @@ static void test_truncated_and_corrupt(void)
     uint8_t *px = quadrants(48, 40, QUAD);
     blob files[3] = {
         make_jpeg(px, 48, 40, 3, NULL),
-        make_jpeg(px, 48, 40, 3, &(jpeg_opts){ .progressive = 1 }),
-        make_png(px, 48, 40, &(png_opts){ .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8 }),
+        make_jpeg(px, 48, 40, 3, &(jpeg_opts){.progressive = 1}),
+        make_png(px, 48, 40, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8}),
     };
     free(px);
     for (int k = 0; k < 3; k++) {
         blob *f = &files[k];
-        expect_error(&(blob){ f->data, f->size / 2 }, -EBADMSG, "cut at half",
-                     "truncated");
+        expect_error(&(blob){f->data, f->size / 2}, -EBADMSG, "cut at half", "truncated");
         int wrong = 0;
         for (size_t len = 1; len < f->size; len++) {
             uint8_t *copy = malloc(len);
             memcpy(copy, f->data, len);
             ce_image im;
-            ce_err err = { "" };
-            int rc = load(&(blob){ copy, len }, NULL, &im, &err);
+            ce_err err = {""};
+            int rc = load(&(blob){copy, len}, NULL, &im, &err);
             if (rc != -EBADMSG && !(len < 4 && rc == -ENOTSUP)) {
-                if (wrong++ < 3) fprintf(stderr, "  file %d prefix %zu: rc %d %s\n", k, len, rc, err.msg);
+                if (wrong++ < 3)
+                    fprintf(stderr, "  file %d prefix %zu: rc %d %s\n", k, len, rc, err.msg);
             }
             ce_image_free(&im);
             free(copy);
@@ -561,27 +582,28 @@ static void test_truncated_and_corrupt(void)
                 copy[at] = (uint8_t)(seed >> 16);
             }
             ce_image im;
-            ce_err err = { "" };
-            int rc = load(&(blob){ copy, f->size }, NULL, &im, &err);
+            ce_err err = {""};
+            int rc = load(&(blob){copy, f->size}, NULL, &im, &err);
             if (rc == 0) decoded++;
             else if (rc == -EBADMSG || rc == -ENOTSUP || rc == -E2BIG) errors++;
             else other++;
             ce_image_free(&im);
             free(copy);
         }
-        CHECK(other == 0, "file %d corrupted: %d decoded, %d errors, %d unexpected", k,
-              decoded, errors, other);
+        CHECK(other == 0, "file %d corrupted: %d decoded, %d errors, %d unexpected", k, decoded,
+              errors, other);
         blob_free(f);
     }
 
     uint8_t garbage[300];
     for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (uint8_t)(i * 37 + 11);
-    expect_error(&(blob){ garbage, sizeof garbage }, -ENOTSUP, "garbage", "not a JPEG or PNG");
-    garbage[0] = 0xff; garbage[1] = 0xd8;
-    expect_error(&(blob){ garbage, sizeof garbage }, -EBADMSG, "SOI + garbage", "JPEG");
+    expect_error(&(blob){garbage, sizeof garbage}, -ENOTSUP, "garbage", "not a JPEG or PNG");
+    garbage[0] = 0xff;
+    garbage[1] = 0xd8;
+    expect_error(&(blob){garbage, sizeof garbage}, -EBADMSG, "SOI + garbage", "JPEG");
     uint8_t gif[32] = "GIF89a";
-    expect_error(&(blob){ gif, sizeof gif }, -ENOTSUP, "GIF", "GIF");
-    expect_error(&(blob){ garbage, 0 }, -EBADMSG, "zero bytes", "empty");
+    expect_error(&(blob){gif, sizeof gif}, -ENOTSUP, "GIF", "GIF");
+    expect_error(&(blob){garbage, 0}, -EBADMSG, "zero bytes", "empty");
 }
 
 /* ------------------------------------------------------------------ files */
@@ -595,12 +617,12 @@ static void test_files(void)
 {
     char path[128];
     ce_image im;
-    ce_err err = { "" };
+    ce_err err = {""};
     int rc;
 
     /* A PNG named .jpg loads as the PNG it is. */
     uint8_t *px = quadrants(20, 10, QUAD);
-    blob b = make_png(px, 20, 10, &(png_opts){ .color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8 });
+    blob b = make_png(px, 20, 10, &(png_opts){.color_type = PNG_COLOR_TYPE_RGB, .bit_depth = 8});
     free(px);
     path_in_tmp(path, sizeof path, "really-a-png.jpg");
     write_file(path, b.data, b.size);
@@ -633,7 +655,7 @@ static void test_files(void)
     pid_t pid = fork();
     if (pid == 0) {
         if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
-        ce_err cerr = { "" };
+        ce_err cerr = {""};
         int crc = ce_image_load_file(path, NULL, &im, &cerr);
         _exit(crc == -EACCES && strstr(cerr.msg, "ermission") ? 0 : 1);
     }

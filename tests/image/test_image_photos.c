@@ -12,19 +12,19 @@
 
 typedef struct {
     const char *name;
-    int stored_w, stored_h;   /* SOF size */
-    int want_w, want_h;       /* at the smallest N/8 with both sides >= 300 */
-    long long taken;          /* DateTimeOriginal, else DateTime, as UTC */
+    int stored_w, stored_h; /* SOF size */
+    int want_w, want_h;     /* at the smallest N/8 with both sides >= 300 */
+    long long taken;        /* DateTimeOriginal, else DateTime, as UTC */
 } photo;
 
 static const photo PHOTOS[] = {
-    { "dog", 768, 576, 480, 360, 1411142910 },       /* 5/8, 2014:09:19 16:08:30 */
-    { "eagle", 773, 512, 484, 320, 1374271062 },     /* 5/8 */
-    { "giraffe", 500, 500, 313, 313, 0 },            /* 5/8, no EXIF */
-    { "horses", 773, 512, 484, 320, 1365865370 },    /* 5/8 */
-    { "kite", 1352, 900, 507, 338, 1275827245 },     /* 3/8, DateTimeOriginal 2010 (DateTime 2017) */
-    { "person", 640, 424, 480, 318, 1365865176 },    /* 6/8 */
-    { "scream", 352, 448, 308, 392, 0 },             /* 7/8, EXIF without a time */
+    {"dog", 768, 576, 480, 360, 1411142910},    /* 5/8, 2014:09:19 16:08:30 */
+    {"eagle", 773, 512, 484, 320, 1374271062},  /* 5/8 */
+    {"giraffe", 500, 500, 313, 313, 0},         /* 5/8, no EXIF */
+    {"horses", 773, 512, 484, 320, 1365865370}, /* 5/8 */
+    {"kite", 1352, 900, 507, 338, 1275827245},  /* 3/8, DateTimeOriginal 2010 (DateTime 2017) */
+    {"person", 640, 424, 480, 318, 1365865176}, /* 6/8 */
+    {"scream", 352, 448, 308, 392, 0},          /* 7/8, EXIF without a time */
 };
 
 int main(int argc, char **argv)
@@ -44,21 +44,23 @@ int main(int argc, char **argv)
         found++;
 
         ce_image im;
-        ce_err err = { "" };
+        ce_err err = {""};
         int rc = ce_image_load_file(path, NULL, &im, &err);
         if (rc != 0 || im.width != p->want_w || im.height != p->want_h ||
             im.source_width != p->stored_w || im.source_height != p->stored_h ||
             im.taken_time != p->taken) {
-            fprintf(stderr, "%s: rc %d (%s) %dx%d from %dx%d taken %lld; want %dx%d from "
-                    "%dx%d taken %lld\n", p->name, rc, err.msg, im.width, im.height,
-                    im.source_width, im.source_height, (long long)im.taken_time, p->want_w,
-                    p->want_h, p->stored_w, p->stored_h, p->taken);
+            fprintf(stderr,
+                    "%s: rc %d (%s) %dx%d from %dx%d taken %lld; want %dx%d from "
+                    "%dx%d taken %lld\n",
+                    p->name, rc, err.msg, im.width, im.height, im.source_width, im.source_height,
+                    (long long)im.taken_time, p->want_w, p->want_h, p->stored_w, p->stored_h,
+                    p->taken);
             failures++;
         }
         ce_image_free(&im);
 
         /* Full size on request. */
-        rc = ce_image_load_file(path, &(ce_load_options){ .min_side = 100000 }, &im, &err);
+        rc = ce_image_load_file(path, &(ce_load_options){.min_side = 100000}, &im, &err);
         if (rc != 0 || im.width != p->stored_w || im.height != p->stored_h) {
             fprintf(stderr, "%s full size: rc %d %dx%d\n", p->name, rc, im.width, im.height);
             failures++;
@@ -75,8 +77,8 @@ int main(int argc, char **argv)
         blob_free(&b);
     }
     if (found == 0) {
-        fprintf(stderr, "no photos in %s (run tests/data/fetch_photos.sh %s): skipped\n",
-                argv[1], argv[1]);
+        fprintf(stderr, "no photos in %s (run tests/data/fetch_photos.sh %s): skipped\n", argv[1],
+                argv[1]);
         return 77;
     }
     if (failures) return 1;

@@ -35,7 +35,9 @@
 #include "capengine.h"
 
 #define CX_ERR_MAX 512
-typedef struct { char msg[CX_ERR_MAX]; } cx_err;
+typedef struct {
+    char msg[CX_ERR_MAX];
+} cx_err;
 /* Fills err (printf-style) and returns code, a negative errno. */
 int cx_fail(cx_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -43,20 +45,20 @@ int cx_fail(cx_err *err, int code, const char *fmt, ...) __attribute__((format(p
 
 /* The daemon's live state, written by capsearchd every few seconds and read by
  * `capsearch status` (capdb's meta table; libcapdb itself knows no daemon). */
-#define CX_META_DAEMON_PID       "daemon.pid"
-#define CX_META_DAEMON_STATE     "daemon.state"        /* scanning / watching / stopped */
-#define CX_META_DAEMON_QUEUE     "daemon.queue"        /* files waiting */
-#define CX_META_DAEMON_INDEXED   "daemon.indexed"      /* files done since start */
-#define CX_META_DAEMON_HEARTBEAT "daemon.heartbeat"    /* unix seconds */
-#define CX_META_DAEMON_ROOTS     "daemon.roots"        /* watched folders, one per line */
+#define CX_META_DAEMON_PID "daemon.pid"
+#define CX_META_DAEMON_STATE "daemon.state"         /* scanning / watching / stopped */
+#define CX_META_DAEMON_QUEUE "daemon.queue"         /* files waiting */
+#define CX_META_DAEMON_INDEXED "daemon.indexed"     /* files done since start */
+#define CX_META_DAEMON_HEARTBEAT "daemon.heartbeat" /* unix seconds */
+#define CX_META_DAEMON_ROOTS "daemon.roots"         /* watched folders, one per line */
 #define CX_META_DAEMON_LAST_ERROR "daemon.last_error"
-#define CX_META_DAEMON_MODEL_RUNS "daemon.model_runs"  /* images given to the engine */
-#define CX_META_DAEMON_WATCHES   "daemon.watches"      /* "N watched, M polled" */
+#define CX_META_DAEMON_MODEL_RUNS "daemon.model_runs" /* images given to the engine */
+#define CX_META_DAEMON_WATCHES "daemon.watches"       /* "N watched, M polled" */
 /* Crash markers ("attempt<TAB>path" lines of the files in the engine, committed before
  * it opens them): one per kind of writer, so that `capsearch index` and a daemon beside
  * it never share one. */
-#define CX_META_INFLIGHT_DAEMON  "daemon.inflight"
-#define CX_META_INFLIGHT_INDEX   "index.inflight"
+#define CX_META_INFLIGHT_DAEMON "daemon.inflight"
+#define CX_META_INFLIGHT_INDEX "index.inflight"
 
 /* ------------------------------------------------------------------ logging */
 
@@ -74,9 +76,9 @@ const char *cx_log_last_error(void);
 
 /* printable.c: bytes of the printable character at s (1..4), or 0 when the byte at s
  * must not reach a terminal (a control character or invalid UTF-8). */
-int   cx_printable_len(const char *s);
+int cx_printable_len(const char *s);
 /* Writes s with each unsafe byte as '?'. */
-void  cx_fputs_printable(const char *s, FILE *out);
+void cx_fputs_printable(const char *s, FILE *out);
 /* Copies s into buf (size > 0, always terminated, never cutting a character) with each
  * unsafe byte as '?'; returns buf. */
 char *cx_printable(const char *s, char *buf, size_t size);
@@ -86,30 +88,33 @@ char *cx_printable(const char *s, char *buf, size_t size);
 /* What to index and how hard: the pipeline reads it at each use, so a program may change
  * it between loop iterations (capsearchd does on SIGHUP). */
 typedef struct {
-    char **roots;           int n_roots;        /* absolute folders, no trailing '/' */
-    char **excludes;        int n_excludes;     /* fnmatch globs on a name, or on the whole
+    char **roots;
+    int n_roots; /* absolute folders, no trailing '/' */
+    char **excludes;
+    int n_excludes; /* fnmatch globs on a name, or on the whole
                                                    path when the glob holds a '/' */
-    char **extensions;      int n_extensions;   /* lower case, no dot */
-    int workers;            /* model runs in parallel */
-    int batch_size;         /* results per write transaction */
-    int batch_ms;           /* ... or this long after the first one */
-    int64_t max_pixels;     /* images whose header claims more are failures */
-    int time_limit_s;       /* per image; a file that takes longer is recorded failed */
-    int queue_max;          /* files waiting before the walk / watcher hold back */
+    char **extensions;
+    int n_extensions;   /* lower case, no dot */
+    int workers;        /* model runs in parallel */
+    int batch_size;     /* results per write transaction */
+    int batch_ms;       /* ... or this long after the first one */
+    int64_t max_pixels; /* images whose header claims more are failures */
+    int time_limit_s;   /* per image; a file that takes longer is recorded failed */
+    int queue_max;      /* files waiting before the walk / watcher hold back */
 } cx_settings;
 
-#define CX_MAX_LIST 1024    /* roots, excludes, extensions: at most this many each */
+#define CX_MAX_LIST 1024 /* roots, excludes, extensions: at most this many each */
 
 /* Defaults: half the cores as workers, batches of 64 or 1 s, 100 MP, 60 s, 10,000
  * queued; excludes .* @eaDir .git node_modules; extensions jpg jpeg jpe png. */
 void cx_settings_defaults(cx_settings *s);
 void cx_settings_free(cx_settings *s);
 /* Adds an absolute folder ("/a/b/" == "/a/b"; a repeat is a no-op). */
-int  cx_settings_add_root(cx_settings *s, const char *path, cx_err *err);
+int cx_settings_add_root(cx_settings *s, const char *path, cx_err *err);
 /* Adds a glob; "" clears the list (defaults included). */
-int  cx_settings_add_exclude(cx_settings *s, const char *glob, cx_err *err);
+int cx_settings_add_exclude(cx_settings *s, const char *glob, cx_err *err);
 /* Replaces the extensions by a list separated by spaces or commas ("jpg, png"). */
-int  cx_settings_set_extensions(cx_settings *s, const char *list, cx_err *err);
+int cx_settings_set_extensions(cx_settings *s, const char *list, cx_err *err);
 
 /* Name-level filters (name = last path component, path = the whole path). */
 int cx_wants_dir(const cx_settings *s, const char *name, const char *path);
@@ -142,26 +147,26 @@ uint64_t cx_xxh64(const void *data, size_t len, uint64_t seed);
 typedef struct cx_pipeline cx_pipeline;
 
 typedef struct {
-    int64_t queued;          /* waiting (both queues) */
-    int64_t in_flight;       /* hashing or captioning right now */
-    int64_t indexed;         /* rows written with a model result (ok) */
-    int64_t failed;          /* rows written as failed */
-    int64_t moved;           /* rows kept across a rename (no model run) */
-    int64_t removed;         /* rows deleted */
-    int64_t unchanged;       /* files skipped as unchanged */
-    int64_t model_runs;      /* images handed to the engine */
-    int64_t seen;            /* files the walk found (progress total) */
-    int scanning;            /* a walk is in progress */
-    int64_t write_errors;    /* batches that could not start or commit (disk full, read-only,
+    int64_t queued;       /* waiting (both queues) */
+    int64_t in_flight;    /* hashing or captioning right now */
+    int64_t indexed;      /* rows written with a model result (ok) */
+    int64_t failed;       /* rows written as failed */
+    int64_t moved;        /* rows kept across a rename (no model run) */
+    int64_t removed;      /* rows deleted */
+    int64_t unchanged;    /* files skipped as unchanged */
+    int64_t model_runs;   /* images handed to the engine */
+    int64_t seen;         /* files the walk found (progress total) */
+    int scanning;         /* a walk is in progress */
+    int64_t write_errors; /* batches that could not start or commit (disk full, read-only,
                                 locked past the retries): their changes wait for the next scan */
 } cx_stats;
 
 typedef struct {
     uv_loop_t *loop;
-    capdb *db;                    /* opened for writing; the pipeline owns transactions */
+    capdb *db; /* opened for writing; the pipeline owns transactions */
     const ce_model *model;
-    const cx_settings *settings;  /* read at each use: the daemon swaps it on reload */
-    const char *inflight_key;     /* meta key of the "model running on" marker
+    const cx_settings *settings; /* read at each use: the daemon swaps it on reload */
+    const char *inflight_key;    /* meta key of the "model running on" marker
                                      (CX_META_INFLIGHT_*); a restart after a crash reads it */
     /* Called for each folder the walk enters (after the filters); return 0 to walk it.
      * The daemon adds its inotify watch here. NULL = walk everything wanted. */
@@ -178,7 +183,7 @@ typedef struct {
     int stop_on_write_error;
 } cx_pipeline_options;
 
-int  cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *err);
+int cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *err);
 /* Stops, commits what is pending and frees; jobs still in workers must have finished
  * (cx_pipeline_busy() == 0) or be abandoned ones: those are waited for by the loop. */
 void cx_pipeline_free(cx_pipeline *p);
@@ -200,14 +205,14 @@ void cx_pipeline_moved(cx_pipeline *p, const char *from, const char *to, int is_
 enum { CX_SCAN_VANISHED = 1, CX_SCAN_URGENT = 2 };
 void cx_pipeline_scan(cx_pipeline *p, const char *dir, int flags);
 /* Commits the open write transaction now. */
-int  cx_pipeline_flush(cx_pipeline *p);
+int cx_pipeline_flush(cx_pipeline *p);
 /* Writes a meta key inside the current batch. */
-int  cx_pipeline_meta_set(cx_pipeline *p, const char *key, const char *value);
+int cx_pipeline_meta_set(cx_pipeline *p, const char *key, const char *value);
 void cx_pipeline_stats(const cx_pipeline *p, cx_stats *out);
 /* Work still to do or running (0 = idle). */
-int  cx_pipeline_busy(const cx_pipeline *p);
+int cx_pipeline_busy(const cx_pipeline *p);
 /* Workers stuck past the time limit (their threads are still blocked). */
-int  cx_pipeline_hung(const cx_pipeline *p);
+int cx_pipeline_hung(const cx_pipeline *p);
 /* Stops taking new work (walks and queues are dropped; in-flight jobs still finish). */
 void cx_pipeline_stop(cx_pipeline *p);
 
@@ -218,18 +223,18 @@ typedef struct {
     int width, height;
     int64_t taken_time;
     char caption[CE_MAX_CAPTION];
-    char tags[1024];              /* space-separated words */
-    float *concepts;              /* n_concepts probabilities (malloc'd, may be NULL) */
+    char tags[1024]; /* space-separated words */
+    float *concepts; /* n_concepts probabilities (malloc'd, may be NULL) */
     int n_concepts;
-    float *pooled;                /* CE_POOLED_DIM (caller's buffer) */
+    float *pooled; /* CE_POOLED_DIM (caller's buffer) */
 } cx_image_result;
 
 /* After the CNN: with a captioner, the concept head and the caption search (caption,
  * tags, concepts); without one, the detections' labels as tags. Copies the pooled vector
  * into result->pooled (CE_POOLED_DIM floats, the caller's); result->concepts is malloc'd
  * (free it). The pipeline and the stage benchmark both call this. 0 or a negative errno. */
-int  cx_image_describe(ce_session *session, const ce_model *model, const ce_cnn_output *cnn,
-                       cx_image_result *result, ce_err *err);
+int cx_image_describe(ce_session *session, const ce_model *model, const ce_cnn_output *cnn,
+                      cx_image_result *result, ce_err *err);
 /* The database row of a file and its description (pointers into path and result). */
 void cx_image_row(const char *path, const struct stat *st, uint64_t fingerprint,
                   const cx_image_result *result, const char *model_version, capdb_image *row);

@@ -52,9 +52,12 @@ int main(int argc, char **argv)
     const char *threads_arg = "1,2";
     int iters = 50, warmup = 5, want_profile = 0;
     static const struct option OPTIONS[] = {
-        {"models", required_argument, NULL, 'm'}, {"photo", required_argument, NULL, 'p'},
-        {"iters", required_argument, NULL, 'n'},  {"warmup", required_argument, NULL, 'w'},
-        {"threads", required_argument, NULL, 't'}, {"profile", no_argument, NULL, 'P'},
+        {"models", required_argument, NULL, 'm'},
+        {"photo", required_argument, NULL, 'p'},
+        {"iters", required_argument, NULL, 'n'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"threads", required_argument, NULL, 't'},
+        {"profile", no_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -67,8 +70,9 @@ int main(int argc, char **argv)
         case 't': threads_arg = optarg; break;
         case 'P': want_profile = 1; break;
         default:
-            fprintf(stderr, "usage: bench_cnn [--models DIR] [--photo JPG] [--iters N] [--warmup N] "
-                            "[--threads 1,2] [--profile]\n");
+            fprintf(stderr,
+                    "usage: bench_cnn [--models DIR] [--photo JPG] [--iters N] [--warmup N] "
+                    "[--threads 1,2] [--profile]\n");
             return 2;
         }
     }
@@ -92,7 +96,8 @@ int main(int argc, char **argv)
     }
 
     double flops = ce__cnn_flops();
-    printf("network: ssdlite_mobilenet_v2_coco 300x300, %.3f GFLOP per image (counted)\n", flops / 1e9);
+    printf("network: ssdlite_mobilenet_v2_coco 300x300, %.3f GFLOP per image (counted)\n",
+           flops / 1e9);
     printf("12 MP JPEG: %s (%dx%d)\n", big, BIG_W, BIG_H);
     printf("iterations: %d after %d warm-up\n\n", iters, warmup);
     /* cpu ms: CPU time of the whole process per image (all BLAS threads), median. On a
@@ -103,7 +108,8 @@ int main(int argc, char **argv)
 
     uint8_t *px = malloc(300 * 300 * 3);
     for (int i = 0; i < 300 * 300 * 3; i++) px[i] = (uint8_t)(i * 7 + (i / 900) * 13);
-    ce_image small = {.width = 300, .height = 300, .pixels = px, .source_width = 300, .source_height = 300};
+    ce_image small = {
+        .width = 300, .height = 300, .pixels = px, .source_width = 300, .source_height = 300};
     ce_cnn_output *out = calloc(1, sizeof *out);
     double *ms = malloc(sizeof(double) * (size_t)iters);
     double *cpu = malloc(sizeof(double) * (size_t)iters);
@@ -130,12 +136,13 @@ int main(int argc, char **argv)
             stats st = summarise(ms, iters), ct = summarise(cpu, iters);
             const char *name = kind == 0 ? "cnn300" : "e2e12mp";
             double gflops = flops / (st.median / 1e3) / 1e9;
-            printf("| %-7s | %7d | %9.2f | %6.2f | %8.1f | %7.2f | %10.2f |\n", name, threads, st.median,
-                   st.p90, 1e3 / st.mean, gflops, ct.median);
-            rlen += (size_t)snprintf(results + rlen, sizeof results - rlen,
-                                     "RESULT %s threads=%d median_ms=%.3f p90_ms=%.3f images_per_s=%.2f "
-                                     "gflops=%.3f flops=%.0f cpu_ms=%.3f\n",
-                                     name, threads, st.median, st.p90, 1e3 / st.mean, gflops, flops, ct.median);
+            printf("| %-7s | %7d | %9.2f | %6.2f | %8.1f | %7.2f | %10.2f |\n", name, threads,
+                   st.median, st.p90, 1e3 / st.mean, gflops, ct.median);
+            rlen += (size_t)snprintf(
+                results + rlen, sizeof results - rlen,
+                "RESULT %s threads=%d median_ms=%.3f p90_ms=%.3f images_per_s=%.2f "
+                "gflops=%.3f flops=%.0f cpu_ms=%.3f\n",
+                name, threads, st.median, st.p90, 1e3 / st.mean, gflops, flops, ct.median);
         }
         while (*t && *t != ',') t++;
         if (*t == ',') t++;
@@ -152,7 +159,8 @@ int main(int argc, char **argv)
             runs[r].n = 0;
             if (ce_cnn_run_tapped(s, &small, out, on_tap, &runs[r], &err) < 0) goto fail;
         }
-        printf("\nstage times (1 thread, median of %d runs; each stage ends at the named tap):\n", RUNS);
+        printf("\nstage times (1 thread, median of %d runs; each stage ends at the named tap):\n",
+               RUNS);
         double col[RUNS], total = 0;
         for (int k = 0; k < runs[0].n; k++) {
             for (int r = 0; r < RUNS; r++) col[r] = runs[r].ms[k];
@@ -248,7 +256,8 @@ static int make_big_jpeg(const char *photo, const char *out, ce_err *err)
                 double b = src.pixels[((size_t)y0 * src.width + x1) * 3 + c];
                 double d = src.pixels[((size_t)y1 * src.width + x0) * 3 + c];
                 double e = src.pixels[((size_t)y1 * src.width + x1) * 3 + c];
-                double v = (a + (b - a) * (fx - x0)) * (1 - (fy - y0)) + (d + (e - d) * (fx - x0)) * (fy - y0);
+                double v = (a + (b - a) * (fx - x0)) * (1 - (fy - y0)) +
+                           (d + (e - d) * (fx - x0)) * (fy - y0);
                 seed = seed * 1664525u + 1013904223u;
                 v += (double)(seed >> 24) / 32.0 - 4.0;
                 big[((size_t)y * BIG_W + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);

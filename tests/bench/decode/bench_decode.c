@@ -53,51 +53,53 @@ int main(int argc, char **argv)
 
     ce_image src;
     ce_err err;
-    if (ce_image_load_file(photo, &(ce_load_options){ .min_side = 1 << 20 }, &src, &err) < 0) {
-        fprintf(stderr, "bench_decode: %s: %s (fetch the photos with "
-                "tests/data/fetch_photos.sh)\n", photo, err.msg);
+    if (ce_image_load_file(photo, &(ce_load_options){.min_side = 1 << 20}, &src, &err) < 0) {
+        fprintf(stderr,
+                "bench_decode: %s: %s (fetch the photos with "
+                "tests/data/fetch_photos.sh)\n",
+                photo, err.msg);
         return 1;
     }
     uint8_t *big = upscale(&src, BIG_W, BIG_H);
     ce_image_free(&src);
-    blob jpg = make_jpeg(big, BIG_W, BIG_H, 3, &(jpeg_opts){ .quality = 90 });
+    blob jpg = make_jpeg(big, BIG_W, BIG_H, 3, &(jpeg_opts){.quality = 90});
     free(big);
     char path[4096];
     snprintf(path, sizeof path, "%s/photo_12mp.jpg", work);
     write_file(path, jpg.data, jpg.size);
     char tiny_path[4096];
     snprintf(tiny_path, sizeof tiny_path, "%s/tiny.jpg", work);
-    uint8_t tiny_px[16 * 16 * 3] = { 0 };
+    uint8_t tiny_px[16 * 16 * 3] = {0};
     blob tiny = make_jpeg(tiny_px, 16, 16, 3, NULL);
     write_file(tiny_path, tiny.data, tiny.size);
     blob_free(&tiny);
 
     enum { N_ROWS = 11 };
     row rows[N_ROWS] = {
-        { "capsearch loader, min_side 300 (1/8 + EXIF + file read)", 0, 0, 0, 0 },
-        { "capsearch loader, full size", 0, 0, 0, 0 },
-        { "djpeg -scale 1/8 (process, file, PPM to /dev/null)", 0, 0, 0, 0 },
-        { "djpeg full size (process, file, PPM to /dev/null)", 0, 0, 0, 0 },
-        { "djpeg on a 16x16 JPEG (process start-up alone)", 0, 0, 0, 0 },
-        { "libjpeg 1/8, ISLOW, fancy upsampling (in memory)", 0, 0, 0, 0 },
-        { "libjpeg 1/8, ISLOW, no fancy upsampling (in memory)", 0, 0, 0, 0 },
-        { "libjpeg 1/8, IFAST, fancy upsampling (in memory)", 0, 0, 0, 0 },
-        { "libjpeg full, ISLOW, fancy (in memory)", 0, 0, 0, 0 },
-        { "libjpeg full, IFAST, fancy (in memory)", 0, 0, 0, 0 },
-        { "libjpeg full, ISLOW, no fancy (in memory)", 0, 0, 0, 0 },
+        {"capsearch loader, min_side 300 (1/8 + EXIF + file read)", 0, 0, 0, 0},
+        {"capsearch loader, full size", 0, 0, 0, 0},
+        {"djpeg -scale 1/8 (process, file, PPM to /dev/null)", 0, 0, 0, 0},
+        {"djpeg full size (process, file, PPM to /dev/null)", 0, 0, 0, 0},
+        {"djpeg on a 16x16 JPEG (process start-up alone)", 0, 0, 0, 0},
+        {"libjpeg 1/8, ISLOW, fancy upsampling (in memory)", 0, 0, 0, 0},
+        {"libjpeg 1/8, ISLOW, no fancy upsampling (in memory)", 0, 0, 0, 0},
+        {"libjpeg 1/8, IFAST, fancy upsampling (in memory)", 0, 0, 0, 0},
+        {"libjpeg full, ISLOW, fancy (in memory)", 0, 0, 0, 0},
+        {"libjpeg full, IFAST, fancy (in memory)", 0, 0, 0, 0},
+        {"libjpeg full, ISLOW, no fancy (in memory)", 0, 0, 0, 0},
     };
     /* Round-robin over the rows, so that load from other processes on a shared machine
      * spreads over all rows instead of skewing one. */
     double *t = malloc(sizeof(double) * (size_t)runs * N_ROWS);
-    for (int i = -1; i < runs; i++) {   /* i = -1: warm-up, not counted */
+    for (int i = -1; i < runs; i++) { /* i = -1: warm-up, not counted */
         for (int r = 0; r < N_ROWS; r++) {
             double t0 = now_ms();
             int w = 0, h = 0;
-            ce_image im = { 0 };
+            ce_image im = {0};
             switch (r) {
             case 0:
             case 1: {
-                ce_load_options o = { .min_side = r == 0 ? 300 : 1 << 20 };
+                ce_load_options o = {.min_side = r == 0 ? 300 : 1 << 20};
                 if (ce_image_load_file(path, &o, &im, &err) < 0) {
                     fprintf(stderr, "bench_decode: %s\n", err.msg);
                     return 1;
@@ -133,8 +135,8 @@ int main(int argc, char **argv)
     }
     free(t);
 
-    printf("12 MP JPEG (%dx%d, q90 4:2:0, %zu bytes, from %s), %d runs each, 1 thread\n\n",
-           BIG_W, BIG_H, jpg.size, photo, runs);
+    printf("12 MP JPEG (%dx%d, q90 4:2:0, %zu bytes, from %s), %d runs each, 1 thread\n\n", BIG_W,
+           BIG_H, jpg.size, photo, runs);
     printf("| decode | output | median ms | p90 ms |\n|---|---|---:|---:|\n");
     for (int r = 0; r < N_ROWS; r++) {
         char out[32] = "PPM";
@@ -142,8 +144,7 @@ int main(int argc, char **argv)
         else if (r == 2) snprintf(out, sizeof out, "%dx%d", BIG_W / 8, BIG_H / 8);
         else if (r == 3) snprintf(out, sizeof out, "%dx%d", BIG_W, BIG_H);
         else if (r == 4) snprintf(out, sizeof out, "16x16");
-        printf("| %s | %s | %.2f | %.2f |\n", rows[r].what, out, rows[r].median_ms,
-               rows[r].p90_ms);
+        printf("| %s | %s | %.2f | %.2f |\n", rows[r].what, out, rows[r].median_ms, rows[r].p90_ms);
     }
     blob_free(&jpg);
     return 0;
@@ -201,14 +202,16 @@ static uint8_t *upscale(const ce_image *src, int w, int h)
 
 static int run_djpeg(const char *scale, const char *path)
 {
-    char *argv_scaled[] = { "djpeg", "-scale", (char *)scale, "-outfile", "/dev/null",
-                            (char *)path, NULL };
-    char *argv_full[] = { "djpeg", "-outfile", "/dev/null", (char *)path, NULL };
+    char *argv_scaled[] = {"djpeg",     "-scale",     (char *)scale, "-outfile",
+                           "/dev/null", (char *)path, NULL};
+    char *argv_full[] = {"djpeg", "-outfile", "/dev/null", (char *)path, NULL};
     pid_t pid;
     int rc = posix_spawnp(&pid, "djpeg", NULL, NULL, scale ? argv_scaled : argv_full, environ);
     if (rc != 0) {
-        fprintf(stderr, "bench_decode: cannot run djpeg (apt-get install "
-                "libjpeg-turbo-progs): %s\n", strerror(rc));
+        fprintf(stderr,
+                "bench_decode: cannot run djpeg (apt-get install "
+                "libjpeg-turbo-progs): %s\n",
+                strerror(rc));
         return -1;
     }
     int status;

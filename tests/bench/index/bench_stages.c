@@ -62,8 +62,10 @@ int main(int argc, char **argv)
     const char *db_path = NULL, *models = NULL;
     int limit = 200, batch = 64;
     static const struct option OPTIONS[] = {
-        {"db", required_argument, NULL, 'd'},    {"models", required_argument, NULL, 'm'},
-        {"limit", required_argument, NULL, 'n'}, {"batch", required_argument, NULL, 'b'},
+        {"db", required_argument, NULL, 'd'},
+        {"models", required_argument, NULL, 'm'},
+        {"limit", required_argument, NULL, 'n'},
+        {"batch", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -88,7 +90,8 @@ int main(int argc, char **argv)
 
     ce_err err;
     ce_model *model;
-    if (ce_model_open(models ? models : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) < 0) {
+    if (ce_model_open(models ? models : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) <
+        0) {
         fprintf(stderr, "bench_stages: %s\n", err.msg);
         return 1;
     }
@@ -170,11 +173,13 @@ int main(int argc, char **argv)
         }
         double cpu = cpu_sum[k] / n;
         printf("| %s | %s | %.2f | %.2f | %.2f | %.2f |\n", name,
-               k < N_STAGES ? STAGE_WHAT[k] : "one photo, all stages (1000 / CPU ms = images/s per free core)",
+               k < N_STAGES ? STAGE_WHAT[k]
+                            : "one photo, all stages (1000 / CPU ms = images/s per free core)",
                percentile(v, n, 0.5), percentile(v, n, 0.9), mean, cpu);
-        rlen += (size_t)snprintf(results + rlen, sizeof results - rlen,
-                                 "RESULT stage name=%s n=%d median_ms=%.3f p90_ms=%.3f mean_ms=%.3f cpu_ms=%.3f\n",
-                                 name, n, percentile(v, n, 0.5), percentile(v, n, 0.9), mean, cpu);
+        rlen += (size_t)snprintf(
+            results + rlen, sizeof results - rlen,
+            "RESULT stage name=%s n=%d median_ms=%.3f p90_ms=%.3f mean_ms=%.3f cpu_ms=%.3f\n", name,
+            n, percentile(v, n, 0.5), percentile(v, n, 0.9), mean, cpu);
     }
     printf("\n%sRESULT stages photos=%d failed=%d captioner=%d db_bytes=%lld\n", results, n, failed,
            has_captioner, (long long)counts.db_bytes);
@@ -236,8 +241,10 @@ static int index_one(const char *path, ce_session *s, const ce_model *model, cap
 
     /* the pipeline's own code from here on (row.c): what the daemon stores */
     float pooled[CE_POOLED_DIM];
-    cx_image_result result = {.width = img.source_width, .height = img.source_height,
-                              .taken_time = img.taken_time, .pooled = pooled};
+    cx_image_result result = {.width = img.source_width,
+                              .height = img.source_height,
+                              .taken_time = img.taken_time,
+                              .pooled = pooled};
     t = now_ms(), c = cpu_ms();
     rc = cx_image_describe(s, model, cnn, &result, &err);
     ms[ST_CAPTION] = ce_model_has_captioner(model) ? now_ms() - t : 0;

@@ -94,7 +94,8 @@ int main(int argc, char **argv)
                  minutes / 60 % 24, minutes % 60);
         uint8_t exif[512];
         size_t exif_len = make_exif_app1(exif, i % 2, 1, when, when);
-        blob jpg = make_jpeg(px, w, h, 3, &(jpeg_opts){.quality = 90, .app1 = exif, .app1_len = exif_len});
+        blob jpg =
+            make_jpeg(px, w, h, 3, &(jpeg_opts){.quality = 90, .app1 = exif, .app1_len = exif_len});
         free(px);
         snprintf(tmp, sizeof tmp, "%s/.photo_%04d.jpg.tmp", folder, i);
         write_file(tmp, jpg.data, jpg.size);
@@ -130,10 +131,10 @@ static int load_sources(const char *dir, ce_image *src, int max)
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[k]);
         ce_err err;
-        if (ce_image_load_file(path, &(ce_load_options){.min_side = 1 << 20}, &src[loaded], &err) == 0)
+        if (ce_image_load_file(path, &(ce_load_options){.min_side = 1 << 20}, &src[loaded], &err) ==
+            0)
             loaded++;
-        else
-            fprintf(stderr, "make_photos: skipping %s: %s\n", path, err.msg);
+        else fprintf(stderr, "make_photos: skipping %s: %s\n", path, err.msg);
         free(names[k]);
     }
     return loaded;

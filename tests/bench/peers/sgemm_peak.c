@@ -25,7 +25,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sgemm_peak: bad size '%s'\n", argv[1]);
         return 2;
     }
-    int default_threads[] = { 1, 2 };
+    int default_threads[] = {1, 2};
     int nthreads = argc > 2 ? argc - 2 : 2;
 
     size_t count = (size_t)n * (size_t)n;
@@ -70,10 +70,10 @@ static double best_gflops(int n, const float *a, const float *b, float *c)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     for (int r = 0; r < REPEATS; r++) {
         double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
         double g = flops / (now_s() - t0) / 1e9;
-        if (g > best)
-            best = g;
+        if (g > best) best = g;
     }
     return best;
 }
@@ -90,8 +90,7 @@ static int parse_positive(const char *s, int *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > 65536)
-        return -EINVAL;
+    if (errno != 0 || end == s || *end != '\0' || v < 1 || v > 65536) return -EINVAL;
     *out = (int)v;
     return 0;
 }

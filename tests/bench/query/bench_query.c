@@ -33,35 +33,103 @@
 #define POOLED_DIM 1280
 
 static const char *const SUBJECTS[] = {
-    "man", "woman", "person", "dog", "cat", "child", "group of people", "car", "bird",
-    "horse", "bus", "train", "boat", "bicycle", "motorcycle", "truck", "plane", "cow",
-    "sheep", "elephant", "giraffe", "zebra", "bear", "surfer", "skier", "skateboarder",
-    "kite", "pizza", "sandwich", "cake", "laptop", "teddy bear", "clock", "vase", "bench",
-    "umbrella", "girl", "boy", "baby", "couple", "tennis player", "baseball player",
-    "frisbee", "table", "bowl of fruit", "fire hydrant", "stop sign", "traffic light",
-    "computer", "bed", "toilet", "sink", "refrigerator", "oven", "puppy", "kitten",
-    "duck", "eagle", "swan", "deer",
+    "man",
+    "woman",
+    "person",
+    "dog",
+    "cat",
+    "child",
+    "group of people",
+    "car",
+    "bird",
+    "horse",
+    "bus",
+    "train",
+    "boat",
+    "bicycle",
+    "motorcycle",
+    "truck",
+    "plane",
+    "cow",
+    "sheep",
+    "elephant",
+    "giraffe",
+    "zebra",
+    "bear",
+    "surfer",
+    "skier",
+    "skateboarder",
+    "kite",
+    "pizza",
+    "sandwich",
+    "cake",
+    "laptop",
+    "teddy bear",
+    "clock",
+    "vase",
+    "bench",
+    "umbrella",
+    "girl",
+    "boy",
+    "baby",
+    "couple",
+    "tennis player",
+    "baseball player",
+    "frisbee",
+    "table",
+    "bowl of fruit",
+    "fire hydrant",
+    "stop sign",
+    "traffic light",
+    "computer",
+    "bed",
+    "toilet",
+    "sink",
+    "refrigerator",
+    "oven",
+    "puppy",
+    "kitten",
+    "duck",
+    "eagle",
+    "swan",
+    "deer",
 };
 static const char *const VERBS[] = {
-    "standing", "sitting", "running", "walking", "playing", "lying", "riding a wave",
-    "jumping", "eating", "looking at the camera", "parked", "flying", "resting",
-    "waiting", "sleeping", "swimming", "holding an umbrella", "posing",
+    "standing",
+    "sitting",
+    "running",
+    "walking",
+    "playing",
+    "lying",
+    "riding a wave",
+    "jumping",
+    "eating",
+    "looking at the camera",
+    "parked",
+    "flying",
+    "resting",
+    "waiting",
+    "sleeping",
+    "swimming",
+    "holding an umbrella",
+    "posing",
 };
 static const char *const PLACES[] = {
-    "street", "field", "beach", "park", "kitchen", "living room", "snow", "water", "grass",
-    "road", "city", "table", "bedroom", "bathroom", "forest", "mountain", "lake", "river",
-    "sidewalk", "airport", "station", "garden", "yard", "desert", "farm", "zoo", "office",
-    "restaurant", "market", "harbor", "bridge", "sky", "ocean", "hill", "court", "stadium",
-    "train tracks", "parking lot", "pool", "sofa",
+    "street",  "field",        "beach",       "park",  "kitchen",  "living room", "snow",
+    "water",   "grass",        "road",        "city",  "table",    "bedroom",     "bathroom",
+    "forest",  "mountain",     "lake",        "river", "sidewalk", "airport",     "station",
+    "garden",  "yard",         "desert",      "farm",  "zoo",      "office",      "restaurant",
+    "market",  "harbor",       "bridge",      "sky",   "ocean",    "hill",        "court",
+    "stadium", "train tracks", "parking lot", "pool",  "sofa",
 };
 static const char *const ADJECTIVES[] = {
-    "", "", "", "large", "small", "white", "black", "brown", "red", "young", "old", "happy",
-    "wet", "busy", "empty", "sunny", "snowy", "colorful",
+    "",      "",    "",      "large", "small", "white", "black", "brown", "red",
+    "young", "old", "happy", "wet",   "busy",  "empty", "sunny", "snowy", "colorful",
 };
 static const char *const PREPOSITIONS[] = {"on", "in", "near", "at", "by", "across"};
 static const char *const EVENTS[] = {
-    "holiday", "birthday", "wedding", "trip", "weekend", "family", "garden", "hike",
-    "christmas", "summer", "camping", "party", "misc", "phone", "camera",
+    "holiday",   "birthday", "wedding", "trip",  "weekend", "family", "garden", "hike",
+    "christmas", "summer",   "camping", "party", "misc",    "phone",  "camera",
 };
 #define COUNT(a) ((int)(sizeof a / sizeof a[0]))
 #define N_SUBJECTS COUNT(SUBJECTS)
@@ -91,7 +159,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--capsearch") && i + 1 < argc) capsearch = argv[++i];
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rows") && i + 1 < argc) n_sizes = (int)parse_sizes(argv[++i], sizes, 8);
+        else if (!strcmp(argv[i], "--rows") && i + 1 < argc)
+            n_sizes = (int)parse_sizes(argv[++i], sizes, 8);
         else {
             fprintf(stderr, "usage: bench_query --capsearch PATH [--rows 10000,100000,1000000]"
                             " [--runs N] [--dir DIR]\n");
@@ -139,9 +208,9 @@ int main(int argc, char **argv)
         figures cpu;
         figures p = time_whole_process(capsearch, path, runs, &cpu);
         printf("| %d | %.0f MiB | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms |"
-               " %.2f / %.2f ms | %.1f / %.1f ms |\n", sizes[s], counts.db_bytes / 1048576.0,
-               w.median, w.p99, f.median, f.p99, p.median, p.p99, cpu.median, cpu.p99,
-               sim.median, sim.p99);
+               " %.2f / %.2f ms | %.1f / %.1f ms |\n",
+               sizes[s], counts.db_bytes / 1048576.0, w.median, w.p99, f.median, f.p99, p.median,
+               p.p99, cpu.median, cpu.p99, sim.median, sim.p99);
         fflush(stdout);
     }
     return 0;
@@ -151,7 +220,7 @@ static figures time_in_process(capdb *db, const capdb_query *q, int runs)
 {
     double *t = malloc((size_t)runs * sizeof *t);
     capdb_err err;
-    for (int i = -3; i < runs; i++) {       /* three warm-up runs */
+    for (int i = -3; i < runs; i++) { /* three warm-up runs */
         capdb_results res;
         double t0 = now_ms();
         if (capdb_search(db, q, &res, &err) != 0) fprintf(stderr, "search: %s\n", err.msg);
@@ -242,14 +311,22 @@ static int build(const char *path, int rows)
         pooled[subj] += 4.0f;
 
         int64_t taken = (int64_t)(year - 1970) * 31556952 + (int64_t)(rng() % 31556952);
-        capdb_image img = {.path = p, .size = 2000000 + (int64_t)(rng() % 3000000),
-                           .mtime_ns = taken * 1000000000LL, .fingerprint = rng(),
-                           .width = 4000, .height = 3000, .taken_time = taken,
-                           .caption = caption, .tags = tags, .model_version = "bench",
-                           .concepts = concepts, .n_concepts = N_CONCEPTS,
-                           .pooled = pooled, .n_pooled = POOLED_DIM};
+        capdb_image img = {.path = p,
+                           .size = 2000000 + (int64_t)(rng() % 3000000),
+                           .mtime_ns = taken * 1000000000LL,
+                           .fingerprint = rng(),
+                           .width = 4000,
+                           .height = 3000,
+                           .taken_time = taken,
+                           .caption = caption,
+                           .tags = tags,
+                           .model_version = "bench",
+                           .concepts = concepts,
+                           .n_concepts = N_CONCEPTS,
+                           .pooled = pooled,
+                           .n_pooled = POOLED_DIM};
         rc = capdb_upsert(db, &img, &err);
-        if (rc == 0 && i % 20000 == 19999) {     /* a daemon commits in batches too */
+        if (rc == 0 && i % 20000 == 19999) { /* a daemon commits in batches too */
             rc = capdb_commit(db, &err);
             if (rc == 0) rc = capdb_begin(db, &err);
         }
@@ -264,7 +341,7 @@ static int build(const char *path, int rows)
     return 0;
 }
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;    /* fixed seed: same data every run */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull; /* fixed seed: same data every run */
 
 static uint64_t rng(void)
 {
@@ -274,10 +351,7 @@ static uint64_t rng(void)
     return rng_state;
 }
 
-static double uniform(void)
-{
-    return (double)(rng() >> 11) / 9007199254740992.0;
-}
+static double uniform(void) { return (double)(rng() >> 11) / 9007199254740992.0; }
 
 /* Index in [0, n) with the front of the list far more likely: P(i < k) = sqrt(k / n). */
 static int skewed(int n)
