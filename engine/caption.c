@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
 #include "caption.h"
+#include "matvec.h"
 #include "model.h"
 #include "weights.h"
 
@@ -153,8 +152,8 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
         snprintf(err->msg, sizeof err->msg, "out of memory");
         return -ENOMEM;
     }
-    int rc = ce__weights_open_flags(path, text_only ? CE_WEIGHTS_SKIP_F16 : CE_WEIGHTS_CONVERT_F16,
-                                    &cap->weights, err);
+    /* float16 tensors stay float16 in the mapping: matvec.c widens them as it goes. */
+    int rc = ce__weights_open_flags(path, CE_WEIGHTS_SKIP_F16, &cap->weights, err);
     if (rc < 0) {
         free(cap);
         return rc;
@@ -193,12 +192,22 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
         *out = cap;
         return 0;
     }
+    /* Hashed as float32 (float16 tensors widened), as when the file was converted at
+     * open: the identity, and so every index's model version, stays what it was. */
     uint32_t h = 2166136261u;
     for (int i = 0; i < ce__weights_count(cap->weights); i++) {
         const ce_tensor *t = ce__weights_at(cap->weights, i);
-        size_t width = t->dtype == CE_DT_U8 ? 1 : 4;
         h = fnv1a(h, t->name, strlen(t->name));
-        h = fnv1a(h, t->data, t->count * width);
+        if (t->dtype != CE_DT_F16) {
+            h = fnv1a(h, t->data, t->count * (t->dtype == CE_DT_U8 ? 1 : 4));
+            continue;
+        }
+        float chunk[1024];
+        for (size_t at = 0; at < t->count; at += 1024) {
+            size_t n = t->count - at < 1024 ? t->count - at : 1024;
+            ce__f16_to_f32((const uint16_t *)t->data + at, chunk, n);
+            h = fnv1a(h, chunk, n * sizeof(float));
+        }
     }
     snprintf(cap->version, sizeof cap->version, "cap-%08x", h);
     *out = cap;
@@ -216,6 +225,7 @@ void ce__captioner_close(ce_captioner *cap)
     free(cap->word_storage);
     free(cap->concepts);
     free(cap->concept_storage);
+    free(cap->vectors);
     ce__weights_close(cap->weights);
     free(cap);
 }
@@ -296,12 +306,10 @@ int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scr
     for (int i = 0; i < F; i++)
         s->features[i] = (features[i] - cap->feat_mean[i]) * cap->feat_scale[i];
     memcpy(s->hidden1, cap->head_b1, sizeof(float) * (size_t)Hh);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, Hh, F, 1.0f, cap->head_w1, F, s->features, 1, 1.0f,
-                s->hidden1, 1);
+    ce__matmul_f16(1, Hh, F, s->features, F, cap->head_w1, F, s->hidden1, Hh);
     for (int i = 0; i < Hh; i++) s->hidden1[i] = s->hidden1[i] > 0 ? s->hidden1[i] : 0;
     memcpy(probs, cap->head_b2, sizeof(float) * (size_t)K);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, K, Hh, 1.0f, cap->head_w2, Hh, s->hidden1, 1, 1.0f,
-                probs, 1);
+    ce__matmul_f16(1, K, Hh, s->hidden1, Hh, cap->head_w2, Hh, probs, K);
     sigmoid_inplace(probs, K);
     return 0;
 }
@@ -379,25 +387,51 @@ static int load_tensors(ce_captioner *cap, ce_err *err)
     const ce_weights *w = cap->weights;
     const int V = cap->n_words, K = cap->n_concepts, E = cap->emb, H = cap->hidden, C = cap->cond;
     const int F = cap->feat_dim, Hh = cap->head_hidden;
+    const struct {
+        const char *name;
+        const uint16_t **to;
+        int rows, cols;
+    } matrices[] = {
+        {"head/w1", &cap->head_w1, Hh, F},      {"head/w2", &cap->head_w2, K, Hh},
+        {"dec/cin_w", &cap->cin_w, C, K},       {"dec/init_h_w", &cap->init_h_w, H, C},
+        {"dec/init_c_w", &cap->init_c_w, H, C}, {"dec/emb", &cap->emb_w, V, E},
+        {"dec/w_ih", &cap->w_ih, 4 * H, E + C}, {"dec/w_hh", &cap->w_hh, 4 * H, H},
+        {"dec/out_w", &cap->out_w, V, H},
+    };
+    const struct {
+        const char *name;
+        const float **to;
+        int n;
+    } vectors[] = {
+        {"head/b1", &cap->head_b1, Hh},      {"head/b2", &cap->head_b2, K},
+        {"dec/cin_b", &cap->cin_b, C},       {"dec/init_h_b", &cap->init_h_b, H},
+        {"dec/init_c_b", &cap->init_c_b, H}, {"dec/b", &cap->lstm_b, 4 * H},
+        {"dec/out_b", &cap->out_b, V},
+    };
+    const int n_vectors = (int)(sizeof vectors / sizeof *vectors);
+    for (size_t i = 0; i < sizeof matrices / sizeof *matrices; i++) {
+        const ce_tensor *t = ce__weights_get(w, matrices[i].name, CE_DT_F16, err, 2,
+                                             matrices[i].rows, matrices[i].cols);
+        if (!t) return -EBADMSG;
+        *matrices[i].to = t->data;
+    }
     if (!(cap->feat_mean = ce__weights_f32(w, "head/feat_mean", err, 1, F)) ||
-        !(cap->feat_scale = ce__weights_f32(w, "head/feat_scale", err, 1, F)) ||
-        !(cap->head_w1 = ce__weights_f32(w, "head/w1", err, 2, Hh, F)) ||
-        !(cap->head_b1 = ce__weights_f32(w, "head/b1", err, 1, Hh)) ||
-        !(cap->head_w2 = ce__weights_f32(w, "head/w2", err, 2, K, Hh)) ||
-        !(cap->head_b2 = ce__weights_f32(w, "head/b2", err, 1, K)) ||
-        !(cap->cin_w = ce__weights_f32(w, "dec/cin_w", err, 2, C, K)) ||
-        !(cap->cin_b = ce__weights_f32(w, "dec/cin_b", err, 1, C)) ||
-        !(cap->init_h_w = ce__weights_f32(w, "dec/init_h_w", err, 2, H, C)) ||
-        !(cap->init_h_b = ce__weights_f32(w, "dec/init_h_b", err, 1, H)) ||
-        !(cap->init_c_w = ce__weights_f32(w, "dec/init_c_w", err, 2, H, C)) ||
-        !(cap->init_c_b = ce__weights_f32(w, "dec/init_c_b", err, 1, H)) ||
-        !(cap->emb_w = ce__weights_f32(w, "dec/emb", err, 2, V, E)) ||
-        !(cap->w_ih = ce__weights_f32(w, "dec/w_ih", err, 2, 4 * H, E + C)) ||
-        !(cap->w_hh = ce__weights_f32(w, "dec/w_hh", err, 2, 4 * H, H)) ||
-        !(cap->lstm_b = ce__weights_f32(w, "dec/b", err, 1, 4 * H)) ||
-        !(cap->out_w = ce__weights_f32(w, "dec/out_w", err, 2, V, H)) ||
-        !(cap->out_b = ce__weights_f32(w, "dec/out_b", err, 1, V)))
+        !(cap->feat_scale = ce__weights_f32(w, "head/feat_scale", err, 1, F)))
         return -EBADMSG;
+    size_t total = 0;
+    for (int i = 0; i < n_vectors; i++) total += (size_t)vectors[i].n;
+    if (!(cap->vectors = malloc(sizeof(float) * total))) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    float *at = cap->vectors;
+    for (int i = 0; i < n_vectors; i++) {
+        const ce_tensor *t = ce__weights_get(w, vectors[i].name, CE_DT_F16, err, 1, vectors[i].n);
+        if (!t) return -EBADMSG;
+        ce__f16_to_f32(t->data, at, (size_t)vectors[i].n);
+        *vectors[i].to = at;
+        at += vectors[i].n;
+    }
     const ce_tensor *once = ce__weights_get(w, "vocab/once", CE_DT_U8, err, 1, V);
     if (!once) return -EBADMSG;
     cap->once = once->data;
@@ -490,20 +524,19 @@ static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s)
     const int K = cap->n_concepts, H = cap->hidden, C = cap->cond, E = cap->emb;
     float *cbuf = s->cvec;
     memcpy(cbuf, cap->cin_b, sizeof(float) * (size_t)C);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, C, K, 1.0f, cap->cin_w, K, s->cond, 1, 1.0f, cbuf, 1);
+    ce__matmul_f16(1, C, K, s->cond, K, cap->cin_w, K, cbuf, C);
     for (int i = 0; i < C; i++) cbuf[i] = cbuf[i] > 0 ? cbuf[i] : 0;
     memcpy(s->h, cap->init_h_b, sizeof(float) * (size_t)H);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, H, C, 1.0f, cap->init_h_w, C, cbuf, 1, 1.0f, s->h, 1);
+    ce__matmul_f16(1, H, C, cbuf, C, cap->init_h_w, C, s->h, H);
     memcpy(s->c, cap->init_c_b, sizeof(float) * (size_t)H);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, H, C, 1.0f, cap->init_c_w, C, cbuf, 1, 1.0f, s->c, 1);
+    ce__matmul_f16(1, H, C, cbuf, C, cap->init_c_w, C, s->c, H);
     for (int i = 0; i < H; i++) {
         s->h[i] = tanhf(s->h[i]);
         s->c[i] = tanhf(s->c[i]);
     }
     /* The conditioning's share of the input gates: W_ih[:, E:] c + b, once per image. */
     memcpy(s->cond_gates, cap->lstm_b, sizeof(float) * 4 * (size_t)H);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, 4 * H, C, 1.0f, cap->w_ih + E, E + C, cbuf, 1, 1.0f,
-                s->cond_gates, 1);
+    ce__matmul_f16(1, 4 * H, C, cbuf, C, cap->w_ih + E, E + C, s->cond_gates, 4 * H);
 }
 
 /* One LSTM step for n beams (states s->h/s->c rows) -> s->h_next/c_next and s->logits. */
@@ -511,14 +544,12 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
 {
     const int H = cap->hidden, E = cap->emb, C = cap->cond, V = cap->n_words;
     for (int b = 0; b < n; b++) {
-        memcpy(s->inputs + (size_t)b * E, cap->emb_w + (size_t)tokens[b] * E,
-               sizeof(float) * (size_t)E);
+        ce__f16_to_f32(cap->emb_w + (size_t)tokens[b] * E, s->inputs + (size_t)b * E, (size_t)E);
         memcpy(s->gates + (size_t)b * 4 * H, s->cond_gates, sizeof(float) * 4 * (size_t)H);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, E, 1.0f, s->inputs, E, cap->w_ih,
-                E + C, 1.0f, s->gates, 4 * H);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 4 * H, H, 1.0f, s->h, H, cap->w_hh, H,
-                1.0f, s->gates, 4 * H);
+    /* All beams in one pass over each weight matrix (M = n). */
+    ce__matmul_f16(n, 4 * H, E, s->inputs, E, cap->w_ih, E + C, s->gates, 4 * H);
+    ce__matmul_f16(n, 4 * H, H, s->h, H, cap->w_hh, H, s->gates, 4 * H);
     for (int b = 0; b < n; b++) {
         const float *g = s->gates + (size_t)b * 4 * H;
         const float *c_prev = s->c + (size_t)b * H;
@@ -534,8 +565,7 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
     }
     for (int b = 0; b < n; b++)
         memcpy(s->logits + (size_t)b * V, cap->out_b, sizeof(float) * (size_t)V);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, H, 1.0f, s->h_next, H, cap->out_w, H,
-                1.0f, s->logits, V);
+    ce__matmul_f16(n, V, H, s->h_next, H, cap->out_w, H, s->logits, V);
 }
 
 /* ------------------------------------------------------------------ grounding */
@@ -681,6 +711,11 @@ static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int wid
             int n_top = 0;
             for (int t = 0; t < V; t++) {
                 if (t == TOKEN_PAD || t == TOKEN_UNK) continue;
+                /* Most words cannot enter the top list: skip them before the costlier
+                 * rules. Only the second word of a compound may gain score below. */
+                if (n_top == keep && !(bias && cap->compound_second[t] && hyp->n > 0) &&
+                    hyp->score + lp[t] + (bias ? bias[t] : 0.0f) <= top[n_top - 1].score)
+                    continue;
                 if (t == TOKEN_EOS
                         ? hyp->n == 0
                         : (hyp->n >= max_len || blocked(hyp, t, cap->ngram_block, cap->once)))

@@ -37,9 +37,12 @@ struct ce_captioner {
     char *concept_storage;
     const uint8_t *once;           /* n_words: 1 = at most once per caption */
     const int32_t *class_concepts; /* [91][2] COCO class -> concept index or -1 */
-    const float *feat_mean, *feat_scale, *head_w1, *head_b1, *head_w2, *head_b2;
-    const float *cin_w, *cin_b, *init_h_w, *init_h_b, *init_c_w, *init_c_b;
-    const float *emb_w, *w_ih, *w_hh, *lstm_b, *out_w, *out_b;
+    /* Matrices: float16 in the mapped file, row-major [out][in] (matvec.h). Vectors:
+     * float32 (widened once at open into `vectors`). */
+    const uint16_t *head_w1, *head_w2, *cin_w, *init_h_w, *init_c_w, *emb_w, *w_ih, *w_hh, *out_w;
+    const float *feat_mean, *feat_scale, *head_b1, *head_b2, *cin_b, *init_h_b, *init_c_b;
+    const float *lstm_b, *out_b;
+    float *vectors;
     caption_lookup *lookup; /* concept words and aliases, sorted by word */
     int n_lookup;
     int32_t *word_concept; /* n_words: the concept a content word names, or -1 */

@@ -1,0 +1,171 @@
+/*
+ * x · wᵀ with float16 weights (matvec.h): the captioner's concept head, conditioning and
+ * every LSTM step (M = beams, 1..16) go through ce__matmul_f16.
+ *
+ * Why not sgemm: with M = 3 rows an sgemm is a stream over the weights, and OpenBLAS
+ * packs (copies) the whole float32 weight matrix before each call: 17 MB per step, half
+ * of the captioner's time in sgemm_incopy. Here each weight is read once per step,
+ * straight from the float16 mapping (8.5 MB per step), widened in registers and used
+ * for every beam while it is there.
+ *
+ * Kernel (AVX-512 + F16C, the build's -march=native): blocks of ROWS weight rows times up
+ * to BEAMS rows of x, ROWS x BEAMS accumulators of 16 lanes; the x chunks (a few KB) stay
+ * in L1. Lane sums are added in a fixed order, so a result depends only on n, the shapes
+ * and the data, never on where a row falls in a block. Elsewhere a portable loop with 8
+ * partial sums that the compiler can vectorise.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
+#include <immintrin.h>
+#define MATVEC_AVX512 1
+#endif
+
+#include "matvec.h"
+
+#define ROWS 4  /* weight rows per block */
+#define BEAMS 4 /* x rows per block */
+#define MAX_COLS 8192
+
+static float half_to_float(uint16_t h);
+
+/* ------------------------------------------------------------------ AVX-512 */
+
+#ifdef MATVEC_AVX512
+/* One block: R weight rows against NB rows of x, all `cols` columns. R and NB are
+ * constants at every call site, so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void block_avx512(const int R, const int NB, int cols,
+                                                               const float *x, int ldx,
+                                                               const uint16_t *w, int ldw, float *y,
+                                                               int ldy)
+{
+    __m512 acc[ROWS][BEAMS];
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= cols; k += 16) {
+        __m512 xv[BEAMS];
+        for (int b = 0; b < NB; b++) xv[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_cvtph_ps(
+                _mm256_loadu_si256((const __m256i *)(const void *)(w + (size_t)r * ldw + k)));
+            for (int b = 0; b < NB; b++) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
+        }
+    }
+    if (k < cols) {
+        const __mmask16 m = (__mmask16)((1u << (cols - k)) - 1);
+        __m512 xv[BEAMS];
+        for (int b = 0; b < NB; b++) xv[b] = _mm512_maskz_loadu_ps(m, x + (size_t)b * ldx + k);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, w + (size_t)r * ldw + k));
+            for (int b = 0; b < NB; b++) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++) y[(size_t)b * ldy + r] += _mm512_reduce_add_ps(acc[r][b]);
+}
+
+/* All rows of w against NB rows of x. */
+static inline __attribute__((always_inline)) void rows_avx512(const int NB, int rows, int cols,
+                                                              const float *x, int ldx,
+                                                              const uint16_t *w, int ldw, float *y,
+                                                              int ldy)
+{
+    int j = 0;
+    for (; j + ROWS <= rows; j += ROWS)
+        block_avx512(ROWS, NB, cols, x, ldx, w + (size_t)j * ldw, ldw, y + j, ldy);
+    for (; j < rows; j++) block_avx512(1, NB, cols, x, ldx, w + (size_t)j * ldw, ldw, y + j, ldy);
+}
+#endif
+
+/* ------------------------------------------------------------------ portable */
+
+#ifndef MATVEC_AVX512
+/* One weight row widened once, then a dot product with 8 partial sums per row of x. */
+static void rows_portable(int n, int rows, int cols, const float *x, int ldx, const uint16_t *w,
+                          int ldw, float *y, int ldy)
+{
+    float wf[MAX_COLS];
+    for (int j = 0; j < rows; j++) {
+        ce__f16_to_f32(w + (size_t)j * ldw, wf, (size_t)cols);
+        for (int b = 0; b < n; b++) {
+            const float *xb = x + (size_t)b * ldx;
+            float part[8] = {0};
+            int k = 0;
+            for (; k + 8 <= cols; k += 8)
+                for (int l = 0; l < 8; l++) part[l] += wf[k + l] * xb[k + l];
+            for (; k < cols; k++) part[0] += wf[k] * xb[k];
+            float sum = ((part[0] + part[1]) + (part[2] + part[3])) +
+                        ((part[4] + part[5]) + (part[6] + part[7]));
+            y[(size_t)b * ldy + j] += sum;
+        }
+    }
+}
+#endif
+
+/* ------------------------------------------------------------------ public */
+
+void ce__matmul_f16(int n, int rows, int cols, const float *x, int ldx, const uint16_t *w, int ldw,
+                    float *y, int ldy)
+{
+    if (n <= 0 || rows <= 0 || cols <= 0) return;
+#ifdef MATVEC_AVX512
+    for (int b = 0; b < n; b += BEAMS) {
+        const float *xb = x + (size_t)b * ldx;
+        float *yb = y + (size_t)b * ldy;
+        switch (n - b < BEAMS ? n - b : BEAMS) {
+        case 1: rows_avx512(1, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        case 2: rows_avx512(2, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        case 3: rows_avx512(3, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        default: rows_avx512(4, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        }
+    }
+#else
+    if (cols > MAX_COLS) {
+        /* Wider than the row buffer: in column slices (sums in another order). */
+        for (int k = 0; k < cols; k += MAX_COLS)
+            ce__matmul_f16(n, rows, cols - k < MAX_COLS ? cols - k : MAX_COLS, x + k, ldx, w + k,
+                           ldw, y, ldy);
+        return;
+    }
+    rows_portable(n, rows, cols, x, ldx, w, ldw, y, ldy);
+#endif
+}
+
+void ce__f16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+#ifdef MATVEC_AVX512
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(
+            dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + i))));
+#endif
+    for (; i < n; i++) dst[i] = half_to_float(src[i]);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+/* IEEE binary16 -> binary32, exact (also subnormals, infinities, NaN). */
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
+    if (exp == 0x1F) {
+        bits = sign | 0x7F800000u | mant << 13;
+    } else if (exp != 0) {
+        bits = sign | (exp + 112) << 23 | mant << 13;
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        int e = -1;
+        do {
+            mant <<= 1;
+            e++;
+        } while (!(mant & 0x400));
+        bits = sign | (uint32_t)(112 - e) << 23 | (mant & 0x3FF) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}

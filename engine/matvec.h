@@ -1,0 +1,22 @@
+/*
+ * Private to engine/: products of a few float32 rows with a float16 weight matrix, the
+ * captioner's whole arithmetic (matvec.c). The weights stay float16 in the mapped file
+ * (half the bytes a step streams, shared between processes); each one is widened to
+ * float32 exactly (every float16 is a float32) and accumulated in float32, so the results
+ * differ from a float32 sgemm over the converted weights only in the order of the sums.
+ */
+#ifndef CAPENGINE_MATVEC_H
+#define CAPENGINE_MATVEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y[b][j] += sum_k x[b][k] * w[j][k] for b < n, j < rows, k < cols: n rows of x (row
+ * stride ldx floats) times the transpose of w (rows x cols float16, row stride ldw), added
+ * into y (row stride ldy). Any n >= 0; no alignment needed. */
+void ce__matmul_f16(int n, int rows, int cols, const float *x, int ldx, const uint16_t *w, int ldw,
+                    float *y, int ldy);
+/* dst[i] = the float32 value of the float16 src[i]. */
+void ce__f16_to_f32(const uint16_t *src, float *dst, size_t n);
+
+#endif
