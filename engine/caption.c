@@ -550,19 +550,9 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
     /* All beams in one pass over each weight matrix (M = n). */
     ce__matmul_f16(n, 4 * H, E, s->inputs, E, cap->w_ih, E + C, s->gates, 4 * H);
     ce__matmul_f16(n, 4 * H, H, s->h, H, cap->w_hh, H, s->gates, 4 * H);
-    for (int b = 0; b < n; b++) {
-        const float *g = s->gates + (size_t)b * 4 * H;
-        const float *c_prev = s->c + (size_t)b * H;
-        float *h_out = s->h_next + (size_t)b * H, *c_out = s->c_next + (size_t)b * H;
-        for (int j = 0; j < H; j++) {
-            float i_g = 1.0f / (1.0f + expf(-g[j]));
-            float f_g = 1.0f / (1.0f + expf(-g[H + j]));
-            float g_g = tanhf(g[2 * H + j]);
-            float o_g = 1.0f / (1.0f + expf(-g[3 * H + j]));
-            c_out[j] = f_g * c_prev[j] + i_g * g_g;
-            h_out[j] = o_g * tanhf(c_out[j]);
-        }
-    }
+    for (int b = 0; b < n; b++)
+        ce__lstm_cell(s->gates + (size_t)b * 4 * H, s->c + (size_t)b * H, s->h_next + (size_t)b * H,
+                      s->c_next + (size_t)b * H, H);
     for (int b = 0; b < n; b++)
         memcpy(s->logits + (size_t)b * V, cap->out_b, sizeof(float) * (size_t)V);
     ce__matmul_f16(n, V, H, s->h_next, H, cap->out_w, H, s->logits, V);
@@ -819,11 +809,7 @@ static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *o
 
 static void log_softmax(float *v, int n)
 {
-    float mx = v[0];
-    for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += exp((double)(v[i] - mx));
-    float lse = mx + (float)log(sum);
+    float lse = ce__log_sum_exp(v, n);
     for (int i = 0; i < n; i++) v[i] -= lse;
 }
 

@@ -14,6 +14,7 @@
  * and the data, never on where a row falls in a block. Elsewhere a portable loop with 8
  * partial sums that the compiler can vectorise.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -80,6 +81,46 @@ static inline __attribute__((always_inline)) void rows_avx512(const int NB, int 
 }
 #endif
 
+#ifdef MATVEC_AVX512
+/* exp(x) for 16 lanes: Cephes' expf (x = n ln2 + r, |r| <= ln2 / 2, degree-6
+ * polynomial), within 2 ulp of libm's expf; underflows to 0, overflows to +inf. */
+static inline __m512 exp_avx512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(89.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __m512 sigmoid_avx512(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one,
+                         _mm512_add_ps(one, exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+/* tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): within about 1e-7 of libm. */
+static inline __m512 tanh_avx512(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 e = exp_avx512(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(t),
+        _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32((int)0x80000000u))));
+}
+#endif
+
 /* ------------------------------------------------------------------ portable */
 
 #ifndef MATVEC_AVX512
@@ -132,6 +173,52 @@ void ce__matmul_f16(int n, int rows, int cols, const float *x, int ldx, const ui
     }
     rows_portable(n, rows, cols, x, ldx, w, ldw, y, ldy);
 #endif
+}
+
+float ce__log_sum_exp(const float *v, int n)
+{
+    int i = 0;
+    float mx = v[0];
+    double sum = 0;
+#ifdef MATVEC_AVX512
+    __m512 m16 = _mm512_set1_ps(v[0]);
+    for (; i + 16 <= n; i += 16) m16 = _mm512_max_ps(m16, _mm512_loadu_ps(v + i));
+    mx = _mm512_reduce_max_ps(m16);
+    for (; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    __m512 s16 = _mm512_setzero_ps(), shift = _mm512_set1_ps(mx);
+    for (i = 0; i + 16 <= n; i += 16)
+        s16 = _mm512_add_ps(s16, exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(v + i), shift)));
+    sum = _mm512_reduce_add_ps(s16);
+#else
+    for (i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    i = 0;
+#endif
+    for (; i < n; i++) sum += exp((double)(v[i] - mx));
+    return mx + (float)log(sum);
+}
+
+void ce__lstm_cell(const float *g, const float *c_prev, float *h, float *c, int H)
+{
+    int j = 0;
+#ifdef MATVEC_AVX512
+    for (; j + 16 <= H; j += 16) {
+        __m512 i_g = sigmoid_avx512(_mm512_loadu_ps(g + j));
+        __m512 f_g = sigmoid_avx512(_mm512_loadu_ps(g + H + j));
+        __m512 g_g = tanh_avx512(_mm512_loadu_ps(g + 2 * H + j));
+        __m512 o_g = sigmoid_avx512(_mm512_loadu_ps(g + 3 * H + j));
+        __m512 cj = _mm512_fmadd_ps(f_g, _mm512_loadu_ps(c_prev + j), _mm512_mul_ps(i_g, g_g));
+        _mm512_storeu_ps(c + j, cj);
+        _mm512_storeu_ps(h + j, _mm512_mul_ps(o_g, tanh_avx512(cj)));
+    }
+#endif
+    for (; j < H; j++) {
+        float i_g = 1.0f / (1.0f + expf(-g[j]));
+        float f_g = 1.0f / (1.0f + expf(-g[H + j]));
+        float g_g = tanhf(g[2 * H + j]);
+        float o_g = 1.0f / (1.0f + expf(-g[3 * H + j]));
+        c[j] = f_g * c_prev[j] + i_g * g_g;
+        h[j] = o_g * tanhf(c[j]);
+    }
 }
 
 void ce__f16_to_f32(const uint16_t *src, float *dst, size_t n)

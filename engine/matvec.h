@@ -1,6 +1,6 @@
 /*
- * Private to engine/: products of a few float32 rows with a float16 weight matrix, the
- * captioner's whole arithmetic (matvec.c). The weights stay float16 in the mapped file
+ * Private to engine/: the captioner's inner loops (matvec.c): products of a few float32
+ * rows with a float16 weight matrix, the LSTM cell and the softmax normaliser. The weights stay float16 in the mapped file
  * (half the bytes a step streams, shared between processes); each one is widened to
  * float32 exactly (every float16 is a float32) and accumulated in float32, so the results
  * differ from a float32 sgemm over the converted weights only in the order of the sums.
@@ -16,6 +16,11 @@
  * into y (row stride ldy). Any n >= 0; no alignment needed. */
 void ce__matmul_f16(int n, int rows, int cols, const float *x, int ldx, const uint16_t *w, int ldw,
                     float *y, int ldy);
+/* log(sum_i exp(v[i])), n >= 1, with the maximum taken out first (never overflows). */
+float ce__log_sum_exp(const float *v, int n);
+/* One LSTM cell on gate pre-activations g = [i f g o] (4 x H): c = sigmoid(f) c_prev +
+ * sigmoid(i) tanh(g), h = sigmoid(o) tanh(c). */
+void ce__lstm_cell(const float *gates, const float *c_prev, float *h, float *c, int H);
 /* dst[i] = the float32 value of the float16 src[i]. */
 void ce__f16_to_f32(const uint16_t *src, float *dst, size_t n);
 
