@@ -1,7 +1,14 @@
 /*
  * Image loading: read the file, recognise the format by its first bytes (never by the
- * name), hand it to the JPEG or PNG decoder, then turn the pixels upright as the EXIF
- * Orientation says.
+ * name), hand it to its decoder (image_<format>.c), then turn the pixels upright as the
+ * decoder's orientation (EXIF, TIFF tag, RAW flip; HEIF is turned by libheif) says.
+ *
+ * Sniffing trusts nothing: every read below checks the length first. Camera RAW files
+ * are mostly TIFF inside (DNG, CR2, NEF, ARW, PEF...), so a TIFF header goes to LibRaw
+ * when IFD0 says it is one (a DNGVersion tag, a CFA or LinearRaw photometric, or SubIFDs
+ * beside a camera Make, which scanners and editors do not write) or its header is
+ * CR2's; everything else TIFF goes to libtiff. ISO-BMFF files go by their brands: AVIF,
+ * HEIF (HEIC), Canon CR3 (RAW); any other (MP4 video, QuickTime) is "not an image".
  *
  * Files are read with open/fstat/read into memory rather than mmap: the daemon loads
  * files that other programs may still be writing or truncating, and a truncated mapping
@@ -20,13 +27,25 @@
 
 #define DEFAULT_MAX_PIXELS (100LL * 1000 * 1000)
 #define DEFAULT_MIN_SIDE 300
-/* A JPEG or PNG under the pixel limit is far smaller than this; a bigger file is
+/* An image under the pixel limit (RAW files included) is far smaller than this; a bigger file is
  * refused before it is read into memory. */
 #define MAX_FILE_BYTES ((off_t)1 << 30)
 
-typedef enum { FMT_UNKNOWN, FMT_JPEG, FMT_PNG, FMT_OTHER } image_format;
+typedef int (*decoder)(const uint8_t *, size_t, const ce_decode_params *, ce_image *, int *,
+                       ce_err *);
 
-static image_format sniff_format(const uint8_t *d, size_t n, const char **other_name);
+static const struct {
+    const char *name;
+    decoder decode;
+} FORMATS[] = {
+    [CE__FMT_JPEG] = {"JPEG", ce__decode_jpeg}, [CE__FMT_PNG] = {"PNG", ce__decode_png},
+    [CE__FMT_HEIF] = {"HEIF", ce__decode_heif}, [CE__FMT_AVIF] = {"AVIF", ce__decode_heif},
+    [CE__FMT_WEBP] = {"WebP", ce__decode_webp}, [CE__FMT_TIFF] = {"TIFF", ce__decode_tiff},
+    [CE__FMT_RAW] = {"RAW", ce__decode_raw},    [CE__FMT_GIF] = {"GIF", ce__decode_gif},
+};
+
+static int bmff_brand(const uint8_t *d, size_t n);
+static int tiff_is_raw(const uint8_t *d, size_t n);
 static int read_whole_file(const char *path, uint8_t **data, size_t *size, ce_err *err);
 static int apply_orientation(ce_image *img, int orientation, ce_err *err);
 
@@ -71,23 +90,23 @@ int ce_image_load_memory(const void *data, size_t size, const ce_load_options *o
 
     const char *other = NULL;
     int orientation = 1;
-    int rc;
-    switch (sniff_format(data, size, &other)) {
-    case FMT_JPEG: rc = ce__decode_jpeg(data, size, &params, out, &orientation, err); break;
-    case FMT_PNG: rc = ce__decode_png(data, size, &params, out, &orientation, err); break;
-    case FMT_OTHER:
-        ce__image_error(err, "unsupported image format %s (only JPEG and PNG are read)", other);
-        return -ENOTSUP;
-    default:
-        ce__image_error(err, "not a JPEG or PNG image (unrecognised content)");
+    ce__format fmt = ce__sniff_format(data, size, &other);
+    if (fmt == CE__FMT_OTHER) {
+        ce__image_error(err, "unsupported image format %s", other);
         return -ENOTSUP;
     }
+    if (fmt == CE__FMT_UNKNOWN) {
+        ce__image_error(err, "not an image capsearch reads (unrecognised content)");
+        return -ENOTSUP;
+    }
+    int rc = FORMATS[fmt].decode(data, size, &params, out, &orientation, err);
     if (rc < 0) {
         memset(out, 0, sizeof *out);
         return rc;
     }
     rc = apply_orientation(out, orientation, err);
     if (rc < 0) ce_image_free(out);
+    else out->format = FORMATS[fmt].name;
     return rc;
 }
 
@@ -116,24 +135,92 @@ static int starts_with(const uint8_t *d, size_t n, const void *magic, size_t len
 
 /* JPEG needs only SOI (FF D8) so that a file cut right after it is reported as a
  * truncated JPEG rather than as "not an image"; PNG accepts a partial signature for
- * the same reason. Other well-known formats are named in the error. */
-static image_format sniff_format(const uint8_t *d, size_t n, const char **other_name)
+ * the same reason. */
+ce__format ce__sniff_format(const uint8_t *d, size_t n, const char **name)
 {
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (starts_with(d, n, "\xff\xd8", 2)) return FMT_JPEG;
-    if (n >= 4 && memcmp(d, png_sig, n < 8 ? n : 8) == 0) return FMT_PNG;
+    if (starts_with(d, n, "\xff\xd8", 2)) return CE__FMT_JPEG;
+    if (n >= 4 && memcmp(d, png_sig, n < 8 ? n : 8) == 0) return CE__FMT_PNG;
+    if (starts_with(d, n, "GIF87a", 6) || starts_with(d, n, "GIF89a", 6)) return CE__FMT_GIF;
+    if (n >= 12 && starts_with(d, n, "RIFF", 4) && memcmp(d + 8, "WEBP", 4) == 0)
+        return CE__FMT_WEBP;
+    if (n >= 12 && memcmp(d + 4, "ftyp", 4) == 0) return (ce__format)bmff_brand(d, n);
+    /* RAW formats with their own headers: Fujifilm RAF, Minolta MRW, Sigma X3F, Canon CRW,
+     * Olympus ORF and Panasonic RW2 (TIFF-like with their own magic numbers) */
+    if (starts_with(d, n, "FUJIFILMCCD-RAW", 15) || starts_with(d, n, "\0MRM", 4) ||
+        starts_with(d, n, "FOVb", 4) || (n >= 14 && memcmp(d + 6, "HEAPCCDR", 8) == 0) ||
+        starts_with(d, n, "IIRO", 4) || starts_with(d, n, "IIRS", 4) ||
+        starts_with(d, n, "MMOR", 4) || starts_with(d, n, "IIU\0", 4))
+        return CE__FMT_RAW;
+    if (starts_with(d, n, "II*\0", 4) || starts_with(d, n, "MM\0*", 4))
+        return tiff_is_raw(d, n) ? CE__FMT_RAW : CE__FMT_TIFF;
+    if (starts_with(d, n, "BM", 2) && n >= 26) {
+        *name = "BMP";
+        return CE__FMT_OTHER;
+    }
+    return CE__FMT_UNKNOWN;
+}
 
-    if (starts_with(d, n, "GIF87a", 6) || starts_with(d, n, "GIF89a", 6)) *other_name = "GIF";
-    else if (n >= 12 && starts_with(d, n, "RIFF", 4) && memcmp(d + 8, "WEBP", 4) == 0)
-        *other_name = "WebP";
-    else if (n >= 12 && memcmp(d + 4, "ftyp", 4) == 0 &&
-             (memcmp(d + 8, "heic", 4) == 0 || memcmp(d + 8, "heix", 4) == 0 ||
-              memcmp(d + 8, "mif1", 4) == 0 || memcmp(d + 8, "avif", 4) == 0))
-        *other_name = "HEIF/AVIF";
-    else if (starts_with(d, n, "II*\0", 4) || starts_with(d, n, "MM\0*", 4)) *other_name = "TIFF";
-    else if (starts_with(d, n, "BM", 2) && n >= 26) *other_name = "BMP";
-    else return FMT_UNKNOWN;
-    return FMT_OTHER;
+static int brand_is(const uint8_t *b, const char *const *list)
+{
+    for (; *list; list++)
+        if (memcmp(b, *list, 4) == 0) return 1;
+    return 0;
+}
+
+/* ftyp: box size, "ftyp", major brand, minor version, compatible brands to the box end.
+ * A HEVC brand as the major one means HEIC; otherwise (the structural "mif1"/"msf1")
+ * an "avif" among the compatible brands means AVIF, as libavif and libheif write it. */
+static int bmff_brand(const uint8_t *d, size_t n)
+{
+    static const char *const avif[] = {"avif", "avis", NULL};
+    static const char *const hevc[] = {"heic", "heix", "hevc", "hevx", "heim",
+                                       "heis", "hevm", "hevs", NULL};
+    static const char *const heif[] = {"mif1", "msf1", "mif2", NULL};
+    const uint8_t *major = d + 8;
+    if (memcmp(major, "crx ", 4) == 0) return CE__FMT_RAW; /* Canon CR3 */
+    if (brand_is(major, avif)) return CE__FMT_AVIF;
+    if (brand_is(major, hevc)) return CE__FMT_HEIF;
+    uint32_t box = (uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3];
+    size_t end = box < n ? box : n;
+    int any_heif = brand_is(major, heif), any_avif = 0;
+    for (size_t at = 16; at + 4 <= end; at += 4) {
+        any_avif |= brand_is(d + at, avif);
+        any_heif |= brand_is(d + at, hevc) || brand_is(d + at, heif);
+    }
+    return any_avif ? CE__FMT_AVIF : any_heif ? CE__FMT_HEIF : CE__FMT_UNKNOWN;
+}
+
+/* Reads IFD0's tags (bounded: at most 512 entries, each inside the buffer). */
+static int tiff_is_raw(const uint8_t *d, size_t n)
+{
+    if (n < 16) return 0;
+    const int be = d[0] == 'M';
+    if (d[8] == 'C' && d[9] == 'R') return 1; /* Canon CR2 */
+#define U16(p) (be ? (uint32_t)(p)[0] << 8 | (p)[1] : (uint32_t)(p)[1] << 8 | (p)[0])
+#define U32(p)                                                                                     \
+    (be ? (uint32_t)(p)[0] << 24 | (uint32_t)(p)[1] << 16 | (uint32_t)(p)[2] << 8 | (p)[3]         \
+        : (uint32_t)(p)[3] << 24 | (uint32_t)(p)[2] << 16 | (uint32_t)(p)[1] << 8 | (p)[0])
+    uint32_t ifd = U32(d + 4);
+    if (ifd < 8 || (size_t)ifd + 2 > n) return 0;
+    uint32_t count = U16(d + ifd);
+    if (count > 512) count = 512;
+    int make = 0, subifds = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        size_t at = (size_t)ifd + 2 + (size_t)i * 12;
+        if (at + 12 > n) break;
+        uint32_t tag = U16(d + at), type = U16(d + at + 2);
+        if (tag == 50706) return 1; /* DNGVersion */
+        if (tag == 271) make = 1;
+        if (tag == 330) subifds = 1;
+        if (tag == 262 && type == 3) {
+            uint32_t photometric = U16(d + at + 8);
+            if (photometric == 32803 || photometric == 34892) return 1; /* CFA, LinearRaw */
+        }
+    }
+#undef U16
+#undef U32
+    return make && subifds;
 }
 
 static int read_whole_file(const char *path, uint8_t **data, size_t *size, ce_err *err)

@@ -1,7 +1,10 @@
 /*
  * Private to engine/: the pieces of image loading (image.c dispatches by content to
- * image_jpeg.c / image_png.c, then applies the EXIF orientation that exif.c read).
- * ce__exif_parse is declared here so that tests and the fuzz target can reach it.
+ * image_jpeg.c / image_png.c / image_heif.c / image_webp.c / image_tiff.c / image_raw.c /
+ * image_gif.c, then applies the orientation the decoder reported; exif.c reads EXIF,
+ * image_scale.c is the box downscaler of the decoders that cannot scale while decoding).
+ * ce__exif_parse and the decoders are declared here so that tests and the fuzz targets
+ * can reach them.
  */
 #ifndef CAPENGINE_IMAGE_INTERNAL_H
 #define CAPENGINE_IMAGE_INTERNAL_H
@@ -35,6 +38,44 @@ int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *pa
                     int *orientation, ce_err *err);
 int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
                    int *orientation, ce_err *err);
+/* HEIC/HEIF and AVIF: libheif applies irot/imir itself, so *orientation is always 1. */
+int ce__decode_heif(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                    int *orientation, ce_err *err);
+int ce__decode_webp(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                    int *orientation, ce_err *err);
+int ce__decode_tiff(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                    int *orientation, ce_err *err);
+int ce__decode_raw(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                   int *orientation, ce_err *err);
+int ce__decode_gif(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
+                   int *orientation, ce_err *err);
+
+/* What image.c recognises from the first bytes. CE__FMT_OTHER: a format we name but do
+ * not read (BMP); *name is set for it. */
+typedef enum {
+    CE__FMT_UNKNOWN,
+    CE__FMT_JPEG,
+    CE__FMT_PNG,
+    CE__FMT_HEIF,
+    CE__FMT_AVIF,
+    CE__FMT_WEBP,
+    CE__FMT_TIFF,
+    CE__FMT_RAW,
+    CE__FMT_GIF,
+    CE__FMT_OTHER,
+} ce__format;
+ce__format ce__sniff_format(const uint8_t *d, size_t n, const char **name);
+
+/* Hands a decoded 8-bit buffer to img: RGB (channels 3) or RGBA with straight alpha
+ * (channels 4, composited over white), rows `stride` bytes apart, box-downscaled by the
+ * largest integer factor that keeps both sides >= params->min_side. Sets img->width,
+ * height, pixels, source_width, source_height; the source stays the caller's. */
+int ce__image_from_buffer(const uint8_t *src, int w, int h, size_t stride, int channels,
+                          const ce_decode_params *params, ce_image *img, ce_err *err);
+
+/* The header check every decoder makes before it allocates anything image-sized. */
+int ce__image_check_size(const char *format, uint64_t w, uint64_t h, const ce_decode_params *params,
+                         ce_err *err);
 
 /* The message helper all image files share (err may be NULL). */
 void ce__image_error(ce_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

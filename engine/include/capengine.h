@@ -39,6 +39,9 @@ typedef struct {
                                           after EXIF orientation */
     int64_t taken_time;              /* EXIF DateTimeOriginal as unix seconds (read as
                                           UTC), 0 = none */
+    const char *format;              /* what the content was, a static string: "JPEG",
+                                          "PNG", "HEIF", "AVIF", "WebP", "TIFF", "RAW",
+                                          "GIF" (NULL before a successful load) */
 } ce_image;
 
 typedef struct {
@@ -47,12 +50,16 @@ typedef struct {
                              (0 = 300, the network input); 12 MP JPEGs never decode in full */
 } ce_load_options;
 
-/* Decodes JPEG or PNG (detected by content, not by extension), applies EXIF orientation,
- * converts grayscale / CMYK / 16-bit / alpha to 8-bit RGB (alpha is composited over
- * white). Truncated or corrupt files are errors. PNGs are downscaled by an integer box
- * filter as JPEGs are by DCT scaling (both sides stay >= min_side). Errors include
- * -ENOENT / -EACCES / -EISDIR (file), -E2BIG (over max_pixels), -EBADMSG (empty,
- * truncated or corrupt), -ENOTSUP (not JPEG or PNG). Free with ce_image_free. */
+/* Decodes JPEG, PNG, HEIC/HEIF, AVIF, WebP, TIFF (first page), camera RAW (embedded
+ * preview or half-size decode) and GIF (first frame), detected by content, not by
+ * extension; applies the orientation the file records (EXIF, HEIF irot/imir, TIFF
+ * Orientation, RAW flip), converts grayscale / CMYK / 16-bit / alpha to 8-bit RGB (alpha
+ * is composited over white). Truncated or corrupt files are errors. Images are
+ * downscaled (JPEG by DCT scaling, WebP by libwebp's scaler, the others by an integer
+ * box filter) so that both sides stay >= min_side. Errors include -ENOENT / -EACCES /
+ * -EISDIR (file), -E2BIG (over max_pixels, checked on the header before decoding),
+ * -EBADMSG (empty, truncated or corrupt), -ENOTSUP (a format not read). Free with
+ * ce_image_free. */
 int ce_image_load_file(const char *path, const ce_load_options *opt, ce_image *out, ce_err *err);
 int ce_image_load_memory(const void *data, size_t size, const ce_load_options *opt, ce_image *out,
                          ce_err *err);
