@@ -124,6 +124,11 @@ void ce__image_error(ce_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    /* one line: libraries' messages (libheif's) may end in a newline */
+    size_t n = strlen(err->msg);
+    while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' ')) err->msg[--n] = '\0';
+    for (char *p = err->msg; *p; p++)
+        if (*p == '\n') *p = ' ';
 }
 
 /* ------------------------------------------------------------------ helpers */

@@ -7,14 +7,16 @@
  *   mapped by the camera. It is used when both its sides are >= min_side (300 for the
  *   network); it is oriented by the RAW's flip (the preview is stored like the sensor).
  * - Otherwise a half-size decode: LibRaw's half_size mode takes each 2x2 Bayer block as
- *   one pixel (no demosaicing), camera white balance, 8-bit sRGB output; LibRaw applies
- *   the flip itself there, so *orientation is 1.
+ *   one pixel (no demosaicing), camera white balance, 8-bit sRGB output (a full decode
+ *   only when half the sensor would be under min_side); LibRaw applies the flip itself
+ *   there, so *orientation is 1.
  * - Trust: LibRaw parses the container; the sensor size it reports (raw_width x
  *   raw_height) is checked against max_pixels before anything is unpacked, and the
  *   preview's size before it is decoded. LibRaw's data-error and memory-error callbacks,
  *   which print to stderr by default, are ours and only mark the decode as failed.
- *   Rejections: not a RAW LibRaw knows (-ENOTSUP), truncated or corrupt (-EBADMSG), over
- *   the limit (-E2BIG), no memory (-ENOMEM).
+ *   Rejections: truncated or corrupt, or a camera LibRaw does not know (-EBADMSG: image.c
+ *   already saw a RAW signature, and LibRaw reports a truncated DNG as "unsupported", so
+ *   the two cannot be told apart), over the limit (-E2BIG), no memory (-ENOMEM).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -52,10 +54,14 @@ int ce__decode_raw(const uint8_t *data, size_t size, const ce_decode_params *par
     /* LibRaw only reads the buffer; its API is not const-correct */
     int rc = libraw_open_buffer(lr, (void *)(uintptr_t)data, size);
     if (rc != LIBRAW_SUCCESS) {
-        int code = raw_code(rc);
-        ce__image_error(err, "%s RAW: %s",
-                        code == -ENOTSUP ? "unsupported or unrecognised" : "corrupt or truncated",
-                        libraw_strerror(rc));
+        /* the content is a RAW by its signature (image.c): LibRaw refusing it means a
+         * damaged file (a truncated DNG reads as "unsupported") or a camera it does not
+         * know; either way the file is not readable as it is */
+        int code = raw_code(rc) == -ENOTSUP ? -EBADMSG : raw_code(rc);
+        ce__image_error(err,
+                        "corrupt or truncated RAW, or one from a camera LibRaw %s does not "
+                        "know: %s",
+                        libraw_version(), libraw_strerror(rc));
         libraw_close(lr);
         return code;
     }
@@ -116,7 +122,10 @@ static int try_preview(libraw_data_t *lr, const ce_decode_params *params, ce_ima
 static int half_size(libraw_data_t *lr, raw_job *job, const ce_decode_params *params, ce_image *img,
                      ce_err *err)
 {
-    lr->params.half_size = 1;
+    /* a sensor so small that half of it is under min_side is decoded in full */
+    const int min_side = params->min_side > 0 ? params->min_side : 1;
+    const int short_side = lr->sizes.width < lr->sizes.height ? lr->sizes.width : lr->sizes.height;
+    lr->params.half_size = short_side / 2 >= min_side;
     lr->params.use_camera_wb = 1;
     lr->params.output_bps = 8;
     lr->params.output_color = 1; /* sRGB */

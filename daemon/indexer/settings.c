@@ -15,7 +15,13 @@
 #include "capindexer.h"
 
 static const char *const DEFAULT_EXCLUDES[] = {".*", "@eaDir", ".git", "node_modules"};
-static const char *const DEFAULT_EXTENSIONS[] = {"jpg", "jpeg", "jpe", "png"};
+/* Every format the engine reads (engine/image.c picks the decoder by content; these
+ * only say which names are worth opening): JPEG, PNG, HEIC/HEIF, AVIF, WebP, TIFF, GIF
+ * and the camera RAW extensions LibRaw reads. */
+static const char *const DEFAULT_EXTENSIONS[] = {
+    "jpg", "jpeg", "jpe", "png", "heic", "heif", "hif", "avif", "webp", "tif", "tiff", "gif",
+    "dng", "cr2",  "cr3", "crw", "nef",  "nrw",  "arw", "srf",  "sr2",  "orf", "rw2",  "raf",
+    "pef", "srw",  "x3f", "mrw", "3fr",  "erf",  "kdc", "mef",  "mos",  "iiq", "rwl"};
 
 static int list_add(char ***list, int *n, const char *value);
 static void list_free(char ***list, int *n);

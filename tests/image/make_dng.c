@@ -99,7 +99,7 @@ static int write_preview(TIFF *tif, int w, int h, int orientation)
         for (int x = 0; x < w; x++) {
             int rgb[3];
             quarter_rgb(x, y, w, h, rgb);
-            for (int c = 0; c < 3; c++) row[3 * x + c] = (uint8_t)(rgb[c] * 255 / 65535);
+            for (int c = 0; c < 3; c++) row[3 * x + c] = rgb[c] ? 255 : 0;
         }
         if (TIFFWriteScanline(tif, row, (uint32_t)y, 0) < 0) return free(row), 1;
     }
@@ -148,7 +148,7 @@ static void quarter_rgb(int x, int y, int w, int h, int rgb[3])
 {
     static const int colours[4][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 1}};
     const int *c = colours[(y >= h / 2) * 2 + (x >= w / 2)];
-    for (int i = 0; i < 3; i++) rgb[i] = c[i] ? 50000 : 2000;
+    for (int i = 0; i < 3; i++) rgb[i] = c[i] ? 50000 : 0;
 }
 
 /* libtiff takes some arrays with a count and some without (fixed-size tags). */

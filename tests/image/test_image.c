@@ -597,12 +597,15 @@ static void test_truncated_and_corrupt(void)
 
     uint8_t garbage[300];
     for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (uint8_t)(i * 37 + 11);
-    expect_error(&(blob){garbage, sizeof garbage}, -ENOTSUP, "garbage", "not a JPEG or PNG");
+    expect_error(&(blob){garbage, sizeof garbage}, -ENOTSUP, "garbage", "unrecognised content");
     garbage[0] = 0xff;
     garbage[1] = 0xd8;
     expect_error(&(blob){garbage, sizeof garbage}, -EBADMSG, "SOI + garbage", "JPEG");
+    /* a GIF header with nothing after it: read by the GIF decoder, which finds no image */
     uint8_t gif[32] = "GIF89a";
-    expect_error(&(blob){gif, sizeof gif}, -ENOTSUP, "GIF", "GIF");
+    expect_error(&(blob){gif, sizeof gif}, -EBADMSG, "GIF header only", "GIF");
+    uint8_t bmp[32] = "BM";
+    expect_error(&(blob){bmp, sizeof bmp}, -ENOTSUP, "BMP", "BMP");
     expect_error(&(blob){garbage, 0}, -EBADMSG, "zero bytes", "empty");
 }
 
