@@ -16,6 +16,10 @@ PACKAGES=(
   sqlite3 libjpeg-turbo-progs hyperfine valgrind systemd inotify-tools python3-onnx strace
   # capsearch serve: the HTTP server library; its tests drive Debian's headless Chromium
   libmicrohttpd-dev chromium
+  # image formats (README "Image formats"): HEIC/AVIF, WebP, TIFF, RAW, GIF decoders
+  libheif-dev libwebp-dev libtiff-dev libraw-dev libgif-dev
+  # ... and the tools the format tests and the decode benchmark make and read files with
+  libheif-examples webp libtiff-tools imagemagick libraw-bin libavif-bin
 )
 
 missing=()

@@ -13,7 +13,7 @@ build=${1:?usage: run.sh BUILD_DIR [SECONDS_PER_TARGET] [TARGET...]}
 seconds=${2:-25}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image weights query config)
+[ ${#targets[@]} -gt 0 ] || targets=(image heif webp tiff raw gif weights query config)
 
 work=${FUZZ_WORK:-$(mktemp -d /tmp/capsearch-fuzz.XXXXXX)}
 status=0
@@ -21,7 +21,13 @@ for t in "${targets[@]}"; do
     bin="$build/tests/fuzz/fuzz_$t"
     [ -x "$bin" ] || { echo "fuzz: $bin missing (configure with CC=clang -DCAPSEARCH_FUZZ=ON, build --target fuzz)" >&2; exit 2; }
     mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
-    cp "$here/corpus/$t"/* "$work/corpus/$t"/
+    if [ -d "$here/corpus/$t" ]; then
+        cp "$here/corpus/$t"/* "$work/corpus/$t"/
+    else
+        # the per-format targets' seeds are made now, by Debian's tools and ours
+        [ -d "$work/seeds/$t" ] || "$here/make_format_seeds.sh" "$build" "$work/seeds" >/dev/null
+        cp "$work/seeds/$t"/* "$work/corpus/$t"/
+    fi
     cp "$here/regressions/$t"/* "$work/corpus/$t"/ 2>/dev/null || true
     dict=()
     [ -f "$here/$t.dict" ] && dict=(-dict="$here/$t.dict")
