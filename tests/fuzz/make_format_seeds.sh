@@ -13,7 +13,8 @@ out=${2:?usage: make_format_seeds.sh BUILD_DIR OUT_DIR}
 for t in convert cwebp img2webp avifenc tiffcp; do
     command -v "$t" >/dev/null || { echo "make_format_seeds: $t missing" >&2; exit 77; }
 done
-heif=$build/tests/image/make_heif
+# x265 leaks 1 KiB per encoder (its own): no leak check for the generator in ASan builds
+heif() { ASAN_OPTIONS=detect_leaks=0 "$build/tests/image/make_heif" "$@"; }
 dng=$build/tests/image/make_dng
 mkdir -p "$out"/{heif,webp,tiff,raw,gif}
 tmp=$(mktemp -d)
@@ -23,9 +24,9 @@ convert -size 16x12 xc:red xc:lime +append \( -size 16x12 xc:blue xc:white +appe
 convert "$tmp/q.png" -alpha set -region 8x8+0+0 -alpha transparent +region "PNG32:$tmp/qa.png"
 convert -size 32x24 xc:black "PNG24:$tmp/k.png"
 
-"$heif" "$out/heif/irot6.heic" 32 24 --orientation 6 --quality 30
-"$heif" "$out/heif/imir5.heic" 32 24 --orientation 5 --quality 30
-"$heif" "$out/heif/irot8.avif" 32 24 --avif --orientation 8 --quality 30
+heif "$out/heif/irot6.heic" 32 24 --orientation 6 --quality 30
+heif "$out/heif/imir5.heic" 32 24 --orientation 5 --quality 30
+heif "$out/heif/irot8.avif" 32 24 --avif --orientation 8 --quality 30
 avifenc -s 10 "$tmp/qa.png" "$out/heif/alpha.avif" >/dev/null
 
 cwebp -quiet -q 50 "$tmp/q.png" -o "$out/webp/lossy.webp"

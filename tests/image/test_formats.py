@@ -42,6 +42,8 @@ class Failure(Exception):
 
 
 def run(*cmd, check=True, **kw):
+    if str(cmd[0]).endswith("make_heif"):
+        kw["env"] = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
     p = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, **kw)
     if check and p.returncode != 0:
@@ -56,6 +58,8 @@ def make_files(args, d):
     """Returns {name: expectation}; expectation is a dict with format, size, quarters,
     or rc for a bad file."""
     tools = os.path.join(args.bin, "tests", "image")
+    # x265 leaks 1 KiB per encoder (its own, not ours): the generator is not what an
+    # ASan build tests, so its leak check is off
     heif = os.path.join(tools, "make_heif")
     dng = os.path.join(tools, "make_dng")
     p = lambda n: os.path.join(d, n)
