@@ -15,6 +15,10 @@
 #include <string.h>
 
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define CNN_AVX512 1
+#endif
 
 #include "cnn.h"
 
@@ -57,6 +61,9 @@ static const int HEAD_ANCHORS[N_HEADS] = {3, 6, 6, 6, 6, 6};
 
 typedef struct {
     const float *w, *b;
+    /* 1x1 and the first conv on AVX-512: w repacked by blocks of 32 output channels,
+     * [cout/32][cin][32], zero-padded past cout (weights read in order, no masks). */
+    const float *packed;
 } conv; /* weights, bias (batch norm folded) */
 
 typedef struct {
@@ -82,6 +89,8 @@ struct cnn_net {
     head heads[N_HEADS];
     float anchors[CE_NUM_ANCHORS][4];
     float box_scales[4];
+    float *packs[64]; /* the `packed` copies, owned */
+    int n_packs;
 };
 
 struct cnn_state {
@@ -224,9 +233,94 @@ int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *e
  * finds the sgemm's output still in cache instead of reading it back from memory. */
 #define CHUNK_FLOATS (64 * 1024)
 
+#ifdef CNN_AVX512
+/* The 1x1 kernel: 12 pixels x 32 output channels (two 16-lane halves, masked at the
+ * layer's last channels), all cin inputs; each weight row W[i][o..o+32) is loaded once
+ * and used for 12 pixels, each input broadcast once and used for 32 channels; 24
+ * accumulators in registers (named one by one: as an array, GCC stored them back to the
+ * stack on every step). Bias, ReLU6 or the residual are applied before the single store.
+ * A tile of mr < 12 pixels repeats its last pixel and stores only mr. */
+#define PW_MR 12
+#define PW_REP(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+static void pw_tile(int mr, const float *restrict in, int cin, const float *restrict w, int cout,
+                    const float *restrict b, __mmask16 m0, __mmask16 m1, int relu6,
+                    const float *restrict residual, float *restrict out)
+{
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#define PW_INIT(r)                                                                                 \
+    __m512 a##r##_0 = b0, a##r##_1 = b1;                                                           \
+    const float *restrict x##r = in + (size_t)((r) < mr ? (r) : mr - 1) * cin;
+    PW_REP(PW_INIT)
+#undef PW_INIT
+    for (int i = 0; i < cin; i++) {
+        const __m512 w0 = _mm512_load_ps(w + (size_t)i * 32);
+        const __m512 w1 = _mm512_load_ps(w + (size_t)i * 32 + 16);
+#define PW_FMA(r)                                                                                  \
+    {                                                                                              \
+        const __m512 v = _mm512_set1_ps(x##r[i]);                                                  \
+        a##r##_0 = _mm512_fmadd_ps(v, w0, a##r##_0);                                               \
+        a##r##_1 = _mm512_fmadd_ps(v, w1, a##r##_1);                                               \
+    }
+        PW_REP(PW_FMA)
+#undef PW_FMA
+    }
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+#define PW_STORE(r)                                                                                \
+    if ((r) < mr) {                                                                                \
+        float *o = out + (size_t)(r)*cout;                                                         \
+        if (residual) {                                                                            \
+            const float *q = residual + (size_t)(r)*cout;                                          \
+            a##r##_0 = _mm512_add_ps(a##r##_0, _mm512_maskz_loadu_ps(m0, q));                      \
+            a##r##_1 = _mm512_add_ps(a##r##_1, _mm512_maskz_loadu_ps(m1, q + 16));                 \
+        } else if (relu6) {                                                                        \
+            a##r##_0 = _mm512_min_ps(_mm512_max_ps(a##r##_0, zero), six);                          \
+            a##r##_1 = _mm512_min_ps(_mm512_max_ps(a##r##_1, zero), six);                          \
+        }                                                                                          \
+        _mm512_mask_storeu_ps(o, m0, a##r##_0);                                                    \
+        _mm512_mask_storeu_ps(o + 16, m1, a##r##_1);                                               \
+    }
+    PW_REP(PW_STORE)
+#undef PW_STORE
+}
+#undef PW_REP
+
+/* Columns are taken in slices whose weights (cin x slice floats) stay in L2 while every
+ * pixel passes; within a slice, MR pixels at a time over all its 32-channel blocks, so
+ * the MR input rows stay in L1. */
+static void pointwise_avx512(const float *in, int pixels, int cin, const conv *p, int cout,
+                             int relu6, const float *residual, float *out)
+{
+    int slice = (256 * 1024 / 4) / cin / 32 * 32;
+    if (slice < 32) slice = 32;
+    for (int o0 = 0; o0 < cout; o0 += slice) {
+        int o1 = o0 + slice < cout ? o0 + slice : cout;
+        for (int p0 = 0; p0 < pixels; p0 += PW_MR) {
+            int mr = pixels - p0 < PW_MR ? pixels - p0 : PW_MR;
+            const float *x = in + (size_t)p0 * cin;
+            const float *res = residual ? residual + (size_t)p0 * cout : NULL;
+            for (int o = o0; o < o1; o += 32) {
+                int left = o1 - o;
+                __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+                __mmask16 m1 = left >= 32  ? 0xFFFF
+                               : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
+                                           : 0;
+                const float *w = p->packed + (size_t)(o / 32) * cin * 32, *b = p->b + o;
+                const float *r = res ? res + o : NULL;
+                float *y = out + (size_t)p0 * cout + o;
+                pw_tile(mr, x, cin, w, cout, b, m0, m1, relu6, r, y);
+            }
+        }
+    }
+}
+#endif
+
 static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout, int relu6,
                       const float *residual, float *out)
 {
+#ifdef CNN_AVX512
+    pointwise_avx512(in, pixels, cin, p, cout, relu6, residual, out);
+    return;
+#endif
     int chunk = CHUNK_FLOATS / cout;
     if (chunk < 16) chunk = 16;
     const float *restrict b = p->b;
@@ -425,6 +519,7 @@ double ce__cnn_flops(void)
 
 static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin, int cout,
                     conv *out, ce_err *err);
+static int pack_convs(cnn_net *net, ce_err *err);
 enum { POINTWISE, DEPTHWISE, FULL3X3 };
 
 int ce__cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
@@ -481,8 +576,9 @@ int ce__cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
         if (!scales) rc = -EBADMSG;
         else memcpy(net->box_scales, scales, sizeof net->box_scales);
     }
+    if (rc == 0) rc = pack_convs(net, err);
     if (rc < 0) {
-        free(net);
+        ce__cnn_net_free(net);
         return rc;
     }
     ce__anchors_generate(net->anchors);
@@ -504,7 +600,61 @@ static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin,
     return out->b ? 0 : -EBADMSG;
 }
 
-void ce__cnn_net_free(cnn_net *net) { free(net); }
+/* The packed copy of one 1x1 (or the first conv's [27][32]) weight matrix. */
+static int pack_one(cnn_net *net, conv *c, int cin, int cout, ce_err *err)
+{
+#ifdef CNN_AVX512
+    size_t blocks = (size_t)(cout + 31) / 32;
+    float *p = net->n_packs < (int)(sizeof net->packs / sizeof *net->packs)
+                   ? aligned_alloc(64, blocks * (size_t)cin * 32 * sizeof(float))
+                   : NULL;
+    if (!p) {
+        snprintf(err->msg, sizeof err->msg, "out of memory packing the CNN weights");
+        return -ENOMEM;
+    }
+    for (size_t ob = 0; ob < blocks; ob++)
+        for (int i = 0; i < cin; i++)
+            for (int k = 0; k < 32; k++) {
+                size_t o = ob * 32 + (size_t)k;
+                p[(ob * (size_t)cin + (size_t)i) * 32 + (size_t)k] =
+                    o < (size_t)cout ? c->w[(size_t)i * (size_t)cout + o] : 0.0f;
+            }
+    net->packs[net->n_packs++] = p;
+    c->packed = p;
+#else
+    (void)net, (void)c, (void)cin, (void)cout, (void)err;
+#endif
+    return 0;
+}
+
+static int pack_convs(cnn_net *net, ce_err *err)
+{
+    int rc = pack_one(net, &net->conv0, 27, CONV0_OUT, err);
+    for (int i = 0; rc == 0 && i < N_BLOCKS; i++) {
+        block *b = &net->blocks[i];
+        if (b->expand.w) rc = pack_one(net, &b->expand, b->cin, b->cexp, err);
+        if (rc == 0) rc = pack_one(net, &b->project, b->cexp, b->cout, err);
+    }
+    if (rc == 0) rc = pack_one(net, &net->conv1, net->blocks[N_BLOCKS - 1].cout, FEATURE_DIM, err);
+    for (int k = 0; rc == 0 && k < N_EXTRA; k++) {
+        extra_layer *x = &net->extra[k];
+        rc = pack_one(net, &x->reduce, x->cin, x->mid, err);
+        if (rc == 0) rc = pack_one(net, &x->expand, x->mid, x->out, err);
+    }
+    for (int k = 0; rc == 0 && k < N_HEADS; k++) {
+        int c = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k];
+        rc = pack_one(net, &net->heads[k].box_pw, c, a * 4, err);
+        if (rc == 0) rc = pack_one(net, &net->heads[k].cls_pw, c, a * CE_NUM_CLASSES, err);
+    }
+    return rc;
+}
+
+void ce__cnn_net_free(cnn_net *net)
+{
+    if (!net) return;
+    for (int i = 0; i < net->n_packs; i++) free(net->packs[i]);
+    free(net);
+}
 
 /* The largest tensor each scratch buffer holds over the forward pass. */
 static void plan_buffers(size_t *max_x, size_t *max_e, size_t *max_d)
