@@ -79,6 +79,7 @@ enum {
     CLI_OPT_RATE_LIMIT,
     CLI_OPT_MAX_CONNECTIONS,
     CLI_OPT_LOG,
+    CLI_OPT_WRITE_XMP,
     CLI_OPT_DB,
     CLI_OPT_MODELS,
     CLI_OPT_HELP,
@@ -95,7 +96,7 @@ typedef struct {
     int64_t since, until;     /* --since / --until, unix seconds (may be negative) */
     int has_since, has_until; /* ... each set only when given */
     int limit;                /* --limit, default 20 */
-    int json, print0, quiet, dry_run;
+    int json, print0, quiet, dry_run, write_xmp;
     int beam, max_length; /* 0 = the engine's defaults */
     int tags;             /* default CLI_DEFAULT_TAGS */
     int jobs;             /* default: the cores */

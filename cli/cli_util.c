@@ -240,6 +240,12 @@ static void print_text_hit(FILE *out, const capdb_hit *h, int color)
         put_sanitised(out, h->tags, 0, 0);
         fputc(']', out);
     }
+    if (h->description && *h->description) {
+        /* what a person wrote, beside ours (marked: it is theirs, not the model's) */
+        fputs("  \u2014 \u201c", out);
+        put_sanitised(out, h->description, 0, 0);
+        fputs("\u201d", out);
+    }
     fputc('\n', out);
 }
 
@@ -276,7 +282,22 @@ static void print_json_hit(FILE *out, const capdb_hit *h)
     fprintf(out, ",\"width\":%d,\"height\":%d,\"taken_time\":", h->width, h->height);
     if (h->taken_time) fprintf(out, "%lld", (long long)h->taken_time);
     else fputs("null", out);
-    fprintf(out, ",\"mtime\":%lld}\n", (long long)(h->mtime_ns / 1000000000));
+    fprintf(out, ",\"mtime\":%lld,\"description\":", (long long)(h->mtime_ns / 1000000000));
+    if (h->description) cli_json_string(out, h->description);
+    else fputs("null", out);
+    fputs(",\"keywords\":[", out);
+    int first = 1;
+    for (const char *k = h->keywords; k && *k;) {
+        const char *end = strchr(k, '\n');
+        size_t n = end ? (size_t)(end - k) : strlen(k);
+        char word[256];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), k);
+        if (!first) fputc(',', out);
+        cli_json_string(out, word);
+        first = 0;
+        k = end ? end + 1 : k + n;
+    }
+    fputs("]}\n", out);
 }
 
 int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,

@@ -15,13 +15,20 @@
 #include "capindexer.h"
 
 static void usage(FILE *out);
-static void print_text(const char *path, const ce_caption *c, int n_tags);
-static void print_json(const char *path, const ce_caption *c, int n_tags);
+static void print_text(const char *path, const ce_caption *c, int n_tags, const char *sidecar);
+static void print_json(const char *path, const ce_caption *c, int n_tags, const char *sidecar);
+static int write_sidecar(const char *path, const ce_caption *c, int n_tags, const char *version,
+                         char *written, size_t size);
 
 int cmd_caption(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_BEAM,   CLI_OPT_MAX_LENGTH,
-                                   CLI_OPT_TAGS, CLI_OPT_MODELS, 0};
+    static const int ACCEPTED[] = {CLI_OPT_JSON,
+                                   CLI_OPT_BEAM,
+                                   CLI_OPT_MAX_LENGTH,
+                                   CLI_OPT_TAGS,
+                                   CLI_OPT_WRITE_XMP,
+                                   CLI_OPT_MODELS,
+                                   0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -66,8 +73,12 @@ int cmd_caption(int argc, char **argv)
             if (json) cli_print_json_error(path, err.msg);
             continue;
         }
-        if (json) print_json(path, cap, n_tags);
-        else print_text(path, cap, n_tags);
+        char sidecar[4096] = "";
+        if (o.write_xmp &&
+            write_sidecar(path, cap, n_tags, ce_model_version(model), sidecar, sizeof sidecar) < 0)
+            failed = 1;
+        if (json) print_json(path, cap, n_tags, sidecar);
+        else print_text(path, cap, n_tags, sidecar);
         fflush(stdout);
     }
     free(cnn);
@@ -79,8 +90,13 @@ int cmd_caption(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_BEAM,   CLI_OPT_MAX_LENGTH,
-                                   CLI_OPT_TAGS, CLI_OPT_MODELS, 0};
+    static const int ACCEPTED[] = {CLI_OPT_JSON,
+                                   CLI_OPT_BEAM,
+                                   CLI_OPT_MAX_LENGTH,
+                                   CLI_OPT_TAGS,
+                                   CLI_OPT_WRITE_XMP,
+                                   CLI_OPT_MODELS,
+                                   0};
     fputs("Usage: capsearch caption [OPTIONS] IMAGE...\n\n"
           "Describes each image in a sentence and lists its top tags (detected objects and\n"
           "visual concepts with their scores).\n\n",
@@ -89,7 +105,7 @@ static void usage(FILE *out)
     fputs("\nExit status: 0 every file captioned, 2 a file could not be read.\n", out);
 }
 
-static void print_text(const char *path, const ce_caption *c, int n_tags)
+static void print_text(const char *path, const ce_caption *c, int n_tags, const char *sidecar)
 {
     cx_fputs_printable(path, stdout);
     fputs(": ", stdout);
@@ -104,9 +120,40 @@ static void print_text(const char *path, const ce_caption *c, int n_tags)
         }
         putchar('\n');
     }
+    if (sidecar[0]) {
+        fputs("  written to ", stdout);
+        cx_fputs_printable(sidecar, stdout);
+        putchar('\n');
+    }
 }
 
-static void print_json(const char *path, const ce_caption *c, int n_tags)
+/* The caption and the shown tags into the image's XMP sidecar (capmeta.h's trust rule:
+ * nothing a person wrote is replaced). Prints why and returns -1 on failure. */
+static int write_sidecar(const char *path, const ce_caption *c, int n_tags, const char *version,
+                         char *written, size_t size)
+{
+    static int ready;
+    if (!ready && cm_init() < 0) return cli_error("the XMP library (Exempi) failed to start"), -1;
+    ready = 1;
+    const char *tags[CE_MAX_TAGS];
+    int n = 0;
+    for (int i = 0; i < c->n_tags && i < n_tags && n < CE_MAX_TAGS; i++)
+        tags[n++] = c->tags[i].word;
+    cm_caption mc = {.caption = c->caption,
+                     .tags = tags,
+                     .n_tags = n,
+                     .model_version = version,
+                     .confidence = c->confidence};
+    cm_err err = {""};
+    if (cm_write_sidecar(path, &mc, written, size, &err) < 0) {
+        written[0] = '\0';
+        cli_error("%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_json(const char *path, const ce_caption *c, int n_tags, const char *sidecar)
 {
     fputs("{\"file\":", stdout);
     cli_json_string(stdout, path);
@@ -118,5 +165,10 @@ static void print_json(const char *path, const ce_caption *c, int n_tags)
         cli_json_string(stdout, c->tags[i].word);
         printf(",\"score\":%.4f}", c->tags[i].score);
     }
-    fputs("]}\n", stdout);
+    fputs("]", stdout);
+    if (sidecar[0]) {
+        fputs(",\"sidecar\":", stdout);
+        cli_json_string(stdout, sidecar);
+    }
+    fputs("}\n", stdout);
 }

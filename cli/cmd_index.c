@@ -35,7 +35,8 @@ static void on_sigint(uv_signal_t *h, int signum);
 
 int cmd_index(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_JOBS, CLI_OPT_QUIET, 0};
+    static const int ACCEPTED[] = {CLI_OPT_DB,    CLI_OPT_MODELS,    CLI_OPT_JOBS,
+                                   CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -67,6 +68,7 @@ int cmd_index(int argc, char **argv)
         }
     }
     cfg.workers = o.jobs;
+    cfg.write_xmp = o.write_xmp;
     /* the pipeline's jobs must never wait for a pool thread (read at its first use) */
     char pool[16];
     snprintf(pool, sizeof pool, "%d", cx_threadpool_size(cfg.workers));
@@ -171,7 +173,8 @@ int cmd_index(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_JOBS, CLI_OPT_QUIET, 0};
+    static const int ACCEPTED[] = {CLI_OPT_DB,    CLI_OPT_MODELS,    CLI_OPT_JOBS,
+                                   CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
     fputs("Usage: capsearch index [OPTIONS] DIR...\n\n"
           "Indexes the images under each DIR once, without the daemon: new and changed\n"
           "files are captioned, moved ones keep their captions, deleted ones are removed.\n\n",

@@ -16,6 +16,13 @@
 /* A live daemon refreshes its heartbeat every few seconds. */
 #define HEARTBEAT_STALE_S 120
 
+#define MAX_GROUPS 32
+typedef struct {
+    int n;
+    char names[MAX_GROUPS][32];
+    int64_t counts[MAX_GROUPS];
+} group_counts;
+
 typedef struct {
     char path[4096];
     int schema_version;
@@ -26,6 +33,8 @@ typedef struct {
     int running;
     char state[64], queue[32], indexed[32], last_error[512], roots[4096];
     int64_t heartbeat_age; /* seconds, -1 = never */
+    group_counts formats;  /* indexed images per format */
+    group_counts reasons;  /* failed images per reason */
 } status_info;
 
 typedef struct {
@@ -39,6 +48,9 @@ static int gather(capdb *db, status_info *st, failure_list *fl);
 static void print_text(const status_info *st, const failure_list *fl);
 static void print_json(const status_info *st, const failure_list *fl);
 static int collect_failure(void *ctx, const char *path, const char *error, int64_t when);
+static int collect_group(void *ctx, const char *value, int64_t count);
+static void print_groups(const char *label, const group_counts *g);
+static void print_groups_json(const char *key, const group_counts *g);
 static void meta(capdb *db, const char *key, char *buf, size_t size);
 static void human_size(int64_t bytes, char *buf, size_t size);
 
@@ -89,7 +101,9 @@ static int gather(capdb *db, status_info *st, failure_list *fl)
     capdb_err err = {{0}, 0};
     st->schema_version = capdb_schema_version(db);
     if (capdb_counts_get(db, &st->counts, &err) < 0 ||
-        capdb_foreach_failure(db, FAILURES_SHOWN, collect_failure, fl, &err) < 0)
+        capdb_foreach_failure(db, FAILURES_SHOWN, collect_failure, fl, &err) < 0 ||
+        capdb_foreach_count(db, "format", collect_group, &st->formats, &err) < 0 ||
+        capdb_foreach_count(db, "reason", collect_group, &st->reasons, &err) < 0)
         return cli_db_error(&err);
     meta(db, "model_version", st->model_version, sizeof st->model_version);
     meta(db, CX_META_DAEMON_STATE, st->state, sizeof st->state);
@@ -123,6 +137,8 @@ static void print_text(const status_info *st, const failure_list *fl)
                                   : "(nothing indexed yet)");
     printf("images:    %lld indexed, %lld failed\n", (long long)st->counts.ok,
            (long long)st->counts.failed);
+    print_groups("formats:   ", &st->formats);
+    print_groups("failures:  ", &st->reasons);
     if (st->running) {
         printf("daemon:    running (pid %ld), %s", st->pid,
                st->state[0] ? cx_printable(st->state, text, sizeof text) : "state unknown");
@@ -182,6 +198,8 @@ static void print_json(const status_info *st, const failure_list *fl)
     else fputs("null", stdout);
     printf(",\"images\":{\"total\":%lld,\"ok\":%lld,\"failed\":%lld}", (long long)st->counts.total,
            (long long)st->counts.ok, (long long)st->counts.failed);
+    print_groups_json("formats", &st->formats);
+    print_groups_json("failure_reasons", &st->reasons);
     printf(",\"daemon\":{\"running\":%s,\"pid\":", st->running ? "true" : "false");
     if (st->pid > 0) printf("%ld", st->pid);
     else fputs("null", stdout);
@@ -249,4 +267,37 @@ static void human_size(int64_t bytes, char *buf, size_t size)
     int u = 0;
     while (v >= 1024 && u < 4) v /= 1024, u++;
     snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, UNITS[u]);
+}
+
+static int collect_group(void *ctx, const char *value, int64_t count)
+{
+    group_counts *g = ctx;
+    if (g->n == MAX_GROUPS) return 1;
+    snprintf(g->names[g->n], sizeof g->names[g->n], "%s", value ? value : "unknown");
+    g->counts[g->n++] = count;
+    return 0;
+}
+
+/* "formats:   jpeg 120, png 3" (nothing when there are none) */
+static void print_groups(const char *label, const group_counts *g)
+{
+    if (!g->n) return;
+    fputs(label, stdout);
+    for (int i = 0; i < g->n; i++) {
+        char name[64];
+        printf("%s%s %lld", i ? ", " : "", cx_printable(g->names[i], name, sizeof name),
+               (long long)g->counts[i]);
+    }
+    putchar('\n');
+}
+
+static void print_groups_json(const char *key, const group_counts *g)
+{
+    printf(",\"%s\":{", key);
+    for (int i = 0; i < g->n; i++) {
+        if (i) putchar(',');
+        cli_json_string(stdout, g->names[i]);
+        printf(":%lld", (long long)g->counts[i]);
+    }
+    putchar('}');
 }

@@ -38,6 +38,9 @@ static const cli_option OPTIONS[] = {
     {CLI_OPT_TAGS, "tags", 't', "N", "tags to show, 0..16 (default 8)"},
     {CLI_OPT_JOBS, "jobs", 0, "N", "images captioned in parallel, 1..256 (default: the cores)"},
     {CLI_OPT_QUIET, "quiet", 'q', NULL, "no progress bar, no summary"},
+    {CLI_OPT_WRITE_XMP, "write-xmp", 0, NULL,
+     "also write each caption into the image's XMP sidecar\n"
+     "(IMG.ext.xmp; never over what people wrote)"},
     {CLI_OPT_DRY_RUN, "dry-run", 0, NULL, "list what would be removed, change nothing"},
     {CLI_OPT_LISTEN, "listen", 0, "HOST:PORT",
      "address to listen on (default 127.0.0.1:8377; port 0\n"
@@ -243,6 +246,7 @@ static int set_value(cli_options *o, const cli_option *opt, const char *value)
     case CLI_OPT_PRINT0: o->print0 = 1; return 0;
     case CLI_OPT_QUIET: o->quiet = 1; return 0;
     case CLI_OPT_DRY_RUN: o->dry_run = 1; return 0;
+    case CLI_OPT_WRITE_XMP: o->write_xmp = 1; return 0;
     case CLI_OPT_DB: o->db_path = value; return 0;
     case CLI_OPT_MODELS: o->models_dir = value; return 0;
     case CLI_OPT_DIR:

@@ -9,6 +9,7 @@
  *   workers, batch_size, batch_ms, max_pixels, time_limit, queue_max, poll_interval,
  *   max_watches, debug_overflow_every: integers
  *   log_level = info            debug info notice warning error crit
+ *   write_xmp = no              yes: each caption also goes into the image's XMP sidecar
  *   database = PATH, models = DIR
  *
  * The parser is a fuzz target: it never reads past len, accepts any bytes, and every
@@ -199,6 +200,14 @@ static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *e
         else rc = cx_settings_set_extensions(&cfg->index, value, &inner);
         if (rc < 0) cx_fail(err, rc, "%s: %s", key, inner.msg);
         return rc;
+    }
+    if (!strcmp(key, "write_xmp")) {
+        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+            cfg->index.write_xmp = 1;
+        else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+            cfg->index.write_xmp = 0;
+        else return cx_fail(err, -EINVAL, "write_xmp: expected yes or no, got '%.64s'", value);
+        return 0;
     }
     if (!strcmp(key, "log_level")) {
         int level = cx_log_parse_level(value);

@@ -233,6 +233,7 @@ static const struct option LONG_OPTIONS[] = {
     {"poll-interval", required_argument, NULL, 7},
     {"max-watches", required_argument, NULL, 8},
     {"debug-overflow-every", required_argument, NULL, 9},
+    {"write-xmp", no_argument, NULL, 11},
     {"once", no_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -261,6 +262,7 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
         case 'd': key = "database"; break;
         case 'm': key = "models"; break;
         case 10: key = "workers"; break;
+        case 11: key = "write_xmp"; break;
         case 'x': key = "exclude"; break;
         case 'e': key = "extensions"; break;
         case 1: key = "batch_size"; break;
@@ -278,7 +280,7 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
         }
         if (d) continue;
         char abs[PATH_MAX];
-        const char *value = optarg;
+        const char *value = c == 11 ? "yes" : optarg;
         if (c == 'r' && optarg[0] != '/') { /* --root photos: relative to the cwd */
             if (!realpath(optarg, abs)) {
                 int e = errno;
@@ -317,6 +319,8 @@ static void print_usage(FILE *out)
             "      --queue-max N        files queued before the scan and watcher hold back\n"
             "      --poll-interval SEC  rescan period of folders that cannot be watched\n"
             "      --max-watches N      use at most N inotify watches (testing the limit)\n"
+            "      --write-xmp          also write each caption into the image's XMP sidecar\n"
+            "                           (never over what people wrote; see capsearchd(8))\n"
             "      --once               index the roots, then exit\n"
             "  -h, --help, -V, --version\n\n"
             "Signals: SIGHUP reloads the config, SIGTERM stops after the running images.\n");

@@ -96,6 +96,7 @@ struct cd_watcher {
 static void on_readable(uv_poll_t *h, int status, int events);
 static void handle_event(cd_watcher *w, const struct inotify_event *ev);
 static void overflow(cd_watcher *w, const char *why);
+static void sidecar_changed(cd_watcher *w, const char *sidecar);
 static void on_timer(uv_timer_t *t);
 static void expire_moves(cd_watcher *w, int all);
 static void check_settling(cd_watcher *w);
@@ -493,6 +494,14 @@ static void handle_event(cd_watcher *w, const struct inotify_event *ev)
     const cd_config *cfg = w->cfg;
     int wanted = is_dir ? cx_wants_dir(&cfg->index, ev->name, path)
                         : cx_wants_file(&cfg->index, ev->name, path);
+    if (!is_dir && !wanted && ev->name[0] != '.' && cm_is_sidecar(ev->name) &&
+        (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE))) {
+        /* IMG.jpg.xmp or IMG.xmp changed (written, renamed into place, removed): the text
+         * of its image is read again. Hidden names are temporary files (ours included). */
+        sidecar_changed(w, path);
+        free(path);
+        return;
+    }
 
     if (ev->mask & IN_MOVED_FROM) {
         settle_del(w, path);
@@ -546,6 +555,37 @@ static void handle_event(cd_watcher *w, const struct inotify_event *ev)
         cx_pipeline_removed(w->pipe, path);
     }
     free(path);
+}
+
+/* The images a sidecar belongs to: IMG.ext for IMG.ext.xmp; IMG.<any wanted extension>
+ * for IMG.xmp. */
+static void sidecar_changed(cd_watcher *w, const char *sidecar)
+{
+    size_t n = strlen(sidecar) - 4; /* without ".xmp" */
+    char image[PATH_MAX];
+    if (n >= sizeof image) return;
+    memcpy(image, sidecar, n);
+    image[n] = '\0';
+    const char *slash = strrchr(image, '/');
+    const char *name = slash ? slash + 1 : image;
+    struct stat st;
+    if (cx_wants_file(&w->cfg->index, name, image) && lstat(image, &st) == 0) {
+        cx_pipeline_text_changed(w->pipe, image);
+        return;
+    }
+    for (int i = 0; i < w->cfg->index.n_extensions; i++) {
+        for (int upper = 0; upper < 2; upper++) {
+            char candidate[PATH_MAX];
+            char ext[32];
+            snprintf(ext, sizeof ext, "%s", w->cfg->index.extensions[i]);
+            for (char *c = ext; upper && *c; c++)
+                *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+            if (snprintf(candidate, sizeof candidate, "%s.%s", image, ext) >= (int)sizeof candidate)
+                continue;
+            if (lstat(candidate, &st) == 0 && S_ISREG(st.st_mode))
+                cx_pipeline_text_changed(w->pipe, candidate);
+        }
+    }
 }
 
 static void overflow(cd_watcher *w, const char *why)

@@ -19,23 +19,28 @@
 static const char *const STMT_SQL[STMT__COUNT] = {
     [STMT_UPSERT] =
         "INSERT INTO images(path, device, inode, size, mtime_ns, fingerprint, width, height,"
-        " taken_time, status, error, caption, tags, path_words, model_version, indexed_time)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        " taken_time, status, error, caption, tags, path_words, model_version, indexed_time,"
+        " description, keywords, sidecar_mtime_ns, format, reason)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+        " ?18, ?19, ?20, ?21)"
         " ON CONFLICT(path) DO UPDATE SET device = excluded.device, inode = excluded.inode,"
         " size = excluded.size, mtime_ns = excluded.mtime_ns,"
         " fingerprint = excluded.fingerprint, width = excluded.width,"
         " height = excluded.height, taken_time = excluded.taken_time,"
         " status = excluded.status, error = excluded.error, caption = excluded.caption,"
         " tags = excluded.tags, path_words = excluded.path_words,"
-        " model_version = excluded.model_version, indexed_time = excluded.indexed_time"
+        " model_version = excluded.model_version, indexed_time = excluded.indexed_time,"
+        " description = excluded.description, keywords = excluded.keywords,"
+        " sidecar_mtime_ns = excluded.sidecar_mtime_ns, format = excluded.format,"
+        " reason = excluded.reason"
         " RETURNING id",
     [STMT_VECTORS_PUT] =
         "INSERT OR REPLACE INTO vectors(image_id, concepts, pooled) VALUES(?1, ?2, ?3)",
     [STMT_VECTORS_DEL] = "DELETE FROM vectors WHERE image_id = ?1",
     [STMT_POSTINGS_DEL] = "DELETE FROM postings WHERE image_id = ?1",
     [STMT_POSTING_PUT] = "INSERT INTO postings(concept, weight, image_id) VALUES(?1, ?2, ?3)",
-    [STMT_LOOKUP] = "SELECT id, device, inode, size, mtime_ns, fingerprint, status, model_version"
-                    " FROM images WHERE path = ?1",
+    [STMT_LOOKUP] = "SELECT id, device, inode, size, mtime_ns, fingerprint, status, model_version,"
+                    " sidecar_mtime_ns FROM images WHERE path = ?1",
     [STMT_FIND_FP] =
         "SELECT path FROM images WHERE fingerprint = ?1 AND size = ?2 AND status = 0 LIMIT 1",
     [STMT_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
@@ -43,9 +48,11 @@ static const char *const STMT_SQL[STMT__COUNT] = {
     [STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [STMT_POSTINGS_TOP] = "SELECT image_id, weight FROM postings WHERE concept = ?1"
                           " ORDER BY weight DESC LIMIT ?2",
-    [STMT_ROW_FOR_HIT] = "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status"
-                         " FROM images WHERE id = ?1",
+    [STMT_ROW_FOR_HIT] = "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status,"
+                         " description, keywords FROM images WHERE id = ?1",
     [STMT_CONCEPTS_OF] = "SELECT concepts FROM vectors WHERE image_id = ?1",
+    [STMT_UPDATE_TEXT] = "UPDATE images SET description = ?2, keywords = ?3, sidecar_mtime_ns = ?4"
+                         " WHERE id = ?1",
     [STMT_UPDATE_STAT] =
         "UPDATE images SET device = ?2, inode = ?3, size = ?4, mtime_ns = ?5 WHERE id = ?1",
     [STMT_POOLED_OF_PATH] =

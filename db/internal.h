@@ -25,6 +25,7 @@ enum capdb_stmt_id {
     STMT_CONCEPTS_OF,
     STMT_POOLED_OF_PATH,
     STMT_UPDATE_STAT,
+    STMT_UPDATE_TEXT,
     STMT__COUNT
 };
 

@@ -65,6 +65,13 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
         sqlite3_bind_text(st, 14, words, -1, SQLITE_STATIC);
         if (img->model_version) sqlite3_bind_text(st, 15, img->model_version, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 16, (int64_t)time(NULL));
+        if (img->description && *img->description)
+            sqlite3_bind_text(st, 17, img->description, -1, SQLITE_STATIC);
+        if (img->keywords && *img->keywords)
+            sqlite3_bind_text(st, 18, img->keywords, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 19, img->sidecar_mtime_ns);
+        if (img->format) sqlite3_bind_text(st, 20, img->format, -1, SQLITE_STATIC);
+        if (!ok && img->reason) sqlite3_bind_text(st, 21, img->reason, -1, SQLITE_STATIC);
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
             id = sqlite3_column_int64(st, 0);
@@ -104,6 +111,21 @@ int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, in
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "refreshing a file's stat");
+}
+
+int capdb_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
+                      int64_t sidecar_mtime_ns, capdb_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = capdb__stmt(db, STMT_UPDATE_TEXT, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if (description && *description) sqlite3_bind_text(st, 2, description, -1, SQLITE_STATIC);
+    if (keywords && *keywords) sqlite3_bind_text(st, 3, keywords, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, sidecar_mtime_ns);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "updating what people wrote");
 }
 
 int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err)
@@ -246,6 +268,7 @@ int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capd
         state->status = sqlite3_column_int(st, 6);
         const char *mv = (const char *)sqlite3_column_text(st, 7);
         snprintf(state->model_version, sizeof state->model_version, "%s", mv ? mv : "");
+        state->sidecar_mtime_ns = sqlite3_column_int64(st, 8);
     } else if (step != SQLITE_DONE) {
         rc = capdb__sqlfail(db, err, step, "looking up a path");
     }
@@ -330,6 +353,30 @@ int capdb_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const
     free(lo);
     free(hi);
     return rc;
+}
+
+int capdb_foreach_count(capdb *db, const char *group,
+                        int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
+                        capdb_err *err)
+{
+    /* two fixed statements (the column name is never taken from the caller's text) */
+    const char *sql;
+    if (!strcmp(group, "format"))
+        sql = "SELECT coalesce(format, 'unknown'), count(*) FROM images WHERE status = 0"
+              " GROUP BY 1 ORDER BY 2 DESC, 1";
+    else if (!strcmp(group, "reason"))
+        sql = "SELECT coalesce(reason, 'unknown'), count(*) FROM images WHERE status = 1"
+              " GROUP BY 1 ORDER BY 2 DESC, 1";
+    else return capdb__fail(err, -EINVAL, "no count by '%s'", group);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db->sql, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "counting images");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1))) break;
+    int code =
+        rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "counting images");
+    sqlite3_finalize(st);
+    return code;
 }
 
 int capdb_foreach_failure(capdb *db, int limit,

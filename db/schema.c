@@ -5,6 +5,8 @@
  * version.
  *
  * Invariants the rest of db/ relies on:
+ *  - description and keywords are what people wrote (EXIF, IPTC, XMP, sidecars), never
+ *    our own caption or tags; searches rank them above ours (search.c RANK_WEIGHTS).
  *  - images_fts (external content over images) holds exactly the rows with status 0;
  *    the triggers below keep it so, whatever the writer does to images.
  *  - vectors and postings rows exist only for images rows, and postings only for
@@ -78,6 +80,45 @@ static const char *const MIGRATIONS[] = {
     "END;"
 
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;",
+
+    /* 1 -> 2: what people wrote (description, keywords: searchable, ranked above our
+     * caption), the sidecar's mtime (a changed sidecar re-reads the text, no model run),
+     * the decoded format and the failure reason (status counts). The FTS table gains two
+     * columns: it is rebuilt from the rows with status 0 (its invariant). */
+    "ALTER TABLE images ADD COLUMN description TEXT;"
+    "ALTER TABLE images ADD COLUMN keywords TEXT;"
+    "ALTER TABLE images ADD COLUMN sidecar_mtime_ns INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE images ADD COLUMN format TEXT;"
+    "ALTER TABLE images ADD COLUMN reason TEXT;"
+    "DROP TRIGGER images_fts_insert;"
+    "DROP TRIGGER images_fts_delete;"
+    "DROP TRIGGER images_fts_update;"
+    "DROP TABLE images_fts;"
+    "CREATE VIRTUAL TABLE images_fts USING fts5(caption, tags, path_words, description, keywords,"
+    "  content = 'images', content_rowid = 'id',"
+    "  tokenize = 'porter unicode61 remove_diacritics 2');"
+    "INSERT INTO images_fts(rowid, caption, tags, path_words, description, keywords)"
+    "  SELECT id, caption, tags, path_words, description, keywords FROM images WHERE status = 0;"
+    "CREATE TRIGGER images_fts_insert AFTER INSERT ON images WHEN new.status = 0 BEGIN"
+    "  INSERT INTO images_fts(rowid, caption, tags, path_words, description, keywords)"
+    "  VALUES(new.id, new.caption, new.tags, new.path_words, new.description, new.keywords);"
+    "END;"
+    "CREATE TRIGGER images_fts_delete AFTER DELETE ON images WHEN old.status = 0 BEGIN"
+    "  INSERT INTO images_fts(images_fts, rowid, caption, tags, path_words, description, keywords)"
+    "  VALUES('delete', old.id, old.caption, old.tags, old.path_words, old.description,"
+    "         old.keywords);"
+    "END;"
+    "CREATE TRIGGER images_fts_update AFTER UPDATE OF caption, tags, path_words, description,"
+    "  keywords, status ON images BEGIN"
+    "  INSERT INTO images_fts(images_fts, rowid, caption, tags, path_words, description, keywords)"
+    "  SELECT 'delete', old.id, old.caption, old.tags, old.path_words, old.description,"
+    "         old.keywords WHERE old.status = 0;"
+    "  INSERT INTO images_fts(rowid, caption, tags, path_words, description, keywords)"
+    "  SELECT new.id, new.caption, new.tags, new.path_words, new.description, new.keywords"
+    "  WHERE new.status = 0;"
+    "END;"
+    "CREATE INDEX images_format ON images(format) WHERE status = 0;"
+    "CREATE INDEX images_reason ON images(reason) WHERE status = 1;",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 _Static_assert(N_MIGRATIONS == CAPDB_SCHEMA_VERSION_LATEST,

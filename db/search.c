@@ -89,6 +89,8 @@ void capdb_results_free(capdb_results *res)
         free(res->hits[i].caption);
         free(res->hits[i].tags);
         free(res->hits[i].snippet);
+        free(res->hits[i].description);
+        free(res->hits[i].keywords);
     }
     free(res->hits);
     res->hits = NULL;
@@ -179,7 +181,7 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, ca
     filter_sql(q, filters, sizeof filters, "f.rowid");
     /* Column weights: caption > tags > path words. */
     snprintf(sql, sizeof sql,
-             "SELECT f.rowid, capdb_rank(images_fts, 4.0, 2.0, 1.0) FROM images_fts f"
+             "SELECT f.rowid, capdb_rank(images_fts) FROM images_fts f"
              " WHERE images_fts MATCH ?1%s",
              filters);
     sqlite3_stmt *st = NULL;
@@ -323,6 +325,12 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
         h->mtime_ns = mtime_ns;
         h->width = sqlite3_column_int(st, 5);
         h->height = sqlite3_column_int(st, 6);
+        const char *description = (const char *)sqlite3_column_text(st, 8);
+        const char *keywords = (const char *)sqlite3_column_text(st, 9);
+        h->description = description ? strdup(description) : NULL;
+        h->keywords = keywords ? strdup(keywords) : NULL;
+        if ((description && !h->description) || (keywords && !h->keywords))
+            rc = capdb__fail(err, -ENOMEM, "out of memory");
         sqlite3_reset(st);
         if (!h->path || (caption && !h->caption) || (tags && !h->tags))
             rc = capdb__fail(err, -ENOMEM, "out of memory");
@@ -554,14 +562,17 @@ char *capdb__fts_expression(char *const *words, int n, const char *joiner)
 
 /* ------------------------------------------------------------------ ranking function */
 
-/* capdb_rank(fts, w_caption, w_tags, w_path), used as the query's FTS5 rank:
+/* capdb_rank(fts), used as the query's FTS5 rank, over the columns weighted by
+ * RANK_WEIGHTS (caption, tags, path words, description, keywords: what people wrote
+ * ranks above what the model made):
  *   -(words matched + s / (1 + s)),  s = BM25 with b = 0 over the weighted columns.
  * Rows matching more of the query's words sort first; among them BM25 decides. b = 0
  * (no length normalisation) because captions are all about as long, and it spares
  * the per-row column-size lookup that dominates FTS5's own bm25() (12 ms against 2 ms
  * for 11k matching rows of 100k). IDF is computed once per query. */
 #define RANK_K1 1.2
-#define RANK_MAX_COLUMNS 3
+#define RANK_MAX_COLUMNS 5
+static const double RANK_WEIGHTS[RANK_MAX_COLUMNS] = {4.0, 2.0, 1.0, 6.0, 5.0};
 
 typedef struct {
     int n_phrases;
@@ -610,9 +621,9 @@ static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3
         }
     }
 
-    double weight[RANK_MAX_COLUMNS] = {4.0, 2.0, 1.0};
-    for (int c = 0; c < RANK_MAX_COLUMNS && c < n_args; c++)
-        weight[c] = sqlite3_value_double(args[c]);
+    double weight[RANK_MAX_COLUMNS];
+    for (int c = 0; c < RANK_MAX_COLUMNS; c++)
+        weight[c] = c < n_args ? sqlite3_value_double(args[c]) : RANK_WEIGHTS[c];
     int hits[CAPDB_MAX_QUERY_WORDS][RANK_MAX_COLUMNS] = {{0}};
     int n_inst = 0;
     api->xInstCount(fts, &n_inst);

@@ -1,6 +1,7 @@
 /*
  * The JSON endpoints. Results carry the fields of `capsearch --json` (score, path,
- * caption, tags, width, height, taken_time, mtime: cli/cli_util.c print_json_hit), with
+ * caption, tags, width, height, taken_time, mtime, description, keywords: cli/cli_util.c
+ * print_json_hit), with
  * the row's id first; ranking is the CLI's: capdb_search with the query's words and the
  * text side's concepts (cli/cmd_search.c), or pooled vectors for similar images.
  */
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "capindexer.h"
 #include "web_internal.h"
 
 #define MAX_QUERY_CONCEPTS 32 /* as cli/cmd_search.c */
@@ -48,7 +50,8 @@ void reply_error(web_reply *r, int status, const char *fmt, ...)
     jb_printf(&b, ",\"status\":%d}\n", status);
     free(r->body);
     r->body = NULL;
-    if (r->fd >= 0) { /* an error replaces a file reply */ }
+    if (r->fd >= 0) { /* an error replaces a file reply */
+    }
     r->status = status;
     r->type = "application/json";
     r->body = b.p;
@@ -58,6 +61,21 @@ void reply_error(web_reply *r, int status, const char *fmt, ...)
         r->len = r->body ? strlen(r->body) : 0;
         r->status = 500;
     }
+}
+
+typedef struct {
+    jbuf *b;
+    int first;
+} group_ctx;
+
+static int put_group(void *ctx, const char *value, int64_t count)
+{
+    group_ctx *g = ctx;
+    if (!g->first) jb_puts(g->b, ",");
+    jb_string(g->b, value);
+    jb_printf(g->b, ":%lld", (long long)count);
+    g->first = 0;
+    return 0;
 }
 
 void reply_db_error(web_reply *r, int rc, const capdb_err *err)
@@ -79,7 +97,21 @@ static void put_hit(jbuf *b, const capdb_hit *h)
     jb_printf(b, ",\"width\":%d,\"height\":%d,\"taken_time\":", h->width, h->height);
     if (h->taken_time) jb_printf(b, "%lld", (long long)h->taken_time);
     else jb_puts(b, "null");
-    jb_printf(b, ",\"mtime\":%lld}", (long long)(h->mtime_ns / 1000000000));
+    jb_printf(b, ",\"mtime\":%lld,\"description\":", (long long)(h->mtime_ns / 1000000000));
+    jb_string(b, h->description);
+    jb_puts(b, ",\"keywords\":[");
+    int first = 1;
+    for (const char *k = h->keywords; k && *k;) {
+        const char *end = strchr(k, '\n');
+        size_t n = end ? (size_t)(end - k) : strlen(k);
+        char word[256];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), k);
+        if (!first) jb_puts(b, ",");
+        jb_string(b, word);
+        first = 0;
+        k = end ? end + 1 : k + n;
+    }
+    jb_puts(b, "]}");
 }
 
 /* limit, offset, dir, since, until: shared by search and similar. 0 ok, -1 replied. */
@@ -319,14 +351,14 @@ void api_status(capweb *w, web_reply *r)
     }
     char model[128], state[64], queue[32], indexed[32], last_error[512], roots[4096], buf[64];
     meta(db, "model_version", model, sizeof model);
-    meta(db, "daemon.state", state, sizeof state);
-    meta(db, "daemon.queue", queue, sizeof queue);
-    meta(db, "daemon.indexed", indexed, sizeof indexed);
-    meta(db, "daemon.last_error", last_error, sizeof last_error);
-    meta(db, "daemon.roots", roots, sizeof roots);
-    meta(db, "daemon.pid", buf, sizeof buf);
+    meta(db, CX_META_DAEMON_STATE, state, sizeof state);
+    meta(db, CX_META_DAEMON_QUEUE, queue, sizeof queue);
+    meta(db, CX_META_DAEMON_INDEXED, indexed, sizeof indexed);
+    meta(db, CX_META_DAEMON_LAST_ERROR, last_error, sizeof last_error);
+    meta(db, CX_META_DAEMON_ROOTS, roots, sizeof roots);
+    meta(db, CX_META_DAEMON_PID, buf, sizeof buf);
     long pid = strtol(buf, NULL, 10);
-    meta(db, "daemon.heartbeat", buf, sizeof buf);
+    meta(db, CX_META_DAEMON_HEARTBEAT, buf, sizeof buf);
     long long beat = strtoll(buf, NULL, 10);
     long long age = beat > 0 ? (long long)time(NULL) - beat : -1;
     if (age < -1) age = 0;
@@ -342,6 +374,14 @@ void api_status(capweb *w, web_reply *r)
     jb_string(&b, model[0] ? model : NULL);
     jb_printf(&b, ",\"images\":{\"total\":%lld,\"ok\":%lld,\"failed\":%lld}",
               (long long)counts.total, (long long)counts.ok, (long long)counts.failed);
+    /* the same groups as `capsearch status --json` */
+    group_ctx g = {&b, 1};
+    jb_puts(&b, ",\"formats\":{");
+    capdb_foreach_count(db, "format", put_group, &g, &err);
+    jb_puts(&b, "},\"failure_reasons\":{");
+    g.first = 1;
+    capdb_foreach_count(db, "reason", put_group, &g, &err);
+    jb_puts(&b, "}");
     jb_printf(&b, ",\"daemon\":{\"running\":%s,\"pid\":", running ? "true" : "false");
     if (pid > 0) jb_printf(&b, "%ld", pid);
     else jb_puts(&b, "null");

@@ -52,7 +52,8 @@ void cx__recover_inflight(cx_pipeline *p)
                            path);
                     cx__write_failure(p, path, &st, 0,
                                       "the indexer crashed or was killed twice "
-                                      "while reading this file");
+                                      "while reading this file",
+                                      "crashed");
                 }
             } else {
                 cx_log(LOG_NOTICE, "%s was being read when the indexer stopped; trying again",

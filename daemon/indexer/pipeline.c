@@ -38,6 +38,10 @@ int cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *e
     cx_pipeline *p = calloc(1, sizeof *p);
     if (!p) return cx_fail(err, -ENOMEM, "out of memory");
     p->opt = *opt;
+    if (cm_init() < 0) { /* before the workers: Exempi's one-time set-up */
+        free(p);
+        return cx_fail(err, -EIO, "the XMP library (Exempi) failed to initialise");
+    }
     p->workers = opt->settings->workers > 0 ? opt->settings->workers : 1;
     p->table_size = 1024;
     p->table = calloc(p->table_size, sizeof *p->table);
@@ -149,6 +153,13 @@ void cx_pipeline_recheck(cx_pipeline *p, const char *path)
     cx_pipeline_submit(p, path, 1);
     entry *e = cx__entry_find(p, path);
     if (e) e->force = 1;
+}
+
+void cx_pipeline_text_changed(cx_pipeline *p, const char *image_path)
+{
+    cx_pipeline_submit(p, image_path, 1);
+    entry *e = cx__entry_find(p, image_path);
+    if (e) e->text = 1;
 }
 
 void cx_pipeline_removed(cx_pipeline *p, const char *path) { cx__write_delete(p, path); }

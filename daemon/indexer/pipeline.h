@@ -55,10 +55,11 @@ typedef struct entry {
     int dirty;          /* changed again while running: run once more */
     int attempt;        /* model starts that never completed (crash marker) */
     int force;          /* hash it even when size and mtime are unchanged */
+    int text;           /* its sidecar changed: read people's text again */
     struct entry *next; /* hash chain */
 } entry;
 
-enum { STAGE_HASH, STAGE_MODEL };
+enum { STAGE_HASH, STAGE_MODEL, STAGE_TEXT };
 
 typedef struct job {
     cx_pipeline *p;
@@ -84,6 +85,9 @@ typedef struct job {
     char error[CE_ERR_MAX];
     uint64_t fingerprint;
     int64_t max_pixels;
+    int write_xmp; /* settings->write_xmp when the job started */
+    int wrote_sidecar;
+    char sidecar_error[CM_ERR_MAX];
     cx_image_result result; /* result.pooled: CE_POOLED_DIM floats, malloc'd */
 } job;
 
@@ -176,7 +180,8 @@ void cx__writer_close(cx_pipeline *p, uv_close_cb closed);
  * by another writer, kept in order and applied when the retry timer gets the lock. */
 void cx__write_row(cx_pipeline *p, const capdb_image *row);
 void cx__write_failure(cx_pipeline *p, const char *path, const struct stat *st,
-                       uint64_t fingerprint, const char *error);
+                       uint64_t fingerprint, const char *error, const char *reason);
+void cx__write_text(cx_pipeline *p, int64_t id, const cm_text *text);
 void cx__write_delete(cx_pipeline *p, const char *path);
 void cx__write_move(cx_pipeline *p, const char *from, const char *to, int replace_target,
                     int found_by_content);

@@ -4,9 +4,11 @@
  * (tests/bench/index/bench_stages.c), so the benchmark measures what the daemon does.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "capindexer.h"
 
@@ -37,6 +39,7 @@ int cx_image_describe(ce_session *session, const ce_model *model, const ce_cnn_o
     int rc = ce_caption_run(session, cnn, NULL, &cap, err);
     if (rc < 0) return rc;
     snprintf(r->caption, sizeof r->caption, "%s", cap.caption);
+    r->confidence = cap.confidence;
     for (int i = 0; i < cap.n_tags && i < CE_MAX_TAGS; i++)
         used = append_word(r->tags, sizeof r->tags, used, cap.tags[i].word);
     if (cap.n_concepts > 0 && cap.concepts) {
@@ -70,6 +73,60 @@ void cx_image_row(const char *path, const struct stat *st, uint64_t fingerprint,
     row->n_concepts = r->n_concepts;
     row->pooled = r->pooled;
     row->n_pooled = r->pooled ? CE_POOLED_DIM : 0;
+    row->description = r->text.description[0] ? r->text.description : NULL;
+    row->keywords = r->text.keywords[0] ? r->text.keywords : NULL;
+    row->sidecar_mtime_ns = r->text.sidecar_mtime_ns;
+    row->format = r->format[0] ? r->format : cx_format_of(path);
+}
+
+const char *cx_format_of(const char *path)
+{
+    static const struct {
+        const char *ext, *format;
+    } FORMATS[] = {
+        {"jpg", "jpeg"},  {"jpeg", "jpeg"}, {"jpe", "jpeg"},  {"png", "png"},   {"heic", "heif"},
+        {"heif", "heif"}, {"hif", "heif"},  {"avif", "avif"}, {"webp", "webp"}, {"tif", "tiff"},
+        {"tiff", "tiff"}, {"gif", "gif"},   {"dng", "raw"},   {"cr2", "raw"},   {"cr3", "raw"},
+        {"nef", "raw"},   {"arw", "raw"},   {"orf", "raw"},   {"rw2", "raw"},   {"raf", "raw"},
+        {"pef", "raw"},   {"srw", "raw"},
+    };
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    if (!dot) return "other";
+    for (size_t i = 0; i < sizeof FORMATS / sizeof FORMATS[0]; i++)
+        if (!strcasecmp(dot + 1, FORMATS[i].ext)) return FORMATS[i].format;
+    return "other";
+}
+
+const char *cx_failure_reason(int code)
+{
+    switch (code) {
+    case -EBADMSG: return "corrupt";
+    case -E2BIG: return "too large";
+    case -ENOTSUP: return "unsupported";
+    case -ENOMEM: return "out of memory";
+    case -ETIMEDOUT: return "time limit";
+    default: return "unreadable";
+    }
+}
+
+int64_t cx_sidecar_mtime(const char *image_path)
+{
+    char side[PATH_MAX + 8];
+    struct stat st;
+    int64_t newest = 0;
+    snprintf(side, sizeof side, "%s.xmp", image_path);
+    if (stat(side, &st) == 0) newest = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    const char *slash = strrchr(image_path, '/');
+    const char *dot = strrchr(image_path, '.');
+    if (dot && (!slash || dot > slash + 1)) {
+        snprintf(side, sizeof side, "%.*s.xmp", (int)(dot - image_path), image_path);
+        if (stat(side, &st) == 0) {
+            int64_t m = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+            if (m > newest) newest = m;
+        }
+    }
+    return newest;
 }
 
 /* Appends " word" (no space first); a word that does not fit is left out whole. */

@@ -21,12 +21,16 @@
 #include "pipeline.h"
 
 static void start_hash(cx_pipeline *p, job *j);
+static void start_text(cx_pipeline *p, job *j);
+static void text_work(uv_work_t *w);
+static void text_after(uv_work_t *w, int status);
 static void hash_work(uv_work_t *w);
 static void hash_after(uv_work_t *w, int status);
 static void model_work(uv_work_t *w);
 static void model_after(uv_work_t *w, int status);
 static void on_time_limit(uv_timer_t *t);
 static void job_closed(uv_handle_t *h);
+static void write_sidecar(job *j);
 
 void cx__dispatch(cx_pipeline *p, entry *e)
 {
@@ -55,7 +59,9 @@ void cx__dispatch(cx_pipeline *p, entry *e)
     int current = old.status == CAPDB_STATUS_FAILED || !strcmp(old.model_version, version);
     int force = e->force;
     e->force = 0;
-    if (same && current && e->attempt == 0 && !force) {
+    int text = e->text || (same && cx_sidecar_mtime(e->path) != old.sidecar_mtime_ns);
+    e->text = 0;
+    if (same && current && e->attempt == 0 && !force && !text) {
         p->stats.unchanged++;
         cx__entry_remove(p, e);
         return;
@@ -80,13 +86,51 @@ void cx__dispatch(cx_pipeline *p, entry *e)
         cx__job_finish(j);
         return;
     }
-    if (same && old.fingerprint && (!current || e->attempt > 0)) {
+    if (same && current && e->attempt == 0 && !force) {
+        /* only its sidecar changed: what people wrote is read again, the caption kept */
+        start_text(p, j);
+    } else if (same && old.fingerprint && (!current || e->attempt > 0)) {
         /* same bytes, an older model (or a crash retry): caption again, no hashing */
         j->fingerprint = old.fingerprint;
         cx__start_model(p, j);
     } else {
         start_hash(p, j);
     }
+}
+
+static void start_text(cx_pipeline *p, job *j)
+{
+    j->stage = STAGE_TEXT;
+    p->hash_busy++; /* light work: it shares the hashing slots */
+    int rc = uv_queue_work(p->opt.loop, &j->work, text_work, text_after);
+    if (rc < 0) {
+        p->hash_busy--;
+        cx_log(LOG_ERR, "queueing %s: %s", j->path, uv_strerror(rc));
+        cx__job_finish(j);
+    }
+}
+
+static void text_work(uv_work_t *w)
+{
+    job *j = w->data;
+    cm_err err = {""};
+    j->rc = cm_read(j->path, &j->result.text, &err);
+    if (j->rc < 0) snprintf(j->error, sizeof j->error, "%s", err.msg);
+}
+
+static void text_after(uv_work_t *w, int status)
+{
+    job *j = w->data;
+    cx_pipeline *p = j->p;
+    p->hash_busy--;
+    cx__schedule(p);
+    if (status == 0 && !p->stopped && j->old.id) {
+        if (j->rc < 0) cx_log(LOG_WARNING, "%s", j->error);
+        cx__write_text(p, j->old.id, &j->result.text);
+        p->stats.text_updates++;
+        cx_log(LOG_INFO, "%s: people's text read again from its sidecar", j->path);
+    }
+    cx__job_finish(j);
 }
 
 static void start_hash(cx_pipeline *p, job *j)
@@ -124,7 +168,7 @@ static void hash_after(uv_work_t *w, int status)
         } else {
             char msg[300];
             snprintf(msg, sizeof msg, "cannot read: %s", strerror(-j->rc));
-            cx__write_failure(p, path, &j->st, 0, msg);
+            cx__write_failure(p, path, &j->st, 0, msg, "unreadable");
         }
         cx__job_finish(j);
         return;
@@ -183,6 +227,7 @@ void cx__start_model(cx_pipeline *p, job *j)
     j->slot = slot;
     j->session = p->sessions[slot];
     j->max_pixels = p->opt.settings->max_pixels;
+    j->write_xmp = p->opt.settings->write_xmp;
     j->result.pooled = malloc(CE_POOLED_DIM * sizeof *j->result.pooled);
     if (!j->result.pooled) {
         cx_log(LOG_ERR, "out of memory for %s", j->path);
@@ -218,12 +263,27 @@ static void model_work(uv_work_t *w)
         j->result.width = img.source_width;
         j->result.height = img.source_height;
         j->result.taken_time = img.taken_time;
+        /* the decoder's verdict, by content: a WebP named .jpg counts as webp */
+        if (img.format) {
+            size_t k = 0;
+            for (; img.format[k] && k + 1 < sizeof j->result.format; k++)
+                j->result.format[k] =
+                    (char)(img.format[k] >= 'A' && img.format[k] <= 'Z' ? img.format[k] + 32
+                                                                        : img.format[k]);
+            j->result.format[k] = '\0';
+        }
         ce_cnn_output *cnn = calloc(1, sizeof *cnn);
         j->rc = cnn ? ce_cnn_run(j->session, &img, cnn, &err) : -ENOMEM;
         ce_image_free(&img);
         if (j->rc == 0)
             j->rc = cx_image_describe(j->session, j->p->opt.model, cnn, &j->result, &err);
         free(cnn);
+    }
+    if (j->rc == 0) {
+        /* what people wrote; an unreadable sidecar costs its text, not the image */
+        cm_err merr = {""};
+        cm_read(j->path, &j->result.text, &merr);
+        if (j->write_xmp && j->result.caption[0]) write_sidecar(j);
     }
     if (j->rc < 0)
         snprintf(j->error, sizeof j->error, "%s", err.msg[0] ? err.msg : strerror(-j->rc));
@@ -290,7 +350,7 @@ static void on_time_limit(uv_timer_t *t)
         j->kept_slot_session = 1;
     }
     j->e->attempt = 0;
-    cx__write_failure(p, j->path, &j->st, j->fingerprint, msg);
+    cx__write_failure(p, j->path, &j->st, j->fingerprint, msg, "time limit");
     cx__write_inflight(p, 1);
     /* its entry is done: later events for the file queue a new job */
     cx__entry_remove(p, j->e);
@@ -336,4 +396,31 @@ int cx__same_file_state(const capdb_file_state *row, const struct stat *st)
 int64_t cx__mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* Worker thread: the caption into the image's XMP sidecar (capmeta.h's trust rule). The
+ * sidecar's new mtime goes into the row, so the write is not taken for a person's edit. */
+static void write_sidecar(job *j)
+{
+    const char *tags[CE_MAX_TAGS];
+    char words[sizeof j->result.tags];
+    snprintf(words, sizeof words, "%s", j->result.tags);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(words, " ", &save); t && n < CE_MAX_TAGS;
+         t = strtok_r(NULL, " ", &save))
+        tags[n++] = t;
+    cm_caption c = {
+        .caption = j->result.caption,
+        .tags = tags,
+        .n_tags = n,
+        .model_version = ce_model_version(j->p->opt.model),
+        .confidence = j->result.confidence,
+    };
+    cm_err err = {""};
+    if (cm_write_sidecar(j->path, &c, NULL, 0, &err) == 0) {
+        j->wrote_sidecar = 1;
+        j->result.text.sidecar_mtime_ns = cx_sidecar_mtime(j->path);
+    } else {
+        snprintf(j->sidecar_error, sizeof j->sidecar_error, "%s", err.msg);
+    }
 }

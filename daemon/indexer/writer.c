@@ -27,17 +27,18 @@
 #define RETRY_BUDGET_MS 30000
 #define SHUTDOWN_BUSY_MS 5000
 
-enum op_kind { OP_ROW, OP_DELETE, OP_MOVE, OP_STAT, OP_META };
+enum op_kind { OP_ROW, OP_DELETE, OP_MOVE, OP_STAT, OP_META, OP_TEXT };
 
 struct write_op {
     enum op_kind kind;
-    capdb_image row;      /* OP_ROW (owned copies while pending) */
-    int failed_row;       /* OP_ROW: a failure record (counts as failed) */
-    char *a, *b;          /* OP_DELETE path; OP_MOVE from, to; OP_META key, value */
-    int replace_target;   /* OP_MOVE: a file rename replaces what was there */
-    int found_by_content; /* OP_MOVE: for the log line */
-    int64_t id;           /* OP_STAT */
-    struct stat st;       /* OP_STAT */
+    capdb_image row;          /* OP_ROW (owned copies while pending) */
+    int failed_row;           /* OP_ROW: a failure record (counts as failed) */
+    char *a, *b;              /* OP_DELETE path; OP_MOVE from, to; OP_META key, value */
+    int replace_target;       /* OP_MOVE: a file rename replaces what was there */
+    int found_by_content;     /* OP_MOVE: for the log line */
+    int64_t id;               /* OP_STAT, OP_TEXT */
+    int64_t sidecar_mtime_ns; /* OP_TEXT (a: description, b: keywords) */
+    struct stat st;           /* OP_STAT */
     struct write_op *next;
 };
 
@@ -92,7 +93,7 @@ void cx__write_row(cx_pipeline *p, const capdb_image *row)
 }
 
 void cx__write_failure(cx_pipeline *p, const char *path, const struct stat *st,
-                       uint64_t fingerprint, const char *error)
+                       uint64_t fingerprint, const char *error, const char *reason)
 {
     write_op op = {
         .kind = OP_ROW,
@@ -108,6 +109,8 @@ void cx__write_failure(cx_pipeline *p, const char *path, const struct stat *st,
                 .status = CAPDB_STATUS_FAILED,
                 .error = error,
                 .model_version = ce_model_version(p->opt.model),
+                .format = cx_format_of(path),
+                .reason = reason,
             },
     };
     submit(p, &op);
@@ -127,6 +130,16 @@ void cx__write_move(cx_pipeline *p, const char *from, const char *to, int replac
                    .b = (char *)to,
                    .replace_target = replace_target,
                    .found_by_content = found_by_content};
+    submit(p, &op);
+}
+
+void cx__write_text(cx_pipeline *p, int64_t id, const cm_text *text)
+{
+    write_op op = {.kind = OP_TEXT,
+                   .id = id,
+                   .a = (char *)text->description,
+                   .b = (char *)text->keywords,
+                   .sidecar_mtime_ns = text->sidecar_mtime_ns};
     submit(p, &op);
 }
 
@@ -155,9 +168,11 @@ void cx__write_result(cx_pipeline *p, job *j)
     }
     if (j->rc < 0) {
         cx_log(LOG_WARNING, "%s: %s; recorded failed", path, j->error);
-        cx__write_failure(p, path, &j->st, j->fingerprint, j->error);
+        cx__write_failure(p, path, &j->st, j->fingerprint, j->error, cx_failure_reason(j->rc));
         return;
     }
+    if (j->wrote_sidecar) p->stats.sidecars_written++;
+    if (j->sidecar_error[0]) cx_log(LOG_WARNING, "writing the XMP sidecar: %s", j->sidecar_error);
     capdb_image row;
     cx_image_row(path, &j->st, j->fingerprint, &j->result, ce_model_version(p->opt.model), &row);
     cx__write_row(p, &row);
@@ -265,6 +280,10 @@ static void apply(cx_pipeline *p, const write_op *op)
     case OP_META:
         if (capdb_meta_set(p->opt.db, op->a, op->b, &err) < 0)
             cx_log(LOG_WARNING, "meta %s: %s", op->a, err.msg);
+        break;
+    case OP_TEXT:
+        if (capdb_update_text(p->opt.db, op->id, op->a, op->b, op->sidecar_mtime_ns, &err) < 0)
+            cx_log(LOG_ERR, "writing what people wrote to the index: %s", err.msg);
         break;
     }
     if (++p->tx_ops >= p->opt.settings->batch_size) cx__writer_flush(p);
@@ -385,6 +404,10 @@ static write_op *copy_op(const write_op *op)
         c->row.caption = dup_or_null(op->row.caption);
         c->row.tags = dup_or_null(op->row.tags);
         c->row.model_version = dup_or_null(op->row.model_version);
+        c->row.description = dup_or_null(op->row.description);
+        c->row.keywords = dup_or_null(op->row.keywords);
+        c->row.reason = dup_or_null(op->row.reason);
+        c->row.format = dup_or_null(op->row.format);
         c->row.concepts = c->row.pooled = NULL;
         ok &= c->row.path != NULL;
         if (op->row.concepts && op->row.n_concepts > 0) {
@@ -418,6 +441,10 @@ static void free_op(write_op *op)
         free((char *)op->row.caption);
         free((char *)op->row.tags);
         free((char *)op->row.model_version);
+        free((char *)op->row.description);
+        free((char *)op->row.keywords);
+        free((char *)op->row.reason);
+        free((char *)op->row.format);
         free((float *)op->row.concepts);
         free((float *)op->row.pooled);
     }

@@ -60,7 +60,7 @@ void capdb_set_busy_timeout(capdb *db, int ms);
  * read through SQLite's own descriptor, no longer says "SQLite format 3". */
 int capdb_damaged(capdb *db);
 int capdb_schema_version(capdb *db);  /* PRAGMA user_version */
-#define CAPDB_SCHEMA_VERSION_LATEST 1 /* bumped by each migration */
+#define CAPDB_SCHEMA_VERSION_LATEST 2 /* bumped by each migration */
 
 /* Batches: everything between begin and commit is one transaction. */
 int capdb_begin(capdb *db, capdb_err *err);
@@ -80,6 +80,7 @@ typedef struct {
     uint64_t fingerprint; /* content hash (see daemon/), 0 = unknown */
     int status;
     char model_version[64];
+    int64_t sidecar_mtime_ns; /* of the XMP sidecar read with it, 0 = none */
 } capdb_file_state;
 
 typedef struct {
@@ -98,6 +99,12 @@ typedef struct {
     int n_concepts;
     const float *pooled; /* pooled CNN vector, n_pooled of them, may be NULL */
     int n_pooled;
+    const char *description;  /* what people wrote (EXIF/IPTC/XMP/sidecar), may be NULL */
+    const char *keywords;     /* ... their keywords, '\n'-separated, may be NULL */
+    int64_t sidecar_mtime_ns; /* of the sidecar read, 0 = none */
+    const char *format;       /* "jpeg", "png", ... as decoded; may be NULL */
+    const char *reason;       /* failure category when status is FAILED ("corrupt", "too large",
+                                "unsupported", "unreadable", "time limit", "crashed") */
 } capdb_image;
 
 /* Inserts or replaces the row with this path (FTS and vectors kept in sync). */
@@ -111,6 +118,9 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
  * content): date filters and the next start's "unchanged" test see the new mtime. */
 int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
                       int64_t mtime_ns, capdb_err *err);
+/* Replaces what people wrote about a row (a changed sidecar: no model run). */
+int capdb_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
+                      int64_t sidecar_mtime_ns, capdb_err *err);
 /* Looks a path up; state->id = 0 when absent. */
 int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err);
 /* Finds an OK row with this fingerprint and size (a move whose inotify pair was split);
@@ -162,7 +172,9 @@ typedef struct {
     char *path;
     char *caption;
     char *tags;
-    char *snippet; /* caption with \x01 ... \x02 around matches, or NULL */
+    char *snippet;     /* caption with \x01 ... \x02 around matches, or NULL */
+    char *description; /* what people wrote, or NULL */
+    char *keywords;    /* their keywords ('\n'-separated), or NULL */
     int64_t taken_time, mtime_ns;
     int width, height;
 } capdb_hit;
@@ -181,6 +193,20 @@ void capdb_results_free(capdb_results *res);
 /* Loads the stored pooled vector of a path (for `capsearch similar` on an indexed file).
  * Returns 1 found, 0 absent, < 0 error. */
 int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *err);
+
+/* For `capsearch status`: fn(ctx, value, count) per format of the indexed images
+ * (group = "format") or per reason of the failed ones (group = "reason"), most first;
+ * rows without one come as "unknown". */
+int capdb_foreach_count(capdb *db, const char *group,
+                        int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
+                        capdb_err *err);
+
+/* For `capsearch status`: fn(ctx, value, count) per format of the indexed images
+ * (group = "format") or per reason of the failed ones (group = "reason"), most first;
+ * rows without one come as "unknown". */
+int capdb_foreach_count(capdb *db, const char *group,
+                        int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
+                        capdb_err *err);
 
 /* Recent failures for `capsearch status`: calls fn for up to `limit` newest failed rows. */
 int capdb_foreach_failure(capdb *db, int limit,

@@ -224,13 +224,13 @@ check(p.returncode == 2, "similar needs an image")
 # ------------------------------------------------------------------ status
 p = run("status", db=LIB)
 out = p.stdout.decode(errors="replace")
-check(p.returncode == 0 and "schema:    version 1" in out and "fixture-1" in out
+check(p.returncode == 0 and "schema:    version 2" in out and "failures:  unknown 1" in out and "fixture-1" in out
       and "7 indexed, 1 failed" in out and "not running" in out
       and "/photos/broken.jpg: truncated JPEG data" in out and "/more photos" in out,
       "status text", out + p.stderr.decode(errors="replace"))
 p = run("status", "--json", db=LIB)
 st = json.loads(p.stdout)
-check(st["schema_version"] == 1 and st["images"] == {"total": 8, "ok": 7, "failed": 1}
+check(st["schema_version"] == 2 and st["failure_reasons"] == {"unknown": 1} and st["images"] == {"total": 8, "ok": 7, "failed": 1}
       and st["daemon"]["running"] is False and st["failures"][0]["error"] == "truncated JPEG data"
       and st["daemon"]["roots"] == ["/photos", "/more photos"] and st["db_bytes"] > 0,
       "status --json", p.stdout)

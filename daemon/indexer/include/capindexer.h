@@ -33,6 +33,7 @@
 
 #include "capdb.h"
 #include "capengine.h"
+#include "capmeta.h"
 
 #define CX_ERR_MAX 512
 typedef struct {
@@ -101,6 +102,7 @@ typedef struct {
     int64_t max_pixels; /* images whose header claims more are failures */
     int time_limit_s;   /* per image; a file that takes longer is recorded failed */
     int queue_max;      /* files waiting before the walk / watcher hold back */
+    int write_xmp;      /* 1: write each caption into the image's XMP sidecar */
 } cx_settings;
 
 #define CX_MAX_LIST 1024 /* roots, excludes, extensions: at most this many each */
@@ -147,17 +149,19 @@ uint64_t cx_xxh64(const void *data, size_t len, uint64_t seed);
 typedef struct cx_pipeline cx_pipeline;
 
 typedef struct {
-    int64_t queued;       /* waiting (both queues) */
-    int64_t in_flight;    /* hashing or captioning right now */
-    int64_t indexed;      /* rows written with a model result (ok) */
-    int64_t failed;       /* rows written as failed */
-    int64_t moved;        /* rows kept across a rename (no model run) */
-    int64_t removed;      /* rows deleted */
-    int64_t unchanged;    /* files skipped as unchanged */
-    int64_t model_runs;   /* images handed to the engine */
-    int64_t seen;         /* files the walk found (progress total) */
-    int scanning;         /* a walk is in progress */
-    int64_t write_errors; /* batches that could not start or commit (disk full, read-only,
+    int64_t queued;           /* waiting (both queues) */
+    int64_t in_flight;        /* hashing or captioning right now */
+    int64_t indexed;          /* rows written with a model result (ok) */
+    int64_t failed;           /* rows written as failed */
+    int64_t moved;            /* rows kept across a rename (no model run) */
+    int64_t removed;          /* rows deleted */
+    int64_t unchanged;        /* files skipped as unchanged */
+    int64_t text_updates;     /* rows whose people's text was re-read (a sidecar changed) */
+    int64_t sidecars_written; /* XMP sidecars written (write_xmp) */
+    int64_t model_runs;       /* images handed to the engine */
+    int64_t seen;             /* files the walk found (progress total) */
+    int scanning;             /* a walk is in progress */
+    int64_t write_errors;     /* batches that could not start or commit (disk full, read-only,
                                 locked past the retries): their changes wait for the next scan */
 } cx_stats;
 
@@ -194,6 +198,9 @@ void cx_pipeline_submit(cx_pipeline *p, const char *path, int urgent);
  * (a file recorded failed as unreadable becomes readable). Costs a hash, not a model run,
  * when the content is unchanged. */
 void cx_pipeline_recheck(cx_pipeline *p, const char *path);
+/* Its XMP sidecar (IMG.ext.xmp or IMG.xmp) changed: read what people wrote again (no
+ * model run). */
+void cx_pipeline_text_changed(cx_pipeline *p, const char *image_path);
 /* A file or a folder (every row under it) is gone. */
 void cx_pipeline_removed(cx_pipeline *p, const char *path);
 /* A file or folder was renamed inside the watched trees: rows follow, no model run. */
@@ -226,7 +233,10 @@ typedef struct {
     char tags[1024]; /* space-separated words */
     float *concepts; /* n_concepts probabilities (malloc'd, may be NULL) */
     int n_concepts;
-    float *pooled; /* CE_POOLED_DIM (caller's buffer) */
+    float *pooled;    /* CE_POOLED_DIM (caller's buffer) */
+    float confidence; /* of the caption, 0..1 */
+    cm_text text;     /* what people wrote (cm_read) */
+    char format[16];  /* "jpeg", "png", ... ("" = from the name) */
 } cx_image_result;
 
 /* After the CNN: with a captioner, the concept head and the caption search (caption,
@@ -235,6 +245,17 @@ typedef struct {
  * (free it). The pipeline and the stage benchmark both call this. 0 or a negative errno. */
 int cx_image_describe(ce_session *session, const ce_model *model, const ce_cnn_output *cnn,
                       cx_image_result *result, ce_err *err);
+/* The format a file's name says ("jpeg", "png", "heif", ... or "other"), for status. */
+const char *cx_format_of(const char *path);
+/* The failure category of an engine error code ("corrupt", "too large", ...). */
+const char *cx_failure_reason(int code);
+/* The newest mtime of an image's XMP sidecars (IMG.ext.xmp, IMG.xmp), 0 when none. */
+int64_t cx_sidecar_mtime(const char *image_path);
+/* The failure category of an engine error code ("corrupt", "too large", ...). */
+const char *cx_failure_reason(int code);
+/* The newest mtime of an image's XMP sidecars (IMG.ext.xmp, IMG.xmp), 0 when none. */
+int64_t cx_sidecar_mtime(const char *image_path);
+
 /* The database row of a file and its description (pointers into path and result). */
 void cx_image_row(const char *path, const struct stat *st, uint64_t fingerprint,
                   const cx_image_result *result, const char *model_version, capdb_image *row);
