@@ -21,6 +21,7 @@
 #endif
 
 #include "cnn.h"
+#include "parallel.h"
 
 /* ------------------------------------------------------------------ architecture */
 
@@ -102,6 +103,7 @@ struct cnn_state {
     float *h;      /* predictor depthwise output */
     float *box;    /* [1917][4] box encodings */
     float *logits; /* [1917][91] class logits */
+    ce_pool *pool; /* helpers for ce__threads() > 1 (AVX-512 build), else NULL */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -119,17 +121,17 @@ static inline float relu6f(float v)
     return v < 6.0f ? v : 6.0f;
 }
 
-static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout, int relu6,
-                      const float *residual, float *out);
-static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p, float *out,
-                      int *oh, int *ow);
-static void dw_project(const float *in, int h, int w, int c, int stride, const conv *dw,
-                       const conv *pw, int cout, int relu6, const float *residual, float *scratch,
-                       float *out, int *oh, int *ow);
+static void pointwise(ce_pool *pool, const float *in, int pixels, int cin, const conv *p, int cout,
+                      int relu6, const float *residual, float *out);
+static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int stride,
+                      const conv *p, float *out, int *oh, int *ow);
+static void dw_project(ce_pool *pool, const float *in, int h, int w, int c, int stride,
+                       const conv *dw, const conv *pw, int cout, int relu6, const float *residual,
+                       float *scratch, float *out, int *oh, int *ow);
 static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p, int pt,
                            int pl, int oy0, int oy1, int ow, float *out);
 static int same_pad_before(int in, int stride, int *out);
-static void conv3x3_first(const float *in, const conv *p, float *cols, float *out);
+static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *cols, float *out);
 static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0);
 static void mean_pool(const float *in, int pixels, int c, float *out);
 static void emit(const tap *t, const char *name, const float *data, int h, int w, int c);
@@ -142,7 +144,7 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
     int h = CE_INPUT_SIZE / 2, w = CE_INPUT_SIZE / 2, c = CONV0_OUT;
     emit(t, "input", st->input, CE_INPUT_SIZE, CE_INPUT_SIZE, 3);
 
-    conv3x3_first(st->input, &net->conv0, st->cols, st->x);
+    conv3x3_first(st->pool, st->input, &net->conv0, st->cols, st->x);
     emit(t, "conv0", st->x, h, w, c);
 
     /* MobileNetV2: expand (1x1, ReLU6) -> depthwise 3x3 (ReLU6) -> project (1x1, linear),
@@ -151,7 +153,7 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
         const block *b = &net->blocks[i];
         const float *dw_in = st->x;
         if (b->expand.w) {
-            pointwise(st->x, h * w, b->cin, &b->expand, b->cexp, 1, NULL, st->e);
+            pointwise(st->pool, st->x, h * w, b->cin, &b->expand, b->cexp, 1, NULL, st->e);
             dw_in = st->e;
         }
         if (i == FM0_BLOCK) {
@@ -161,7 +163,7 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
         }
         int oh, ow;
         int keep = b->stride == 1 && b->cin == b->cout;
-        dw_project(dw_in, h, w, b->cexp, b->stride, &b->dw, &b->project, b->cout, 0,
+        dw_project(st->pool, dw_in, h, w, b->cexp, b->stride, &b->dw, &b->project, b->cout, 0,
                    keep ? st->x : NULL, st->d, st->y, &oh, &ow);
         float *tmp = st->x;
         st->x = st->y;
@@ -171,7 +173,7 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
         emit(t, name, st->x, h, w, c);
     }
 
-    pointwise(st->x, h * w, c, &net->conv1, FEATURE_DIM, 1, NULL, st->y);
+    pointwise(st->pool, st->x, h * w, c, &net->conv1, FEATURE_DIM, 1, NULL, st->y);
     c = FEATURE_DIM;
     float *fm = st->y;
     emit(t, "fm1", fm, h, w, c);
@@ -183,11 +185,11 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
     /* SSDLite extra layers: 1x1 reduce -> depthwise 3x3 stride 2 -> 1x1 expand. */
     for (int k = 0; k < N_EXTRA; k++) {
         const extra_layer *x = &net->extra[k];
-        pointwise(fm, h * w, x->cin, &x->reduce, x->mid, 1, NULL, st->e);
+        pointwise(st->pool, fm, h * w, x->cin, &x->reduce, x->mid, 1, NULL, st->e);
         int oh, ow;
         float *next = fm == st->x ? st->y : st->x;
-        dw_project(st->e, h, w, x->mid, 2, &x->dw, &x->expand, x->out, 1, NULL, st->d, next, &oh,
-                   &ow);
+        dw_project(st->pool, st->e, h, w, x->mid, 2, &x->dw, &x->expand, x->out, 1, NULL, st->d,
+                   next, &oh, &ow);
         fm = next;
         h = oh, w = ow, c = x->out;
         snprintf(name, sizeof name, "fm%d", k + 2);
@@ -214,6 +216,13 @@ int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out, ce
         snprintf(err->msg, sizeof err->msg, "empty image");
         return -EINVAL;
     }
+#ifdef CNN_AVX512
+    /* The helpers follow ce_set_blas_threads (1 in the daemon's workers: none). */
+    if (ce__pool_size(st->pool) != ce__threads()) {
+        ce__pool_free(st->pool);
+        if (ce__pool_new(ce__threads(), &st->pool) < 0) st->pool = NULL; /* then serial */
+    }
+#endif
     tap t = {fn, ctx};
     ce__resize_input(img, st->input);
     forward(net, st, out, &t);
@@ -284,20 +293,20 @@ static void pw_tile(int mr, const float *restrict in, int cin, const float *rest
 }
 #undef PW_REP
 
-/* Columns are taken in slices whose weights (cin x slice floats) stay in L2 while every
- * pixel passes; within a slice, MR pixels at a time over all its 32-channel blocks, so
- * the MR input rows stay in L1. */
-static void pointwise_avx512(const float *in, int pixels, int cin, const conv *p, int cout,
-                             int relu6, const float *residual, float *out)
+/* Pixels [p0, p1): columns in slices whose weights (cin x slice floats) stay in L2
+ * while those pixels pass; within a slice, MR pixels at a time over all its 32-channel
+ * blocks, so the MR input rows stay in L1. */
+static void pointwise_range(const float *in, int p0, int p1, int cin, const conv *p, int cout,
+                            int relu6, const float *residual, float *out)
 {
     int slice = (256 * 1024 / 4) / cin / 32 * 32;
     if (slice < 32) slice = 32;
     for (int o0 = 0; o0 < cout; o0 += slice) {
         int o1 = o0 + slice < cout ? o0 + slice : cout;
-        for (int p0 = 0; p0 < pixels; p0 += PW_MR) {
-            int mr = pixels - p0 < PW_MR ? pixels - p0 : PW_MR;
-            const float *x = in + (size_t)p0 * cin;
-            const float *res = residual ? residual + (size_t)p0 * cout : NULL;
+        for (int q = p0; q < p1; q += PW_MR) {
+            int mr = p1 - q < PW_MR ? p1 - q : PW_MR;
+            const float *x = in + (size_t)q * cin;
+            const float *res = residual ? residual + (size_t)q * cout : NULL;
             for (int o = o0; o < o1; o += 32) {
                 int left = o1 - o;
                 __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
@@ -306,21 +315,53 @@ static void pointwise_avx512(const float *in, int pixels, int cin, const conv *p
                                            : 0;
                 const float *w = p->packed + (size_t)(o / 32) * cin * 32, *b = p->b + o;
                 const float *r = res ? res + o : NULL;
-                float *y = out + (size_t)p0 * cout + o;
+                float *y = out + (size_t)q * cout + o;
                 pw_tile(mr, x, cin, w, cout, b, m0, m1, relu6, r, y);
             }
         }
     }
 }
+
+typedef struct {
+    const float *in, *residual;
+    const conv *p;
+    float *out;
+    int pixels, per_task, cin, cout, relu6;
+} pw_job;
+
+static void pw_task(void *ctx, int t)
+{
+    const pw_job *j = ctx;
+    int p0 = t * j->per_task, p1 = p0 + j->per_task < j->pixels ? p0 + j->per_task : j->pixels;
+    pointwise_range(j->in, p0, p1, j->cin, j->p, j->cout, j->relu6, j->residual, j->out);
+}
+
+/* Split by pixels, a few tasks per thread (whole MR tiles) so that a thread the
+ * scheduler delays leaves its share to the others. */
+static void pointwise_avx512(ce_pool *pool, const float *in, int pixels, int cin, const conv *p,
+                             int cout, int relu6, const float *residual, float *out)
+{
+    int threads = ce__pool_size(pool);
+    int tiles = (pixels + PW_MR - 1) / PW_MR;
+    if (threads == 1 || tiles < 2 * threads || (double)pixels * cin * cout < 2e5) {
+        pointwise_range(in, 0, pixels, cin, p, cout, relu6, residual, out);
+        return;
+    }
+    int n_tasks = 4 * threads < tiles ? 4 * threads : tiles;
+    int per_task = (tiles + n_tasks - 1) / n_tasks * PW_MR;
+    pw_job j = {in, residual, p, out, pixels, per_task, cin, cout, relu6};
+    ce__parallel_for(pool, (pixels + per_task - 1) / per_task, pw_task, &j);
+}
 #endif
 
-static void pointwise(const float *in, int pixels, int cin, const conv *p, int cout, int relu6,
-                      const float *residual, float *out)
+static void pointwise(ce_pool *pool, const float *in, int pixels, int cin, const conv *p, int cout,
+                      int relu6, const float *residual, float *out)
 {
 #ifdef CNN_AVX512
-    pointwise_avx512(in, pixels, cin, p, cout, relu6, residual, out);
+    pointwise_avx512(pool, in, pixels, cin, p, cout, relu6, residual, out);
     return;
 #endif
+    (void)pool;
     int chunk = CHUNK_FLOATS / cout;
     if (chunk < 16) chunk = 16;
     const float *restrict b = p->b;
@@ -345,22 +386,47 @@ static void pointwise(const float *in, int pixels, int cin, const conv *p, int c
 }
 
 /* Depthwise then a 1x1 convolution, by tiles of output rows: each tile of the depthwise
- * output is consumed by the 1x1 while it is still in cache. */
-static void dw_project(const float *in, int h, int w, int c, int stride, const conv *dw,
-                       const conv *pw, int cout, int relu6, const float *residual, float *scratch,
-                       float *out, int *oh, int *ow)
+ * output is consumed by the 1x1 while it is still in cache. With helper threads the
+ * tiles are the tasks when there are enough of them, else each 1x1 is split. */
+typedef struct {
+    const float *in, *residual;
+    const conv *dw, *pw;
+    float *scratch, *out;
+    int h, w, c, stride, cout, relu6, pt, pl, oh, ow, rows;
+    ce_pool *inner;
+} dwp_job;
+
+static void dwp_task(void *ctx, int t)
+{
+    const dwp_job *j = ctx;
+    int oy0 = t * j->rows, oy1 = oy0 + j->rows < j->oh ? oy0 + j->rows : j->oh;
+    size_t at = (size_t)oy0 * j->ow;
+    depthwise_rows(j->in, j->h, j->w, j->c, j->stride, j->dw, j->pt, j->pl, oy0, oy1, j->ow,
+                   j->scratch + at * j->c);
+    pointwise(j->inner, j->scratch + at * j->c, (oy1 - oy0) * j->ow, j->c, j->pw, j->cout, j->relu6,
+              j->residual ? j->residual + at * j->cout : NULL, j->out + at * j->cout);
+}
+
+static void dw_project(ce_pool *pool, const float *in, int h, int w, int c, int stride,
+                       const conv *dw, const conv *pw, int cout, int relu6, const float *residual,
+                       float *scratch, float *out, int *oh, int *ow)
 {
     int pt = same_pad_before(h, stride, oh);
     int pl = same_pad_before(w, stride, ow);
     int rows = CHUNK_FLOATS / (*ow * c);
     if (rows < 1) rows = 1;
-    for (int oy0 = 0; oy0 < *oh; oy0 += rows) {
-        int oy1 = oy0 + rows < *oh ? oy0 + rows : *oh;
-        size_t at = (size_t)oy0 * *ow;
-        depthwise_rows(in, h, w, c, stride, dw, pt, pl, oy0, oy1, *ow, scratch + at * c);
-        pointwise(scratch + at * c, (oy1 - oy0) * *ow, c, pw, cout, relu6,
-                  residual ? residual + at * cout : NULL, out + at * cout);
+    int tiles = (*oh + rows - 1) / rows, threads = ce__pool_size(pool);
+    if (threads > 1 && tiles < 2 * threads && *oh >= 2 * threads) {
+        /* Few big tiles: smaller ones, one or more per thread. */
+        rows = (*oh + 2 * threads - 1) / (2 * threads);
+        tiles = (*oh + rows - 1) / rows;
     }
+    int split_tiles = threads > 1 && tiles >= threads;
+    dwp_job j = {in,     residual, dw,    pw, scratch, out, h,   w,    c,
+                 stride, cout,     relu6, pt, pl,      *oh, *ow, rows, split_tiles ? NULL : pool};
+    if (split_tiles) ce__parallel_for(pool, tiles, dwp_task, &j);
+    else
+        for (int t = 0; t < tiles; t++) dwp_task(&j, t);
 }
 
 /* TensorFlow "SAME" padding: output ceil(in / stride), the odd padding pixel after. */
@@ -393,12 +459,32 @@ dw_block(const float *restrict in, int w, int c, const float *restrict wt, const
     for (int k = 0; k < cb; k++) o[c0 + k] = relu6f(acc[k]);
 }
 
-static void depthwise(const float *in, int h, int w, int c, int stride, const conv *p, float *out,
-                      int *oh, int *ow)
+typedef struct {
+    const float *in;
+    const conv *p;
+    float *out;
+    int h, w, c, stride, pt, pl, oh, ow;
+} dw_job;
+
+static void dw_task(void *ctx, int oy)
+{
+    const dw_job *j = ctx;
+    depthwise_rows(j->in, j->h, j->w, j->c, j->stride, j->p, j->pt, j->pl, oy, oy + 1, j->ow,
+                   j->out + (size_t)oy * j->ow * j->c);
+}
+
+/* A whole depthwise layer; with helpers, one task per output row. */
+static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int stride,
+                      const conv *p, float *out, int *oh, int *ow)
 {
     int pt = same_pad_before(h, stride, oh);
     int pl = same_pad_before(w, stride, ow);
-    depthwise_rows(in, h, w, c, stride, p, pt, pl, 0, *oh, *ow, out);
+    if (ce__pool_size(pool) == 1 || *oh < 4) {
+        depthwise_rows(in, h, w, c, stride, p, pt, pl, 0, *oh, *ow, out);
+        return;
+    }
+    dw_job j = {in, p, out, h, w, c, stride, pt, pl, *oh, *ow};
+    ce__parallel_for(pool, *oh, dw_task, &j);
 }
 
 /* Output rows [oy0, oy1) of the depthwise convolution; `out` points at row oy0. */
@@ -424,7 +510,7 @@ static void depthwise_rows(const float *in, int h, int w, int c, int stride, con
 }
 
 /* The first layer, 3x3 stride 2 from 3 channels: im2col then one sgemm. */
-static void conv3x3_first(const float *in, const conv *p, float *cols, float *out)
+static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *cols, float *out)
 {
     const int ih = CE_INPUT_SIZE, iw = CE_INPUT_SIZE;
     int oh, ow;
@@ -448,7 +534,7 @@ static void conv3x3_first(const float *in, const conv *p, float *cols, float *ou
             }
         }
     }
-    pointwise(cols, oh * ow, 27, p, CONV0_OUT, 1, NULL, out);
+    pointwise(pool, cols, oh * ow, 27, p, CONV0_OUT, 1, NULL, out);
 }
 
 /* One box predictor: depthwise 3x3 (ReLU6) then a linear 1x1 for the box encodings and
@@ -457,11 +543,11 @@ static void conv3x3_first(const float *in, const conv *p, float *cols, float *ou
 static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0)
 {
     int s = HEAD_SIZE[k], c = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k], oh, ow;
-    depthwise(fm, s, s, c, 1, &net->heads[k].box_dw, st->h, &oh, &ow);
-    pointwise(st->h, s * s, c, &net->heads[k].box_pw, a * 4, 0, NULL,
+    depthwise(st->pool, fm, s, s, c, 1, &net->heads[k].box_dw, st->h, &oh, &ow);
+    pointwise(st->pool, st->h, s * s, c, &net->heads[k].box_pw, a * 4, 0, NULL,
               st->box + (size_t)anchor0 * 4);
-    depthwise(fm, s, s, c, 1, &net->heads[k].cls_dw, st->h, &oh, &ow);
-    pointwise(st->h, s * s, c, &net->heads[k].cls_pw, a * CE_NUM_CLASSES, 0, NULL,
+    depthwise(st->pool, fm, s, s, c, 1, &net->heads[k].cls_dw, st->h, &oh, &ow);
+    pointwise(st->pool, st->h, s * s, c, &net->heads[k].cls_pw, a * CE_NUM_CLASSES, 0, NULL,
               st->logits + (size_t)anchor0 * CE_NUM_CLASSES);
 }
 
@@ -716,6 +802,7 @@ oom:
 void ce__cnn_state_free(cnn_state *st)
 {
     if (!st) return;
+    ce__pool_free(st->pool);
     free(st->input);
     free(st->cols);
     free(st->x);

@@ -12,6 +12,7 @@
 
 #include "cnn.h"
 #include "model.h"
+#include "parallel.h"
 #include "weights.h"
 
 #define BACKBONE_FILE "ssdlite_mobilenet_v2_coco.csw"
@@ -143,4 +144,9 @@ ce_captioner_scratch *ce__session_captioner_scratch(ce_session *session)
 cnn_state *ce__session_cnn(ce_session *session) { return session->cnn; }
 const cnn_net *ce__session_cnn_net(const ce_session *session) { return session->model->cnn; }
 
-void ce_set_blas_threads(int n) { openblas_set_num_threads(n > 0 ? n : 1); }
+/* OpenBLAS's pool (the portable 1x1 path) and our own helpers (parallel.h). */
+void ce_set_blas_threads(int n)
+{
+    openblas_set_num_threads(n > 0 ? n : 1);
+    ce__set_threads(n);
+}

@@ -1,6 +1,8 @@
 /*
  * One model shared by several threads, one session each (the daemon's pattern): every
- * thread must get exactly the single-threaded result, run after run. Exit 77 without
+ * thread must get exactly the single-threaded result, run after run. Then one session
+ * whose layers are split over 2 and 3 threads (ce_set_blas_threads, the CLI's pattern):
+ * the same result bit for bit (each output pixel is computed whole by one thread). Exit 77 without
  * the converted model or the photos.
  */
 #include <errno.h>
@@ -114,10 +116,28 @@ int main(int argc, char **argv)
             fprintf(stderr, "thread %d: %d mismatches, %d errors\n", t, jobs[t].mismatches,
                     jobs[t].errors);
     }
+    ce_cnn_output *out = calloc(1, sizeof *out);
+    for (int n = 2; n <= 3; n++) {
+        ce_set_blas_threads(n);
+        if (ce_session_new(model, &s, &err) < 0) {
+            fprintf(stderr, "FAIL: %s\n", err.msg);
+            return 1;
+        }
+        for (int r = 0; r < ROUNDS; r++)
+            for (int i = 0; i < N_PHOTOS; i++)
+                if (ce_cnn_run(s, &images[i], out, &err) < 0 || !same(out, &expected[i])) {
+                    fprintf(stderr, "%s split over %d threads: not the 1-thread result\n",
+                            PHOTOS[i], n);
+                    bad++;
+                }
+        ce_session_free(s);
+    }
+    ce_set_blas_threads(1);
+    free(out);
     for (int i = 0; i < N_PHOTOS; i++) ce_image_free(&images[i]);
     free(expected);
     ce_model_close(model);
-    printf("%s: %d threads x %d rounds x %d photos\n", bad ? "FAIL" : "PASS", THREADS, ROUNDS,
-           N_PHOTOS);
+    printf("%s: %d threads x %d rounds x %d photos; one session split over 2 and 3 threads\n",
+           bad ? "FAIL" : "PASS", THREADS, ROUNDS, N_PHOTOS);
     return bad ? 1 : 0;
 }
