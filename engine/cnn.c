@@ -251,9 +251,10 @@ int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *e
  * A tile of mr < 12 pixels repeats its last pixel and stores only mr. */
 #define PW_MR 12
 #define PW_REP(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
-static void pw_tile(int mr, const float *restrict in, int cin, const float *restrict w, int cout,
-                    const float *restrict b, __mmask16 m0, __mmask16 m1, int relu6,
-                    const float *restrict residual, float *restrict out)
+static inline __attribute__((always_inline)) void
+pw_tile(const int halves, int mr, const float *restrict in, int cin, const float *restrict w,
+        int cout, const float *restrict b, __mmask16 m0, __mmask16 m1, int relu6,
+        const float *restrict residual, float *restrict out)
 {
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
 #define PW_INIT(r)                                                                                 \
@@ -268,7 +269,7 @@ static void pw_tile(int mr, const float *restrict in, int cin, const float *rest
     {                                                                                              \
         const __m512 v = _mm512_set1_ps(x##r[i]);                                                  \
         a##r##_0 = _mm512_fmadd_ps(v, w0, a##r##_0);                                               \
-        a##r##_1 = _mm512_fmadd_ps(v, w1, a##r##_1);                                               \
+        if (halves == 2) a##r##_1 = _mm512_fmadd_ps(v, w1, a##r##_1);                              \
     }
         PW_REP(PW_FMA)
 #undef PW_FMA
@@ -286,12 +287,25 @@ static void pw_tile(int mr, const float *restrict in, int cin, const float *rest
             a##r##_1 = _mm512_min_ps(_mm512_max_ps(a##r##_1, zero), six);                          \
         }                                                                                          \
         _mm512_mask_storeu_ps(o, m0, a##r##_0);                                                    \
-        _mm512_mask_storeu_ps(o + 16, m1, a##r##_1);                                               \
+        if (halves == 2) _mm512_mask_storeu_ps(o + 16, m1, a##r##_1);                              \
     }
     PW_REP(PW_STORE)
 #undef PW_STORE
 }
 #undef PW_REP
+
+/* The last block of a layer whose width leaves 16 channels or fewer: half the work. */
+static void pw_tile32(int mr, const float *in, int cin, const float *w, int cout, const float *b,
+                      __mmask16 m0, __mmask16 m1, int relu6, const float *residual, float *out)
+{
+    pw_tile(2, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
+}
+
+static void pw_tile16(int mr, const float *in, int cin, const float *w, int cout, const float *b,
+                      __mmask16 m0, int relu6, const float *residual, float *out)
+{
+    pw_tile(1, mr, in, cin, w, cout, b, m0, 0, relu6, residual, out);
+}
 
 /* Pixels [p0, p1): columns in slices whose weights (cin x slice floats) stay in L2
  * while those pixels pass; within a slice, MR pixels at a time over all its 32-channel
@@ -316,7 +330,8 @@ static void pointwise_range(const float *in, int p0, int p1, int cin, const conv
                 const float *w = p->packed + (size_t)(o / 32) * cin * 32, *b = p->b + o;
                 const float *r = res ? res + o : NULL;
                 float *y = out + (size_t)q * cout + o;
-                pw_tile(mr, x, cin, w, cout, b, m0, m1, relu6, r, y);
+                if (m1) pw_tile32(mr, x, cin, w, cout, b, m0, m1, relu6, r, y);
+                else pw_tile16(mr, x, cin, w, cout, b, m0, relu6, r, y);
             }
         }
     }
