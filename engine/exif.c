@@ -5,8 +5,11 @@
  * TIFF layout: an 8-byte header ("II" little-endian or "MM" big-endian, the number 42,
  * the offset of IFD0), then IFDs: a 16-bit entry count, 12-byte entries (tag, type,
  * count, value-or-offset). Values of 4 bytes or less sit in the entry itself.
- * Orientation and DateTime live in IFD0; DateTimeOriginal in the Exif sub-IFD that
- * IFD0's tag 0x8769 points at.
+ * Orientation, DateTime and ImageDescription live in IFD0; DateTimeOriginal and
+ * UserComment in the Exif sub-IFD that IFD0's tag 0x8769 points at. Text is kept only
+ * when it is valid UTF-8 (ASCII included) without control characters; a UserComment
+ * is kept only with the "ASCII" or the undefined (all-NUL) character code, never
+ * "UNICODE" or "JIS".
  *
  * Every offset and count comes from the file and is untrusted: each read below goes
  * through read_bytes(), which checks it against the buffer. There is no recursion and
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "caputf8.h"
 #include "image.h"
 
 enum {
@@ -22,8 +26,10 @@ enum {
     TAG_DATETIME = 0x0132,
     TAG_EXIF_IFD = 0x8769,
     TAG_DATETIME_ORIGINAL = 0x9003,
+    TAG_IMAGE_DESCRIPTION = 0x010E,
+    TAG_USER_COMMENT = 0x9286,
 };
-enum { TYPE_ASCII = 2, TYPE_SHORT = 3, TYPE_LONG = 4 };
+enum { TYPE_ASCII = 2, TYPE_SHORT = 3, TYPE_LONG = 4, TYPE_UNDEFINED = 7 };
 
 #define EXIF_TIME_LEN 19 /* "YYYY:MM:DD HH:MM:SS" */
 
@@ -46,11 +52,14 @@ static int ifd_get(const tiff_buf *t, uint32_t ifd, uint32_t index, ifd_entry *e
 static int entry_uint(const tiff_buf *t, const ifd_entry *e, uint32_t *v);
 static int64_t entry_time(const tiff_buf *t, const ifd_entry *e);
 static int64_t parse_exif_time(const uint8_t *s);
+static void entry_text(const tiff_buf *t, const ifd_entry *e, int user_comment, char *out,
+                       size_t size);
 
 void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out)
 {
     out->orientation = 1;
     out->taken_time = 0;
+    out->description[0] = '\0';
     if (!tiff || size < 8) return;
 
     tiff_buf t = {tiff, size, 0};
@@ -69,18 +78,55 @@ void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out)
             if (e.tag == TAG_ORIENTATION && entry_uint(&t, &e, &v) && v >= 1 && v <= 8)
                 out->orientation = (int)v;
             else if (e.tag == TAG_DATETIME) datetime = entry_time(&t, &e);
+            else if (e.tag == TAG_IMAGE_DESCRIPTION)
+                entry_text(&t, &e, 0, out->description, sizeof out->description);
             else if (e.tag == TAG_EXIF_IFD && entry_uint(&t, &e, &v)) exif_ifd = v;
         }
     }
     if (exif_ifd && exif_ifd != ifd0 && ifd_count(&t, exif_ifd, &n)) {
         for (uint32_t i = 0; i < n && ifd_get(&t, exif_ifd, i, &e); i++) {
             if (e.tag == TAG_DATETIME_ORIGINAL) original = entry_time(&t, &e);
+            else if (e.tag == TAG_USER_COMMENT && !out->description[0])
+                entry_text(&t, &e, 1, out->description, sizeof out->description);
         }
     }
     out->taken_time = original ? original : datetime;
 }
 
 /* ------------------------------------------------------------------ helpers */
+
+/* ASCII ImageDescription, or UNDEFINED UserComment (8-byte character code first). Empty
+ * unless the bytes are valid UTF-8 without control characters; blanks trimmed. */
+static void entry_text(const tiff_buf *t, const ifd_entry *e, int user_comment, char *out,
+                       size_t size)
+{
+    out[0] = '\0';
+    if (e->type != (user_comment ? TYPE_UNDEFINED : TYPE_ASCII) || e->count == 0) return;
+    uint32_t off = 0;
+    const uint8_t *p;
+    if (e->count <= 4) off = (uint32_t)e->value_at;
+    else if (!read_u32(t, e->value_at, &off)) return;
+    if (!read_bytes(t, off, e->count, &p)) return;
+    size_t n = e->count;
+    if (user_comment) {
+        static const uint8_t ASCII_CODE[8] = {'A', 'S', 'C', 'I', 'I', 0, 0, 0};
+        static const uint8_t UNDEFINED_CODE[8] = {0};
+        if (n < 8 || (memcmp(p, ASCII_CODE, 8) && memcmp(p, UNDEFINED_CODE, 8))) return;
+        p += 8;
+        n -= 8;
+    }
+    while (n && (p[n - 1] == 0 || p[n - 1] == ' ')) n--;
+    while (n && *p == ' ') p++, n--;
+    if (n == 0 || n >= size) return;
+    uint32_t cp;
+    for (size_t i = 0; i < n;) {
+        int len = cu_utf8_decode(p + i, n - i, &cp);
+        if (len == 0 || cp < 0x20 || cp == 0x7f) return;
+        i += (size_t)len;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
 
 static int read_bytes(const tiff_buf *t, size_t off, size_t len, const uint8_t **p)
 {

@@ -18,6 +18,8 @@ typedef struct {
     int orientation;    /* EXIF Orientation 1..8; 1 (as stored) when absent or invalid */
     int64_t taken_time; /* DateTimeOriginal, else DateTime, as unix seconds read as UTC;
                              0 = none */
+    char description[CE_MAX_EXIF_TEXT]; /* ImageDescription, else an ASCII / UTF-8
+                                           UserComment; "" = none */
 } ce_exif;
 
 /* Resolved ce_load_options. */

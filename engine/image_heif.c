@@ -153,6 +153,7 @@ static void read_exif_time(const struct heif_image_handle *h, ce_image *img)
             ce_exif exif;
             ce__exif_parse(buf + 4 + skip, n - 4 - skip, &exif);
             img->taken_time = exif.taken_time;
+            memcpy(img->description, exif.description, sizeof img->description);
         }
     }
     free(buf);

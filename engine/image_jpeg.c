@@ -98,6 +98,7 @@ int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *pa
         img->source_width = job->source_width;
         img->source_height = job->source_height;
         img->taken_time = job->exif.taken_time;
+        memcpy(img->description, job->exif.description, sizeof img->description);
         *orientation = job->exif.orientation;
     }
     free(job);
@@ -219,6 +220,7 @@ static void read_exif(jpeg_job *job)
 {
     job->exif.orientation = 1;
     job->exif.taken_time = 0;
+    job->exif.description[0] = '\0';
     for (jpeg_saved_marker_ptr m = job->cinfo.marker_list; m; m = m->next) {
         if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 &&
             memcmp(m->data, "Exif\0\0", 6) == 0) {

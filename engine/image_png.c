@@ -113,6 +113,7 @@ int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *par
         img->source_width = (int)job->src_w;
         img->source_height = (int)job->src_h;
         img->taken_time = job->exif.taken_time;
+        memcpy(img->description, job->exif.description, sizeof img->description);
         *orientation = job->exif.orientation;
     }
     free(job);

@@ -82,6 +82,7 @@ int ce__decode_tiff(const uint8_t *data, size_t size, const ce_decode_params *pa
     ce_exif exif;
     ce__exif_parse(data, size, &exif);
     img->taken_time = exif.taken_time;
+    memcpy(img->description, exif.description, sizeof img->description);
     *orientation = exif.orientation;
     return 0;
 }

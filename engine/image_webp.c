@@ -53,6 +53,7 @@ int ce__decode_webp(const uint8_t *data, size_t size, const ce_decode_params *pa
     ce_exif exif;
     read_exif(data, size, &exif);
     img->taken_time = exif.taken_time;
+    memcpy(img->description, exif.description, sizeof img->description);
     *orientation = exif.orientation;
     return 0;
 }
@@ -136,6 +137,7 @@ static void read_exif(const uint8_t *data, size_t size, ce_exif *exif)
 {
     exif->orientation = 1;
     exif->taken_time = 0;
+    exif->description[0] = '\0';
     WebPData wd = {data, size};
     WebPDemuxer *demux = WebPDemux(&wd);
     if (!demux) return;

@@ -20,6 +20,8 @@ PACKAGES=(
   libheif-dev libwebp-dev libtiff-dev libraw-dev libgif-dev
   # ... and the tools the format tests and the decode benchmark make and read files with
   libheif-examples webp libtiff-tools imagemagick libraw-bin libavif-bin
+  # metadata: XMP in and out (Exempi); ExifTool is the tests' independent reader
+  libexempi-dev libimage-exiftool-perl
 )
 
 missing=()

@@ -257,6 +257,7 @@ static void model_work(uv_work_t *w)
     job *j = w->data;
     ce_err err = {{0}};
     ce_image img;
+    char exif_description[CE_MAX_EXIF_TEXT] = "";
     ce_load_options lo = {.max_pixels = j->max_pixels, .min_side = 0};
     j->rc = ce_image_load_file(j->path, &lo, &img, &err);
     if (j->rc == 0) {
@@ -274,6 +275,7 @@ static void model_work(uv_work_t *w)
         }
         ce_cnn_output *cnn = calloc(1, sizeof *cnn);
         j->rc = cnn ? ce_cnn_run(j->session, &img, cnn, &err) : -ENOMEM;
+        memcpy(exif_description, img.description, sizeof exif_description);
         ce_image_free(&img);
         if (j->rc == 0)
             j->rc = cx_image_describe(j->session, j->p->opt.model, cnn, &j->result, &err);
@@ -283,6 +285,10 @@ static void model_work(uv_work_t *w)
         /* what people wrote; an unreadable sidecar costs its text, not the image */
         cm_err merr = {""};
         cm_read(j->path, &j->result.text, &merr);
+        /* XMP (sidecar, then embedded) first; the camera's EXIF text when XMP has none */
+        if (!j->result.text.description[0] && exif_description[0])
+            snprintf(j->result.text.description, sizeof j->result.text.description, "%s",
+                     exif_description);
         if (j->write_xmp && j->result.caption[0]) write_sidecar(j);
     }
     if (j->rc < 0)

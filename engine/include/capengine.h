@@ -32,16 +32,21 @@ typedef struct {
 /* ------------------------------------------------------------------ images */
 
 /* 8-bit RGB, row-major, no padding: pixels[(y * width + x) * 3 + c]. */
+#define CE_MAX_EXIF_TEXT 512
+
 typedef struct {
     int width, height;
     uint8_t *pixels;
-    int source_width, source_height; /* size of the stored image before any downscaling,
+    int source_width, source_height;    /* size of the stored image before any downscaling,
                                           after EXIF orientation */
-    int64_t taken_time;              /* EXIF DateTimeOriginal as unix seconds (read as
+    int64_t taken_time;                 /* EXIF DateTimeOriginal as unix seconds (read as
                                           UTC), 0 = none */
-    const char *format;              /* what the content was, a static string: "JPEG",
+    const char *format;                 /* what the content was, a static string: "JPEG",
                                           "PNG", "HEIF", "AVIF", "WebP", "TIFF", "RAW",
                                           "GIF" (NULL before a successful load) */
+    char description[CE_MAX_EXIF_TEXT]; /* EXIF ImageDescription, else UserComment (valid
+                                          UTF-8, trimmed; "" = none): what a person or
+                                          their camera app wrote */
 } ce_image;
 
 typedef struct {

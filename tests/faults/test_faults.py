@@ -215,9 +215,10 @@ class Daemon:
 # ------------------------------------------------------------------ scenarios
 
 def scenario_disk_full(env):
-    """The database's file system fills up during `capsearch index` (a 400 KiB tmpfs)."""
+    """The database's file system fills up during `capsearch index` (a 1 MiB tmpfs: the
+    schema and first batch fit, 56 more photos do not)."""
     full = os.path.join(env.work, "small")
-    env.mount_tmpfs(full, "400k")
+    env.mount_tmpfs(full, "1m")
     db = os.path.join(full, "index.db")
     first = env.photos_dir("first")
     p = env.index(db, first)

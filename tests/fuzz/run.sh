@@ -13,7 +13,7 @@ build=${1:?usage: run.sh BUILD_DIR [SECONDS_PER_TARGET] [TARGET...]}
 seconds=${2:-25}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image heif webp tiff raw gif weights query config)
+[ ${#targets[@]} -gt 0 ] || targets=(image heif webp tiff raw gif weights query config xmp)
 
 work=${FUZZ_WORK:-$(mktemp -d /tmp/capsearch-fuzz.XXXXXX)}
 status=0
