@@ -104,6 +104,7 @@ struct cnn_state {
     float *box;    /* [1917][4] box encodings */
     float *logits; /* [1917][91] class logits */
     ce_pool *pool; /* helpers for ce__threads() > 1 (AVX-512 build), else NULL */
+    size_t max_e;  /* floats in e; 0 = no fused blocks (the portable build) */
 };
 
 /* ------------------------------------------------------------------ forward */
@@ -128,9 +129,11 @@ static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int s
 static void dw_project(ce_pool *pool, const float *in, int h, int w, int c, int stride,
                        const conv *dw, const conv *pw, int cout, int relu6, const float *residual,
                        float *scratch, float *out, int *oh, int *ow);
-static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p, int pt,
-                           int pl, int oy0, int oy1, int ow, float *out);
+static void depthwise_rows(const float *in, int row0, int h, int w, int c, int stride,
+                           const conv *p, int pt, int pl, int oy0, int oy1, int ow, float *out);
 static int same_pad_before(int in, int stride, int *out);
+static int fused_block(ce_pool *pool, const block *b, const float *x, int h, int w, float *ebuf,
+                       size_t max_e, float *d, float *out, int *oh, int *ow);
 static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *cols, float *out);
 static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0);
 static void mean_pool(const float *in, int pixels, int c, float *out);
@@ -151,6 +154,17 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
      * with a residual add when the shape is kept. */
     for (int i = 0; i < N_BLOCKS; i++) {
         const block *b = &net->blocks[i];
+        int oh, ow;
+        if (b->expand.w && i != FM0_BLOCK && st->max_e &&
+            fused_block(st->pool, b, st->x, h, w, st->e, st->max_e, st->d, st->y, &oh, &ow)) {
+            float *tmp = st->x;
+            st->x = st->y;
+            st->y = tmp;
+            h = oh, w = ow, c = b->cout;
+            snprintf(name, sizeof name, "block%d", i);
+            emit(t, name, st->x, h, w, c);
+            continue;
+        }
         const float *dw_in = st->x;
         if (b->expand.w) {
             pointwise(st->pool, st->x, h * w, b->cin, &b->expand, b->cexp, 1, NULL, st->e);
@@ -161,7 +175,6 @@ static void forward(const cnn_net *net, cnn_state *st, ce_cnn_output *out, const
             mean_pool(st->e, h * w, b->cexp, out->mid_pooled);
             run_head(net, st, 0, st->e, 0);
         }
-        int oh, ow;
         int keep = b->stride == 1 && b->cin == b->cout;
         dw_project(st->pool, dw_in, h, w, b->cexp, b->stride, &b->dw, &b->project, b->cout, 0,
                    keep ? st->x : NULL, st->d, st->y, &oh, &ow);
@@ -416,7 +429,7 @@ static void dwp_task(void *ctx, int t)
     const dwp_job *j = ctx;
     int oy0 = t * j->rows, oy1 = oy0 + j->rows < j->oh ? oy0 + j->rows : j->oh;
     size_t at = (size_t)oy0 * j->ow;
-    depthwise_rows(j->in, j->h, j->w, j->c, j->stride, j->dw, j->pt, j->pl, oy0, oy1, j->ow,
+    depthwise_rows(j->in, 0, j->h, j->w, j->c, j->stride, j->dw, j->pt, j->pl, oy0, oy1, j->ow,
                    j->scratch + at * j->c);
     pointwise(j->inner, j->scratch + at * j->c, (oy1 - oy0) * j->ow, j->c, j->pw, j->cout, j->relu6,
               j->residual ? j->residual + at * j->cout : NULL, j->out + at * j->cout);
@@ -442,6 +455,75 @@ static void dw_project(ce_pool *pool, const float *in, int h, int w, int c, int 
     if (split_tiles) ce__parallel_for(pool, tiles, dwp_task, &j);
     else
         for (int t = 0; t < tiles; t++) dwp_task(&j, t);
+}
+
+/* A whole inverted-residual block (expand 1x1 ReLU6 -> depthwise 3x3 ReLU6 -> project
+ * 1x1, + residual) by bands of output rows, never materialising the expansion: each band
+ * keeps a window of expanded input rows in `ebuf` (a few rows, in L2), slides it down
+ * (the rows the next tile shares are moved, not recomputed) and expands only the new
+ * rows. The expansion of the early blocks is 2 to 9 MB; written out and read back it
+ * costs more than the arithmetic. Bands (one or more per thread) start afresh: only
+ * their first window is recomputed. */
+typedef struct {
+    const block *b;
+    const float *x;
+    float *ebuf, *d, *out;
+    int h, w, oh, ow, pt, pl, rows, band_rows, ebuf_floats;
+} blk_job;
+
+static void block_band(void *ctx, int t)
+{
+    const blk_job *j = ctx;
+    const block *b = j->b;
+    const int s = b->stride, w = j->w, ce = b->cexp, ci = b->cin;
+    const float *residual = b->stride == 1 && b->cin == b->cout ? j->x : NULL;
+    float *ebuf = j->ebuf + (size_t)t * j->ebuf_floats;
+    int oy_a = t * j->band_rows, oy_b = oy_a + j->band_rows < j->oh ? oy_a + j->band_rows : j->oh;
+    int have0 = 0, have1 = 0; /* ebuf holds expanded input rows [have0, have1) */
+    for (int oy0 = oy_a; oy0 < oy_b; oy0 += j->rows) {
+        int oy1 = oy0 + j->rows < oy_b ? oy0 + j->rows : oy_b;
+        int n0 = oy0 * s - j->pt, n1 = (oy1 - 1) * s - j->pt + 3;
+        n0 = n0 < 0 ? 0 : n0;
+        n1 = n1 > j->h ? j->h : n1;
+        if (n0 >= have0 && n0 < have1) {
+            memmove(ebuf, ebuf + (size_t)(n0 - have0) * w * ce,
+                    sizeof(float) * (size_t)(have1 - n0) * w * ce);
+            have0 = n0;
+        } else {
+            have0 = have1 = n0;
+        }
+        pointwise(NULL, j->x + (size_t)have1 * w * ci, (n1 - have1) * w, ci, &b->expand, ce, 1,
+                  NULL, ebuf + (size_t)(have1 - have0) * w * ce);
+        have1 = n1;
+        size_t at = (size_t)oy0 * j->ow;
+        depthwise_rows(ebuf, have0, j->h, w, ce, s, &b->dw, j->pt, j->pl, oy0, oy1, j->ow,
+                       j->d + at * ce);
+        pointwise(NULL, j->d + at * ce, (oy1 - oy0) * j->ow, ce, &b->project, b->cout, 0,
+                  residual ? residual + at * b->cout : NULL, j->out + at * b->cout);
+    }
+}
+
+/* Returns 0 when the bands' windows do not fit in ebuf (max_e floats): then the caller
+ * runs the block layer by layer. */
+static int fused_block(ce_pool *pool, const block *b, const float *x, int h, int w, float *ebuf,
+                       size_t max_e, float *d, float *out, int *oh, int *ow)
+{
+    int pt = same_pad_before(h, b->stride, oh);
+    int pl = same_pad_before(w, b->stride, ow);
+    size_t row = (size_t)w * b->cexp;
+    /* Output rows per tile: the window ((rows - 1) * stride + 3 input rows) near 192 KB. */
+    int rows = (int)(((192 * 1024 / 4) / row - 3) / (size_t)b->stride + 1);
+    if (rows < 1 || (192 * 1024 / 4) / row < 3) rows = 1;
+    if (rows > *oh) rows = *oh;
+    int threads = ce__pool_size(pool);
+    int bands = threads == 1 ? 1 : 2 * threads < *oh ? 2 * threads : *oh;
+    int band_rows = (*oh + bands - 1) / bands;
+    bands = (*oh + band_rows - 1) / band_rows;
+    size_t window = (size_t)((rows - 1) * b->stride + 3) * row;
+    if (window * (size_t)bands > max_e) return 0;
+    blk_job j = {b, x, ebuf, d, out, h, w, *oh, *ow, pt, pl, rows, band_rows, (int)window};
+    ce__parallel_for(pool, bands, block_band, &j);
+    return 1;
 }
 
 /* TensorFlow "SAME" padding: output ceil(in / stride), the odd padding pixel after. */
@@ -484,7 +566,7 @@ typedef struct {
 static void dw_task(void *ctx, int oy)
 {
     const dw_job *j = ctx;
-    depthwise_rows(j->in, j->h, j->w, j->c, j->stride, j->p, j->pt, j->pl, oy, oy + 1, j->ow,
+    depthwise_rows(j->in, 0, j->h, j->w, j->c, j->stride, j->p, j->pt, j->pl, oy, oy + 1, j->ow,
                    j->out + (size_t)oy * j->ow * j->c);
 }
 
@@ -495,7 +577,7 @@ static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int s
     int pt = same_pad_before(h, stride, oh);
     int pl = same_pad_before(w, stride, ow);
     if (ce__pool_size(pool) == 1 || *oh < 4) {
-        depthwise_rows(in, h, w, c, stride, p, pt, pl, 0, *oh, *ow, out);
+        depthwise_rows(in, 0, h, w, c, stride, p, pt, pl, 0, *oh, *ow, out);
         return;
     }
     dw_job j = {in, p, out, h, w, c, stride, pt, pl, *oh, *ow};
@@ -503,8 +585,8 @@ static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int s
 }
 
 /* Output rows [oy0, oy1) of the depthwise convolution; `out` points at row oy0. */
-static void depthwise_rows(const float *in, int h, int w, int c, int stride, const conv *p, int pt,
-                           int pl, int oy0, int oy1, int ow, float *out)
+static void depthwise_rows(const float *in, int row0, int h, int w, int c, int stride,
+                           const conv *p, int pt, int pl, int oy0, int oy1, int ow, float *out)
 {
     const float *restrict wt = p->w, *restrict b = p->b;
     for (int oy = oy0; oy < oy1; oy++) {
@@ -516,10 +598,11 @@ static void depthwise_rows(const float *in, int h, int w, int c, int stride, con
             float *o = out + ((size_t)(oy - oy0) * ow + ox) * c;
             int c0 = 0;
             for (; c0 + 64 <= c; c0 += 64)
-                dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 64);
+                dw_block(in, w, c, wt, b, iy0 - row0, ix0, ky0, ky1, kx0, kx1, c0, o, 64);
             for (; c0 + 16 <= c; c0 += 16)
-                dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 16);
-            for (; c0 < c; c0++) dw_block(in, w, c, wt, b, iy0, ix0, ky0, ky1, kx0, kx1, c0, o, 1);
+                dw_block(in, w, c, wt, b, iy0 - row0, ix0, ky0, ky1, kx0, kx1, c0, o, 16);
+            for (; c0 < c; c0++)
+                dw_block(in, w, c, wt, b, iy0 - row0, ix0, ky0, ky1, kx0, kx1, c0, o, 1);
         }
     }
 }
@@ -800,6 +883,9 @@ int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
     st->y = malloc(sizeof(float) * max_x);
     st->d = malloc(sizeof(float) * max_d);
     st->e = malloc(sizeof(float) * max_e);
+#ifdef CNN_AVX512
+    st->max_e = max_e;
+#endif
     st->h = malloc(sizeof(float) * 19 * 19 * 576);
     st->box = malloc(sizeof(float) * CE_NUM_ANCHORS * 4);
     st->logits = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
