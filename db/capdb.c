@@ -55,6 +55,9 @@ static const char *const STMT_SQL[STMT__COUNT] = {
     [STMT_CONCEPTS_OF] = "SELECT concepts FROM vectors WHERE image_id = ?1",
     [STMT_UPDATE_TEXT] = "UPDATE images SET description = ?2, keywords = ?3, sidecar_mtime_ns = ?4"
                          " WHERE id = ?1",
+    [STMT_GET_ROW] = "SELECT path, size, mtime_ns, fingerprint, width, height, taken_time, status,"
+                     " error, caption, tags, model_version, description, keywords, format,"
+                     " indexed_time FROM images WHERE id = ?1",
     [STMT_UPDATE_STAT] =
         "UPDATE images SET device = ?2, inode = ?3, size = ?4, mtime_ns = ?5 WHERE id = ?1",
     [STMT_POOLED_OF_PATH] =

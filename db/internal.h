@@ -26,6 +26,7 @@ enum capdb_stmt_id {
     STMT_POOLED_OF_PATH,
     STMT_UPDATE_STAT,
     STMT_UPDATE_TEXT,
+    STMT_GET_ROW,
     STMT__COUNT
 };
 

@@ -113,6 +113,70 @@ int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, in
     return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "refreshing a file's stat");
 }
 
+static char *column_text(sqlite3_stmt *st, int i, int *oom)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    char *copy = t ? strdup((const char *)t) : NULL;
+    if (t && !copy) *oom = 1;
+    return copy;
+}
+
+int capdb_get_row(capdb *db, int64_t id, capdb_row *row, capdb_err *err)
+{
+    memset(row, 0, sizeof *row);
+    sqlite3_stmt *st = NULL;
+    int rc = capdb__stmt(db, STMT_GET_ROW, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    if (step != SQLITE_ROW) {
+        rc = capdb__sqlfail(db, err, step, "reading an image row");
+        sqlite3_reset(st);
+        return rc;
+    }
+    int oom = 0;
+    row->id = id;
+    row->path = column_text(st, 0, &oom);
+    row->size = sqlite3_column_int64(st, 1);
+    row->mtime_ns = sqlite3_column_int64(st, 2);
+    row->fingerprint = (uint64_t)sqlite3_column_int64(st, 3);
+    row->width = sqlite3_column_int(st, 4);
+    row->height = sqlite3_column_int(st, 5);
+    row->taken_time = sqlite3_column_int64(st, 6);
+    row->status = sqlite3_column_int(st, 7);
+    row->error = column_text(st, 8, &oom);
+    row->caption = column_text(st, 9, &oom);
+    row->tags = column_text(st, 10, &oom);
+    row->model_version = column_text(st, 11, &oom);
+    row->description = column_text(st, 12, &oom);
+    row->keywords = column_text(st, 13, &oom);
+    row->format = column_text(st, 14, &oom);
+    row->indexed_time = sqlite3_column_int64(st, 15);
+    sqlite3_reset(st);
+    if (oom || !row->path) {
+        capdb_row_free(row);
+        return capdb__fail(err, -ENOMEM, "out of memory");
+    }
+    return 1;
+}
+
+void capdb_row_free(capdb_row *row)
+{
+    free(row->path);
+    free(row->caption);
+    free(row->tags);
+    free(row->error);
+    free(row->model_version);
+    free(row->description);
+    free(row->keywords);
+    free(row->format);
+    memset(row, 0, sizeof *row);
+}
+
 int capdb_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
                       int64_t sidecar_mtime_ns, capdb_err *err)
 {

@@ -99,19 +99,9 @@ static void put_hit(jbuf *b, const capdb_hit *h)
     else jb_puts(b, "null");
     jb_printf(b, ",\"mtime\":%lld,\"description\":", (long long)(h->mtime_ns / 1000000000));
     jb_string(b, h->description);
-    jb_puts(b, ",\"keywords\":[");
-    int first = 1;
-    for (const char *k = h->keywords; k && *k;) {
-        const char *end = strchr(k, '\n');
-        size_t n = end ? (size_t)(end - k) : strlen(k);
-        char word[256];
-        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), k);
-        if (!first) jb_puts(b, ",");
-        jb_string(b, word);
-        first = 0;
-        k = end ? end + 1 : k + n;
-    }
-    jb_puts(b, "]}");
+    jb_puts(b, ",\"keywords\":");
+    jb_keywords(b, h->keywords);
+    jb_puts(b, "}");
 }
 
 /* limit, offset, dir, since, until: shared by search and similar. 0 ok, -1 replied. */
@@ -266,6 +256,12 @@ void api_image(capweb *w, int64_t id, web_reply *r)
     jb_string(&b, row.error);
     jb_puts(&b, ",\"model_version\":");
     jb_string(&b, row.model_version);
+    jb_puts(&b, ",\"format\":");
+    jb_string(&b, row.format);
+    jb_puts(&b, ",\"description\":");
+    jb_string(&b, row.description);
+    jb_puts(&b, ",\"keywords\":");
+    jb_keywords(&b, row.keywords);
     jb_printf(&b,
               ",\"thumb\":\"/thumb/%lld\",\"image\":\"/image/%lld\",\"similar\":"
               "\"/api/similar/%lld\"}\n",

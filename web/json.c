@@ -162,3 +162,20 @@ int web_parse_date(const char *s, int end_of_day, int64_t *out)
     *out = (int64_t)t;
     return 0;
 }
+
+void jb_keywords(jbuf *b, const char *keywords)
+{
+    jb_puts(b, "[");
+    int first = 1;
+    for (const char *k = keywords; k && *k;) {
+        const char *end = strchr(k, '\n');
+        size_t n = end ? (size_t)(end - k) : strlen(k);
+        char word[256];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), k);
+        if (!first) jb_puts(b, ",");
+        jb_string(b, word);
+        first = 0;
+        k = end ? end + 1 : k + n;
+    }
+    jb_puts(b, "]");
+}

@@ -2,10 +2,7 @@
  * Database handles for the request threads: a small free list of read-only connections,
  * each checked against the file now at the path (a replaced index — a new inode — or a
  * damaged one is closed and reopened, so the server follows `mv new.db index.db`).
- *
- * Rows by id: capdb.h has no "row by id" call yet, so each handle also holds one
- * read-only SQLite connection with one prepared SELECT on the images table (schema
- * version 1 columns). It never writes and never opens the file outside SQLite.
+ * Rows by id come from libcapdb (capdb_get_row): the schema has one owner.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -14,16 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <sqlite3.h>
-
 #include "web_internal.h"
-
-#define BUSY_TIMEOUT_MS 2000
 
 struct web_conn {
     capdb *db;
-    sqlite3 *sql;
-    sqlite3_stmt *row;
     dev_t dev;
     ino_t ino;
 };
@@ -31,8 +22,6 @@ struct web_conn {
 static void conn_close(web_conn *c)
 {
     if (!c) return;
-    sqlite3_finalize(c->row);
-    sqlite3_close(c->sql);
     capdb_close(c->db);
     free(c);
 }
@@ -69,21 +58,6 @@ static int conn_open(const char *path, const struct stat *st, web_conn **out, ca
     int rc = capdb_open(path, CAPDB_OPEN_READONLY, &c->db, err);
     if (rc < 0) {
         free(c);
-        return rc;
-    }
-    int s = sqlite3_open_v2(path, &c->sql, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    if (s == SQLITE_OK) {
-        sqlite3_busy_timeout(c->sql, BUSY_TIMEOUT_MS);
-        s = sqlite3_prepare_v3(c->sql,
-                               "SELECT path, size, mtime_ns, fingerprint, width, height,"
-                               " taken_time, status, error, caption, tags, model_version"
-                               " FROM images WHERE id = ?1",
-                               -1, SQLITE_PREPARE_PERSISTENT, &c->row, NULL);
-    }
-    if (s != SQLITE_OK) {
-        rc = s == SQLITE_BUSY ? -EBUSY : -EIO;
-        fail(err, rc, "%s: %s", path, c->sql ? sqlite3_errmsg(c->sql) : sqlite3_errstr(s));
-        conn_close(c);
         return rc;
     }
     *out = c;
@@ -139,58 +113,9 @@ void pool_put(web_pool *p, web_conn *c, int broken)
 
 capdb *conn_db(web_conn *c) { return c->db; }
 
-static char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
-
 int conn_row(web_conn *c, int64_t id, web_row *row, capdb_err *err)
 {
-    memset(row, 0, sizeof *row);
-    sqlite3_reset(c->row);
-    sqlite3_bind_int64(c->row, 1, id);
-    int s = sqlite3_step(c->row);
-    if (s == SQLITE_DONE) {
-        sqlite3_reset(c->row);
-        return 0;
-    }
-    if (s != SQLITE_ROW) {
-        int rc = s == SQLITE_BUSY ? -EBUSY : -EIO;
-        err->damaged = s == SQLITE_CORRUPT || s == SQLITE_NOTADB;
-        snprintf(err->msg, sizeof err->msg, "reading image %lld: %s", (long long)id,
-                 sqlite3_errmsg(c->sql));
-        sqlite3_reset(c->row);
-        return rc;
-    }
-    row->id = id;
-    row->path = col_text(c->row, 0);
-    row->size = sqlite3_column_int64(c->row, 1);
-    row->mtime_ns = sqlite3_column_int64(c->row, 2);
-    row->fingerprint = (uint64_t)sqlite3_column_int64(c->row, 3);
-    row->width = sqlite3_column_int(c->row, 4);
-    row->height = sqlite3_column_int(c->row, 5);
-    row->taken_time = sqlite3_column_int64(c->row, 6);
-    row->status = sqlite3_column_int(c->row, 7);
-    row->error = col_text(c->row, 8);
-    row->caption = col_text(c->row, 9);
-    row->tags = col_text(c->row, 10);
-    row->model_version = col_text(c->row, 11);
-    sqlite3_reset(c->row);
-    if (!row->path) {
-        row_free(row);
-        snprintf(err->msg, sizeof err->msg, "out of memory");
-        return -ENOMEM;
-    }
-    return 1;
+    return capdb_get_row(c->db, id, row, err);
 }
 
-void row_free(web_row *row)
-{
-    free(row->path);
-    free(row->caption);
-    free(row->tags);
-    free(row->error);
-    free(row->model_version);
-    memset(row, 0, sizeof *row);
-}
+void row_free(web_row *row) { capdb_row_free(row); }

@@ -26,19 +26,15 @@ void jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* A JSON string literal, as `capsearch --json` writes it (cli_json_string): invalid UTF-8
  * becomes U+FFFD, C0 and C1 controls are escaped. NULL writes null. */
 void jb_string(jbuf *b, const char *s);
+/* '\n'-separated keywords as a JSON array of strings. */
+void jb_keywords(jbuf *b, const char *keywords);
 
 /* ------------------------------------------------------------------ database handles */
 
-/* One indexed row, by id (what /api/images, /thumb and /image need). */
-typedef struct {
-    int64_t id;
-    char *path, *caption, *tags, *error, *model_version;
-    int64_t size, mtime_ns, taken_time;
-    uint64_t fingerprint;
-    int width, height, status;
-} web_row;
+/* One indexed row, by id (what /api/images, /thumb and /image need): libcapdb's. */
+typedef capdb_row web_row;
 
-typedef struct web_conn web_conn; /* a capdb handle plus a read-only row reader */
+typedef struct web_conn web_conn; /* a read-only capdb handle and the file it opened */
 
 typedef struct {
     pthread_mutex_t lock;

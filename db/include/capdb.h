@@ -121,6 +121,18 @@ int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, in
 /* Replaces what people wrote about a row (a changed sidecar: no model run). */
 int capdb_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
                       int64_t sidecar_mtime_ns, capdb_err *err);
+/* One row by id, everything the index holds of it but the vectors (the web API's
+ * /api/images/ID, /thumb, /image). Strings malloc'd (NULL when absent); free with
+ * capdb_row_free. Returns 1 found, 0 no such row, < 0 error. */
+typedef struct {
+    int64_t id;
+    char *path, *caption, *tags, *error, *model_version, *description, *keywords, *format;
+    int64_t size, mtime_ns, taken_time, indexed_time;
+    uint64_t fingerprint;
+    int width, height, status;
+} capdb_row;
+int capdb_get_row(capdb *db, int64_t id, capdb_row *out, capdb_err *err);
+void capdb_row_free(capdb_row *row);
 /* Looks a path up; state->id = 0 when absent. */
 int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err);
 /* Finds an OK row with this fingerprint and size (a move whose inotify pair was split);
