@@ -3,9 +3,9 @@
 BLEU-1..4 and CIDEr-D as the COCO caption toolkit computes them (metrics.py), object
 hallucination after CHAIR (chair.py: CHAIR_s, CHAIR_i and the human ceiling), and the
 distinct-caption ratio. Default sets: coco_mini and flickr_mini, reported side by side.
-`--sets v7w_dev` scores the Visual7W photos that have five COCO captions (not validation
-data: the set on which decoding settings are chosen; the photos of visual7w/exclude.tsv
-are left out).
+`--sets v7w_dev` scores the dev half of the Visual7W photos that have five COCO captions
+(textproc.v7w_split: never trained on; the set on which settings are chosen; the photos of
+visual7w/exclude.tsv are never used).
 
 usage: eval_captions.py --capsearch BUILD/cli/capsearch [--models DIR] [--beam N]
                         [--sets coco_mini,flickr_mini] [--subset N] [--captions-out PREFIX]
@@ -38,15 +38,15 @@ def set_folder(data, name):
 
 
 def references(data, name):
-    """{image file: [reference, ...]} of one set (v7w_dev without visual7w/exclude.tsv)."""
+    """{image file: [reference, ...]} of one set (v7w_dev: the dev half only)."""
     folder = set_folder(data, name)
     refs = {}
     for row in textproc.read_tsv(os.path.join(folder, SETS[name][1])):
         refs.setdefault(row["image"], []).append(row["caption"])
-    excl = os.path.join(folder, "exclude.tsv")
-    if name == "v7w_dev" and os.path.isfile(excl):
-        for row in textproc.read_tsv(excl):
-            refs.pop(row["image"], None)
+    if name == "v7w_dev":
+        # Only the dev half (textproc.v7w_split): the other half calibrates the head, and
+        # the photos of visual7w/exclude.tsv are never used.
+        refs = {k: v for k, v in refs.items() if textproc.v7w_split(k) == "dev"}
     return refs
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Chooses the grounded-search settings on v7w_dev (the Visual7W photos with five COCO
-captions, minus visual7w/exclude.tsv) -- never on coco_mini or flickr_mini. Runs the C
+"""Chooses the grounded-search settings on v7w_dev (the dev half of the Visual7W photos with five COCO
+captions, textproc.v7w_split) -- never on coco_mini or flickr_mini. Runs the C
 engine (tests/caption/caption_tool: the CNN once per image, then each setting) and prints
 BLEU-4, CIDEr-D, CHAIR_s/CHAIR_i, distinct captions and how well the confidence separates
 hallucination-free captions (AUC) for each setting.

@@ -38,13 +38,14 @@ class Decoder(nn.Module):
         return self.out(y[:, 0]), state
 
 
-def noisy_concepts(soft, df_probs, rng):
+def noisy_concepts(soft, df_probs, rng, return_dropped=False):
     """Makes a caption group's concept vector look like the concept head's output.
 
     soft: (B, K) fraction of the image's captions naming each concept. True concepts are
     dropped (more often when few captions name them) and rescaled to uncertain
     probabilities; false concepts are added in proportion to how common they are; every
     entry gets a little background noise, as sigmoid outputs never reach 0.
+    return_dropped: also return the (B, K) mask of true concepts the noise dropped.
     """
     B, K = soft.shape
     keep = rng.random((B, K)) < (0.3 + 0.6 * soft)
@@ -54,8 +55,10 @@ def noisy_concepts(soft, df_probs, rng):
         if n_false[b]:
             idx = rng.choice(K, size=n_false[b], p=df_probs)
             val[b, idx] = np.maximum(val[b, idx], rng.uniform(0.1, 0.6, n_false[b]))
+    dropped = (soft > 0) & ~keep
     val += 0.06 * rng.random((B, K)) ** 3
-    return np.clip(val, 0.0, 1.0).astype(np.float32)
+    val = np.clip(val, 0.0, 1.0).astype(np.float32)
+    return (val, dropped) if return_dropped else val
 
 
 PAD, EOS, UNK = 0, 1, 2

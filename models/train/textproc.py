@@ -8,6 +8,7 @@ C text side maps queries exactly like training mapped captions.
 import csv
 import os
 import re
+import zlib
 
 DATA = os.environ.get("CAPSEARCH_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 
@@ -149,3 +150,43 @@ def singulars(w):
     if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
         out.append(w[:-1])
     return out
+
+
+# Visual7W files that are the same photo (../shared/data/README.md): one group each.
+V7W_SAME_PHOTO = {"v7w_2317316.jpg": "v7w_713494.jpg", "v7w_2355274.jpg": "v7w_1592809.jpg"}
+
+
+def v7w_excluded():
+    """The Visual7W photos that are copies of validation photos (visual7w/exclude.tsv):
+    left out of every training step."""
+    path = os.path.join(DATA, "images/visual7w/exclude.tsv")
+    return {row["image"] for row in read_tsv(path)} if os.path.isfile(path) else set()
+
+
+def v7w_split(name):
+    """The one split of the Visual7W photos, by image (never by question: the QA files
+    split by question and 2,141 photos appear in several of them):
+      'exclude'  copies of validation photos, never used;
+      'dev'      half of the photos with five COCO captions (visual7w/coco_captions.tsv):
+                 never trained on, the set on which settings are chosen (eval: v7w_dev);
+      'cal'      the other half: never trained on by the concept head; its full caption
+                 labels fit the calibration and measure the head;
+      'val'      a tenth of the rest: held out from the head's training (Q&A labels);
+      'train'    the rest.
+    Photos that are the same picture (V7W_SAME_PHOTO) share one split."""
+    global _V7W_CAPTIONED, _V7W_EXCLUDED
+    if _V7W_CAPTIONED is None:
+        path = os.path.join(DATA, "images/visual7w/coco_captions.tsv")
+        caps = {row["image"] for row in read_tsv(path)} if os.path.isfile(path) else set()
+        _V7W_CAPTIONED = {V7W_SAME_PHOTO.get(n, n) for n in caps}
+        _V7W_EXCLUDED = {V7W_SAME_PHOTO.get(n, n) for n in v7w_excluded()}
+    key = V7W_SAME_PHOTO.get(name, name)
+    if key in _V7W_EXCLUDED:
+        return "exclude"
+    h = zlib.crc32(key.encode("utf-8"))
+    if key in _V7W_CAPTIONED:
+        return "dev" if h % 2 == 0 else "cal"
+    return "val" if h % 10 == 0 else "train"
+
+
+_V7W_CAPTIONED = _V7W_EXCLUDED = None

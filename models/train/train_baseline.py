@@ -57,6 +57,9 @@ def main():
         recs = recs[recs["ok"] == 1]
         F = features.head_features(recs)
         for i, n in enumerate(n.decode() for n in recs["name"]):
+            # As the concept head: never the exclude.tsv copies, nor the captioned dev/cal photos.
+            if name == "visual7w" and textproc.v7w_split(n) in ("exclude", "dev", "cal"):
+                continue
             for t in texts.get(n, []):
                 toks = [w for w in textproc.tokenize(t) if w not in QUESTION_WORDS or name == "flowers"]
                 if toks:

@@ -5,6 +5,12 @@ Each caption is conditioned on its image's concept vector (fraction of that imag
 captions that name each concept), corrupted by decoder.noisy_concepts so that it looks
 like the concept head's output on a photo. Text only: no image is needed here.
 Writes work/decoder.pt after every epoch and logs to stdout.
+
+--init CKPT continues training a saved decoder (e.g. the committed one, recovered by
+from_csw.py) instead of starting from random weights. --drop-weight W (issue 10 §2)
+multiplies the loss of every target word whose concept the noise dropped from the
+conditioning vector by W, so the decoder is taught less to name what the concept vector
+does not support (1 = off). The validation loss is always the plain, unweighted one.
 """
 import argparse
 import json
@@ -33,6 +39,10 @@ def main():
     ap.add_argument("--cond", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-batches", type=int, default=0, help="stop early (timing runs)")
+    ap.add_argument("--init", default=None, help="start from this checkpoint (work/ relative)")
+    ap.add_argument("--drop-weight", type=float, default=1.0)
+    ap.add_argument("--lr-floor", type=float, default=0.05)
+    ap.add_argument("--keep-epochs", type=int, default=0, help="1: also save <out>.epochN")
     ap.add_argument("--out", default="decoder.pt")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,10 +85,17 @@ def main():
     print(f"train {len(train)} captions / {len(train_keys)} images, val {len(val)}", flush=True)
 
     model = Decoder(len(words), K, args.emb, args.hidden, args.cond)
+    if args.init:
+        ck = torch.load(os.path.join(args.work, args.init))
+        model.load_state_dict(ck["model"])
+        print(f"initialised from {args.init}", flush=True)
+    # word id -> concept index (-1: none), for --drop-weight
+    word_concept = torch.tensor([-1 if i < 3 or cmap.lookup_word(w) is None else cmap.lookup_word(w)
+                                 for i, w in enumerate(words)])
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=0)
     total = args.epochs * (len(train) // args.batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.05, 1.0 - s / max(1, total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(args.lr_floor, 1.0 - s / max(1, total)))
 
     def batches(seqs, shuffle):
         order = list(range(len(seqs)))
@@ -104,9 +121,10 @@ def main():
             tout[r, :len(s)] = s
             tout[r, len(s)] = 1
         cond = soft[[seqs[j][1] for j in idx]]
+        dropped = np.zeros(cond.shape, bool)
         if noise:
-            cond = noisy_concepts(cond, df_probs, rng)
-        return torch.from_numpy(cond), torch.from_numpy(tin), torch.from_numpy(tout)
+            cond, dropped = noisy_concepts(cond, df_probs, rng, return_dropped=True)
+        return torch.from_numpy(cond), torch.from_numpy(tin), torch.from_numpy(tout), torch.from_numpy(dropped)
 
     step = 0
     t0 = time.time()
@@ -114,9 +132,17 @@ def main():
         model.train()
         run = 0.0
         for bi, idx in enumerate(batches(train, True)):
-            x, tin, tout = tensors(train, train_soft, idx, True)
+            x, tin, tout, dropped = tensors(train, train_soft, idx, True)
             logits = model(x, tin)
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tout.reshape(-1))
+            if args.drop_weight != 1.0:
+                wc = word_concept[tout]                                   # (B, L)
+                hit = (wc >= 0) & torch.gather(dropped, 1, wc.clamp(min=0))
+                w = torch.where(hit, torch.tensor(args.drop_weight), torch.tensor(1.0)) * (tout > 0)
+                nll = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tout.reshape(-1),
+                                                  reduction="none")
+                loss = (nll * w.reshape(-1)).sum() / w.sum()
+            else:
+                loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tout.reshape(-1))
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -132,7 +158,7 @@ def main():
         with torch.no_grad():
             vl, vn = 0.0, 0
             for idx in batches(val, False):
-                x, tin, tout = tensors(val, val_soft, idx, True)
+                x, tin, tout, _ = tensors(val, val_soft, idx, True)
                 logits = model(x, tin)
                 n = int((tout > 0).sum())
                 vl += loss_fn(logits.reshape(-1, logits.shape[-1]), tout.reshape(-1)).item() * n
@@ -141,6 +167,10 @@ def main():
         torch.save({"model": model.state_dict(), "args": vars(args), "epoch": epoch,
                     "n_words": len(words), "n_concepts": K},
                    os.path.join(args.work, args.out))
+        if args.keep_epochs:
+            torch.save({"model": model.state_dict(), "args": vars(args), "epoch": epoch,
+                        "n_words": len(words), "n_concepts": K},
+                       os.path.join(args.work, f"{args.out}.epoch{epoch}"))
         if args.max_batches and step >= args.max_batches:
             break
 
