@@ -139,6 +139,13 @@ int main(int argc, char **argv)
     ce__captioner_scratch_free(s);
     ce__captioner_close(cap);
     if (failures) fprintf(stderr, "test_golden: %d failures\n", failures);
+    printf("worst |C - PyTorch| (tolerance %g):", (double)TOL);
+    for (int i = 0; i < 8 && worst[i].what; i++)
+        if (strcmp(worst[i].what, "concept probabilities") == 0 ||
+            strcmp(worst[i].what, "first-step logits") == 0 ||
+            strcmp(worst[i].what, "beam score") == 0)
+            printf(" %s %.2e;", worst[i].what, worst[i].worst);
+    printf("\n");
     return failures ? 1 : 0;
 }
 
@@ -156,8 +163,21 @@ static float max_abs_diff(const float *a, const float *b, size_t n, size_t *at)
     return worst;
 }
 
+/* The worst value of each numeric check, printed at the end: the accuracy figures of
+ * the float16 arithmetic (engine/matvec.c) against PyTorch's float32. */
+static struct {
+    const char *what;
+    double worst;
+} worst[8];
+
 static void check(int ok, const char *what, int row, double value)
 {
+    for (int i = 0; i < 8; i++)
+        if (!worst[i].what || strcmp(worst[i].what, what) == 0) {
+            worst[i].what = what;
+            if (value > worst[i].worst) worst[i].worst = value;
+            break;
+        }
     if (ok) return;
     failures++;
     fprintf(stderr, "FAIL %s, input %d (%g)\n", what, row, value);

@@ -29,17 +29,22 @@ async function main() {
       executionProviders: ['cpu'],
     });
     checkOutputs(await session.run({ input }), ref, threads);
-    const times = [];
+    const times = [], cpu = [];
     for (let i = 0; i < warmup + iters; i++) {
-      const t0 = process.hrtime.bigint();
+      const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
       await session.run({ input });
-      if (i >= warmup) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      if (i >= warmup) {
+        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        const c = process.cpuUsage(c0); // the whole process: every ORT thread
+        cpu.push((c.user + c.system) / 1e3);
+      }
     }
     times.sort((a, b) => a - b);
+    cpu.sort((a, b) => a - b);
     const median = times[Math.floor(times.length / 2)];
     const p90 = times[Math.min(times.length - 1, Math.round(0.9 * (times.length - 1)))];
     console.log(`RESULT onnxruntime threads=${threads} median_ms=${median.toFixed(3)} ` +
-      `p90_ms=${p90.toFixed(3)} iters=${iters} ort=${require('onnxruntime-node/package.json').version}`);
+      `p90_ms=${p90.toFixed(3)} cpu_ms=${cpu[Math.floor(cpu.length / 2)].toFixed(3)} iters=${iters} ort=${require('onnxruntime-node/package.json').version}`);
     await session.release();
   }
 }

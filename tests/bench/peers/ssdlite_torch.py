@@ -134,18 +134,20 @@ def bench(net, threads, warmup, iters):
     torch.set_num_threads(threads)
     x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (1, 3, 300, 300))
                          .astype(np.float32))
-    times = []
+    times, cpu = [], []
     with torch.no_grad():
         for i in range(warmup + iters):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()  # process: every thread
             net(x)
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
+                cpu.append((time.process_time() - c0) * 1e3)
     times.sort()
+    cpu.sort()
     median = times[len(times) // 2]
     p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
     print(f"RESULT pytorch threads={threads} median_ms={median:.3f} p90_ms={p90:.3f} "
-          f"iters={iters} torch={torch.__version__}", flush=True)
+          f"cpu_ms={cpu[len(cpu) // 2]:.3f} iters={iters} torch={torch.__version__}", flush=True)
 
 
 def load_reference(prefix):

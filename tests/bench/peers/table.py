@@ -20,7 +20,7 @@ THREADS = (1, 2)
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    macs, peaks, runs, versions, load, nrounds = parse(sys.argv[1])
+    macs, peaks, runs, versions, load, nrounds, per_round, cpu = parse(sys.argv[1])
     flops = 2 * macs["total"] if macs else None
     ours = {t: runs.get(("cnn300", t)) for t in THREADS}
 
@@ -71,10 +71,40 @@ def main():
             parts.append(f"{t} thread{'s' if t > 1 else ''} {fmt(ratio, '.2f')}")
         print(f"- ours / {label} (median latency; below 1.00 means ours is faster): "
               + ", ".join(parts))
+    # The spread: round i of ours against round i of the peer (the rounds alternate the
+    # implementations, so each pair ran under the same load).
+    print()
+    for key, label in IMPLS[1:]:
+        parts = []
+        for t in THREADS:
+            a, b = per_round.get(("cnn300", t), []), per_round.get((key, t), [])
+            ratios = [x / y for x, y in zip(a, b)]
+            if ratios:
+                parts.append(f"{t} thread{'s' if t > 1 else ''} "
+                             + " / ".join(f"{r:.2f}" for r in ratios)
+                             + f" (range {min(ratios):.2f}–{max(ratios):.2f})")
+        if parts:
+            print(f"- ours / {label}, round by round: " + "; ".join(parts))
+    # CPU time is what a loaded machine distorts least (the scheduler's time given to
+    # other processes is not counted); at 2 threads it also counts a helper's spinning.
+    if cpu:
+        print("\nCPU time per image (the process, all its threads; median of a round, best "
+              "round), and ours ÷ the peer's:\n")
+        print("| implementation | threads | CPU ms | ours ÷ this (best) | ours ÷ this, round by round |")
+        print("|---|---:|---:|---:|---|")
+        for key, label in IMPLS:
+            for t in THREADS:
+                c, o = cpu.get((key, t)), cpu.get(("cnn300", t))
+                if not c:
+                    continue
+                by_round = " / ".join(f"{x / y:.2f}" for x, y in zip(o or [], c))
+                print(f"| {label} | {t} | {min(c):.2f} | "
+                      f"{fmt(o and min(o) / min(c), '.2f')} | {by_round or 'n/a'} |")
 
 
 def parse(path):
     macs, peaks, runs, versions, load, rounds = None, {}, {}, {}, None, {}
+    per_round, cpu = {}, {}
     with open(path) as f:
         for line in f:
             words = line.split()
@@ -94,10 +124,13 @@ def parse(path):
                 if key not in runs or r[0] < runs[key][0]:  # best round
                     runs[key] = r
                 rounds[key] = rounds.get(key, 0) + 1
+                per_round.setdefault(key, []).append(r[0])
+                if "cpu_ms" in kv:
+                    cpu.setdefault(key, []).append(float(kv["cpu_ms"]))
                 for tag in ("ort", "torch"):
                     if tag in kv:
                         versions[kind] = kv[tag]
-    return macs, peaks, runs, versions, load, max(rounds.values(), default=0)
+    return macs, peaks, runs, versions, load, max(rounds.values(), default=0), per_round, cpu
 
 
 def cpu_model():
