@@ -17,6 +17,12 @@
 #define TOL 1e-3f
 
 static int failures;
+/* The worst value of each numeric check, printed at the end: the accuracy figures of
+ * the float16 arithmetic (engine/matvec.c) against PyTorch's float32. */
+static struct {
+    const char *what;
+    double worst;
+} worst_seen[8];
 
 static float max_abs_diff(const float *a, const float *b, size_t n, size_t *at);
 static void check(int ok, const char *what, int row, double value);
@@ -140,11 +146,11 @@ int main(int argc, char **argv)
     ce__captioner_close(cap);
     if (failures) fprintf(stderr, "test_golden: %d failures\n", failures);
     printf("worst |C - PyTorch| (tolerance %g):", (double)TOL);
-    for (int i = 0; i < 8 && worst[i].what; i++)
-        if (strcmp(worst[i].what, "concept probabilities") == 0 ||
-            strcmp(worst[i].what, "first-step logits") == 0 ||
-            strcmp(worst[i].what, "beam score") == 0)
-            printf(" %s %.2e;", worst[i].what, worst[i].worst);
+    for (int i = 0; i < 8 && worst_seen[i].what; i++)
+        if (strcmp(worst_seen[i].what, "concept probabilities") == 0 ||
+            strcmp(worst_seen[i].what, "first-step logits") == 0 ||
+            strcmp(worst_seen[i].what, "beam score") == 0)
+            printf(" %s %.2e;", worst_seen[i].what, worst_seen[i].worst);
     printf("\n");
     return failures ? 1 : 0;
 }
@@ -163,19 +169,12 @@ static float max_abs_diff(const float *a, const float *b, size_t n, size_t *at)
     return worst;
 }
 
-/* The worst value of each numeric check, printed at the end: the accuracy figures of
- * the float16 arithmetic (engine/matvec.c) against PyTorch's float32. */
-static struct {
-    const char *what;
-    double worst;
-} worst[8];
-
 static void check(int ok, const char *what, int row, double value)
 {
     for (int i = 0; i < 8; i++)
-        if (!worst[i].what || strcmp(worst[i].what, what) == 0) {
-            worst[i].what = what;
-            if (value > worst[i].worst) worst[i].worst = value;
+        if (!worst_seen[i].what || strcmp(worst_seen[i].what, what) == 0) {
+            worst_seen[i].what = what;
+            if (value > worst_seen[i].worst) worst_seen[i].worst = value;
             break;
         }
     if (ok) return;
