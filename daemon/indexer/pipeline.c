@@ -224,7 +224,8 @@ void cx_pipeline_stats(const cx_pipeline *p, cx_stats *out)
 
 int cx_pipeline_busy(const cx_pipeline *p)
 {
-    return work_pending(p) || (!p->stopped && p->vanished);
+    /* changes waiting for another writer's lock are work too: idle only once they are in */
+    return work_pending(p) || (!p->stopped && p->vanished) || cx__writer_waiting(p);
 }
 
 /* Files waiting or running, or a walk in progress (the vanished pass waits for this). */
@@ -289,6 +290,7 @@ static void pump(cx_pipeline *p)
     if (!busy) {
         cx__writer_flush(p);
         uv_idle_stop(&p->idle);
+        if (cx__writer_waiting(p)) return; /* the commit met a lock: the retry timer is back */
         if (p->was_busy && p->opt.on_idle) {
             p->was_busy = 0;
             p->opt.on_idle(p->opt.ctx);

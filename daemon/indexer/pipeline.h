@@ -191,6 +191,8 @@ int cx__write_meta(cx_pipeline *p, const char *key, const char *value);
 void cx__write_result(cx_pipeline *p, job *j);
 int cx__writer_flush(cx_pipeline *p);
 int cx__writer_backlog(const cx_pipeline *p); /* changes waiting for the lock */
+/* 1 while changes or a commit wait for another writer's lock (the retry timer runs). */
+int cx__writer_waiting(const cx_pipeline *p);
 
 /* ------------------------------------------------------------------ inflight.c */
 

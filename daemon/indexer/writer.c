@@ -207,6 +207,11 @@ int cx__writer_flush(cx_pipeline *p)
 
 int cx__writer_backlog(const cx_pipeline *p) { return p->n_pending; }
 
+int cx__writer_waiting(const cx_pipeline *p)
+{
+    return p->n_pending > 0 || (p->in_tx && p->locked_since_ms != 0);
+}
+
 /* ------------------------------------------------------------------ helpers */
 
 /* Applies now when the lock is ours (or free), else keeps a copy in order. */

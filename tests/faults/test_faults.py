@@ -161,9 +161,13 @@ class Daemon:
             children = "/proc/%d/task/%d/children" % (self.proc.pid, self.proc.pid)
             deadline = time.time() + 30
             while time.time() < deadline:
+                # strace may fork a short-lived helper first: the daemon is the child
+                # that runs capsearchd
                 kids = open(children).read().split() if os.path.exists(children) else []
-                if kids:
-                    self.pid = int(kids[0])
+                daemons = [k for k in kids if os.path.exists("/proc/%s/comm" % k) and
+                           open("/proc/%s/comm" % k).read().strip() == "capsearchd"]
+                if daemons:
+                    self.pid = int(daemons[0])
                     break
                 time.sleep(0.05)
 
@@ -201,7 +205,14 @@ class Daemon:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                raise Failure("the daemon (pid %d, under %d) is gone: %s" % (
+                    self.pid, self.proc.pid, subprocess.run(["ps", "-o", "pid,ppid,stat,comm", "--ppid",
+                                                            str(self.proc.pid)], capture_output=True,
+                                                           text=True).stdout[-3000:]),
+                    self.log_text()[-2000:])
             try:
                 rc = self.proc.wait(60)
             except subprocess.TimeoutExpired:
