@@ -117,7 +117,8 @@ int main(int argc, char **argv)
             check(n_grounded >= 3 && !names_a_concept_twice(cap, grounded, n_grounded),
                   "grounding weight 0: no concept named twice", (int)i, 0);
         else
-            check(n_grounded == n_plain && memcmp(plain, grounded, sizeof(int) * (size_t)n_plain) == 0,
+            check(n_grounded == n_plain &&
+                      memcmp(plain, grounded, sizeof(int) * (size_t)n_plain) == 0,
                   "grounding weight 0 = plain search", (int)i, 0);
         memcpy(ev, cond, sizeof(float) * (size_t)K);
         for (int j = 0; j < K; j++) ev[j] = ev[j] < 0.3f ? 0.3f : ev[j]; /* no other penalty */
@@ -186,7 +187,8 @@ static int names_a_concept_twice(const ce_captioner *cap, const int *tokens, int
 {
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
-            if (cap->word_concept[tokens[i]] >= 0 && cap->word_concept[tokens[i]] == cap->word_concept[tokens[j]])
+            if (cap->word_concept[tokens[i]] >= 0 &&
+                cap->word_concept[tokens[i]] == cap->word_concept[tokens[j]])
                 return 1;
     return 0;
 }
