@@ -144,7 +144,7 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o, const c
 int cli_parse_date(const char *s, int end_of_day, int64_t *out);
 
 /* Opens the model (models_dir NULL = the default) and one session for the image
- * subcommands, with one BLAS thread (measured faster here); need_captioner: refuse a
+ * subcommands, with the CNN's layers split over every core; need_captioner: refuse a
  * model folder without captioner.csw. Prints the error and returns EXIT_TROUBLE on
  * failure, 0 on success. */
 int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,

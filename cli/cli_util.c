@@ -303,10 +303,11 @@ static void print_json_hit(FILE *out, const capdb_hit *h)
 int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
                     ce_session **session)
 {
-    /* One BLAS thread: this network's matrices are small, and measured (tests/bench/cnn)
-     * a second thread made each image slower, badly so when other work shares the cores
-     * (OpenBLAS threads spin while they wait). */
-    ce_set_blas_threads(1);
+    /* One image at a time: latency matters, so the CNN splits each layer over every core
+     * (the engine's own helper threads, measured faster than one thread even on a loaded
+     * 2-core machine: tests/bench/peers, 2 threads 0.46-0.79x ONNX Runtime). */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ce_set_blas_threads(cores > 0 ? (int)cores : 1);
     ce_err err;
     if (ce_model_open(models_dir, CE_OPEN_DEFAULT, model, &err) < 0)
         return cli_error("cannot load the model: %s", err.msg);
