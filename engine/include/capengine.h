@@ -117,9 +117,10 @@ typedef struct {
 /* Runs the network on an image of any size (bilinear resize to 300x300 inside). */
 int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err);
 
-/* Process-wide (OpenBLAS has one thread pool per process): the BLAS threads every session
- * of the process uses. capsearchd and `capsearch index` use 1 per worker; the CLI's
- * caption, detect and similar use 1 too (measured faster on 2 cores: tests/bench/cnn). */
+/* Process-wide: the threads one image's CNN layers are split over, for every session of
+ * the process (OpenBLAS's pool where it is used, and the engine's own helper threads,
+ * engine/parallel.c; 1 = no thread started). capsearchd and `capsearch index` use 1 per
+ * worker; the CLI's caption, detect and similar use every core (tests/bench/peers). */
 void ce_set_blas_threads(int n);
 
 /* ------------------------------------------------------------------ captioner */
