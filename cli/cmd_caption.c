@@ -58,6 +58,11 @@ int cmd_caption(int argc, char **argv)
         return cli_error("out of memory");
     }
     int failed = 0;
+    if (o.write_xmp && cm_init() < 0) {
+        cli_error("the XMP library (Exempi) failed to start");
+        o.write_xmp = 0;
+        failed = 1;
+    }
     for (int i = first; i < argc; i++) {
         const char *path = argv[i];
         ce_image img;
@@ -85,6 +90,7 @@ int cmd_caption(int argc, char **argv)
     free(cap);
     ce_session_free(session);
     ce_model_close(model);
+    if (o.write_xmp) cm_terminate();
     return failed ? EXIT_TROUBLE : EXIT_MATCH;
 }
 
@@ -132,9 +138,6 @@ static void print_text(const char *path, const ce_caption *c, int n_tags, const 
 static int write_sidecar(const char *path, const ce_caption *c, int n_tags, const char *version,
                          char *written, size_t size)
 {
-    static int ready;
-    if (!ready && cm_init() < 0) return cli_error("the XMP library (Exempi) failed to start"), -1;
-    ready = 1;
     const char *tags[CE_MAX_TAGS];
     int n = 0;
     for (int i = 0; i < c->n_tags && i < n_tags && n < CE_MAX_TAGS; i++)

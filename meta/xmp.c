@@ -63,6 +63,8 @@ int cm_init(void)
     return 0;
 }
 
+void cm_terminate(void) { xmp_terminate(); }
+
 int cm_is_sidecar(const char *path)
 {
     size_t n = strlen(path);

@@ -18,6 +18,7 @@ cmake -S . -B build-asan -DCAPSEARCH_WERROR=ON -DCAPSEARCH_SANITIZE=ON \
       -DCAPSEARCH_TEST_PHOTOS="$PWD/build/testdata/photos" >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 900 -LE slow
 
 # ---- issue 6: fuzzing and valgrind memcheck (tests/fuzz/README.md, tests/valgrind/) ----

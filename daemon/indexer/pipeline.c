@@ -79,6 +79,7 @@ void cx_pipeline_free(cx_pipeline *p)
     }
     /* a hung worker still points at p: leave p to the process exit */
     if (p->hung > 0) return;
+    cm_terminate(); /* paired with cx_pipeline_new's cm_init */
     for (size_t i = 0; p->table && i < p->table_size; i++)
         while (p->table[i]) cx__entry_remove(p, p->table[i]);
     for (int i = 0; p->sessions && i < p->workers; i++) ce_session_free(p->sessions[i]);

@@ -49,8 +49,11 @@ typedef struct {
     double confidence;         /* 0..1 */
 } cm_caption;
 
-/* Once per process, before threads. Returns 0 or -EIO. */
+/* Once per process, before threads. Returns 0 or -EIO. Each cm_init is paired with a
+ * cm_terminate once no thread uses the library (Exempi counts them; the last one frees
+ * its tables). */
 int cm_init(void);
+void cm_terminate(void);
 
 /* What people wrote about image_path (out cleared first). A file without metadata is not
  * an error. Returns 0, or -errno for an unreadable sidecar (the embedded text is kept). */

@@ -154,7 +154,10 @@ class Daemon:
                                "--workers", "2", "--batch-ms", "200", "--log-level", "info"]
         cmd += list(extra)
         logf = open(self.log, "a")
-        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=self.env.env())
+        env = self.env.env()
+        if wrapper:  # LeakSanitizer cannot run under ptrace: the traced run checks no leaks
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=env)
         logf.close()
         self.pid = self.proc.pid
         if wrapper:                 # strace ...: signals go to the daemon, its child
