@@ -147,9 +147,10 @@ static int half_size(libraw_data_t *lr, raw_job *job, const ce_decode_params *pa
     }
     if (pi->type != LIBRAW_IMAGE_BITMAP || pi->colors != 3 || pi->bits != 8 ||
         (size_t)pi->width * pi->height * 3 > pi->data_size) {
+        int colors = pi->colors, bits = pi->bits; /* read before the image is freed */
         libraw_dcraw_clear_mem(pi);
-        ce__image_error(err, "unsupported RAW: LibRaw gave an image of %d colours, %d bits",
-                        pi->colors, pi->bits);
+        ce__image_error(err, "unsupported RAW: LibRaw gave an image of %d colours, %d bits", colors,
+                        bits);
         return -ENOTSUP;
     }
     rc = ce__image_from_buffer(pi->data, pi->width, pi->height, (size_t)pi->width * 3, 3, params,

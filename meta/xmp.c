@@ -281,7 +281,10 @@ static int get_text(XmpPtr x, const char *ns, const char *name, char *out, size_
     int ok = xmp_get_localized_text(x, ns, name, "", "x-default", lang, value, &options);
     if (!ok) ok = xmp_get_property(x, ns, name, value, &options) && XMP_IS_PROP_SIMPLE(options);
     if (ok && valid_text(xmp_string_cstr(value))) snprintf(out, size, "%s", xmp_string_cstr(value));
-    /* cameras fill ImageDescription with spaces: blank is no text */
+    /* other control characters become spaces (a newline or a tab may stay: descriptions
+     * run over lines); cameras fill ImageDescription with spaces: blank is no text */
+    for (char *c = out; *c; c++)
+        if ((unsigned char)*c < 0x20 && *c != '\n' && *c != '\t') *c = ' ';
     size_t n = strlen(out);
     while (n && (out[n - 1] == ' ' || out[n - 1] == '\t' || out[n - 1] == '\n')) out[--n] = '\0';
     size_t lead = strspn(out, " \t\n");
