@@ -16,6 +16,8 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(image heif webp tiff raw gif weights query config xmp)
 
 work=${FUZZ_WORK:-$(mktemp -d /tmp/capsearch-fuzz.XXXXXX)}
+# leaks inside third-party libraries we cannot fix, each named and explained there
+export LSAN_OPTIONS="suppressions=$here/../lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 status=0
 for t in "${targets[@]}"; do
     bin="$build/tests/fuzz/fuzz_$t"
