@@ -14,6 +14,15 @@
 #include "cli.h"
 #include "capindexer.h"
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_OPT_JSON,
+                               CLI_OPT_BEAM,
+                               CLI_OPT_MAX_LENGTH,
+                               CLI_OPT_TAGS,
+                               CLI_OPT_WRITE_XMP,
+                               CLI_OPT_MODELS,
+                               0};
+
 static void usage(FILE *out);
 static void print_text(const char *path, const ce_caption *c, int n_tags, const char *sidecar);
 static void print_json(const char *path, const ce_caption *c, int n_tags, const char *sidecar);
@@ -22,13 +31,6 @@ static int write_sidecar(const char *path, const ce_caption *c, int n_tags, cons
 
 int cmd_caption(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON,
-                                   CLI_OPT_BEAM,
-                                   CLI_OPT_MAX_LENGTH,
-                                   CLI_OPT_TAGS,
-                                   CLI_OPT_WRITE_XMP,
-                                   CLI_OPT_MODELS,
-                                   0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -96,13 +98,6 @@ int cmd_caption(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON,
-                                   CLI_OPT_BEAM,
-                                   CLI_OPT_MAX_LENGTH,
-                                   CLI_OPT_TAGS,
-                                   CLI_OPT_WRITE_XMP,
-                                   CLI_OPT_MODELS,
-                                   0};
     fputs("Usage: capsearch caption [OPTIONS] IMAGE...\n\n"
           "Describes each image in a sentence and lists its top tags (detected objects and\n"
           "visual concepts with their scores).\n\n",

@@ -13,13 +13,15 @@
 #include "cli.h"
 #include "capindexer.h"
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, 0};
+
 static void usage(FILE *out);
 static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o);
 static void print_json(const char *path, const ce_image *img, const ce_cnn_output *o);
 
 int cmd_detect(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -70,7 +72,6 @@ int cmd_detect(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, 0};
     fputs("Usage: capsearch detect [OPTIONS] IMAGE...\n\n"
           "Lists the objects the CNN (SSDLite-MobileNetV2, 80 COCO classes) finds in each\n"
           "image: label, score, and box in pixels (left,top - right,bottom); with --json the\n"

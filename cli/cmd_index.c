@@ -27,6 +27,10 @@ typedef struct {
     double started;
 } index_run;
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_OPT_DB,    CLI_OPT_MODELS,    CLI_OPT_JOBS,
+                               CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
+
 static void usage(FILE *out);
 static void on_progress(uv_timer_t *t);
 static void draw_progress(index_run *r, int final);
@@ -35,8 +39,6 @@ static void on_sigint(uv_signal_t *h, int signum);
 
 int cmd_index(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_DB,    CLI_OPT_MODELS,    CLI_OPT_JOBS,
-                                   CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -173,8 +175,6 @@ int cmd_index(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_DB,    CLI_OPT_MODELS,    CLI_OPT_JOBS,
-                                   CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
     fputs("Usage: capsearch index [OPTIONS] DIR...\n\n"
           "Indexes the images under each DIR once, without the daemon: new and changed\n"
           "files are captioned, moved ones keep their captions, deleted ones are removed.\n\n",

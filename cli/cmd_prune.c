@@ -29,11 +29,13 @@ typedef struct {
 
 static int collect_missing(void *ctx, const char *path);
 static int delete_rows(capdb *db, char **paths, size_t n, int64_t *removed, capdb_err *err);
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_DRY_RUN, 0};
+
 static void usage(FILE *out);
 
 int cmd_prune(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_DRY_RUN, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -143,7 +145,6 @@ static int delete_rows(capdb *db, char **paths, size_t n, int64_t *removed, capd
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_DB, CLI_OPT_DRY_RUN, 0};
     fputs("Usage: capsearch prune [OPTIONS] [DIR...]\n\n"
           "Removes index rows: without DIR, the rows whose file no longer exists; with DIR,\n"
           "every row under each DIR (a folder no longer watched). Photos are never touched.\n\n",

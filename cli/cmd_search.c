@@ -13,6 +13,9 @@
 
 #define MAX_QUERY_CONCEPTS 32
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
+
 static void usage(FILE *out);
 static char *join_words(int argc, char **argv);
 static int query_concepts(const char *models_dir, const char *text,
@@ -20,7 +23,6 @@ static int query_concepts(const char *models_dir, const char *text,
 
 int cmd_search(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -65,7 +67,6 @@ static void usage(FILE *out)
           "Each result: score, path, caption (matched words in bold on a terminal).\n\n"
           "Options:\n",
           out);
-    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
     cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something matched, 1 nothing matched, 2 error.\n", out);
 }

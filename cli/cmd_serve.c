@@ -27,9 +27,11 @@
         CLI_OPT_MODELS, CLI_OPT_CACHE_DIR, CLI_OPT_RATE_LIMIT, CLI_OPT_MAX_CONNECTIONS,            \
         CLI_OPT_LOG
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {SERVE_OPTIONS, 0};
+
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {SERVE_OPTIONS, 0};
     fputs("Usage: capsearch serve [OPTIONS]\n\n"
           "Serve the photo search page and the HTTP JSON API (GET /api/search?q=...,\n"
           "/api/images/ID, /api/similar/ID, /api/status, /thumb/ID, /image/ID).\n\n",
@@ -108,7 +110,6 @@ static char *default_cache_dir(void)
 
 int cmd_serve(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {SERVE_OPTIONS, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);

@@ -12,12 +12,14 @@
 #include "capengine.h"
 #include "cli.h"
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
+
 static void usage(FILE *out);
 static int image_vector(capdb *db, const char *path, const char *models_dir, float *vec);
 
 int cmd_similar(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -62,7 +64,6 @@ static void usage(FILE *out)
           "best first; IMAGE itself is left out. IMAGE need not be indexed.\n\n"
           "Options:\n",
           out);
-    static const int ACCEPTED[] = {CLI_SEARCH_OPTIONS, 0};
     cli_print_options(out, ACCEPTED);
     fputs("\nExit status: 0 something found, 1 nothing found, 2 error.\n", out);
 }

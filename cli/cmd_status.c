@@ -43,6 +43,9 @@ typedef struct {
     int64_t when[FAILURES_SHOWN];
 } failure_list;
 
+/* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
+static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
+
 static void usage(FILE *out);
 static int gather(capdb *db, status_info *st, failure_list *fl);
 static void print_text(const status_info *st, const failure_list *fl);
@@ -56,7 +59,6 @@ static void human_size(int64_t bytes, char *buf, size_t size);
 
 int cmd_status(int argc, char **argv)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
     cli_options o;
     cli_options_init(&o);
     int first = cli_parse_options(argc, argv, ACCEPTED, &o, usage);
@@ -88,7 +90,6 @@ int cmd_status(int argc, char **argv)
 
 static void usage(FILE *out)
 {
-    static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
     fputs("Usage: capsearch status [OPTIONS]\n\n"
           "Show the index database, its schema and model versions, image counts, recent\n"
           "failures, and whether capsearchd is running.\n\n",
