@@ -22,6 +22,8 @@ PACKAGES=(
   libheif-examples webp libtiff-tools imagemagick libraw-bin libavif-bin
   # metadata: XMP in and out (Exempi); ExifTool is the tests' independent reader
   libexempi-dev libimage-exiftool-perl
+  # PostgreSQL backend: libpq to build; the server for the tests and benchmarks (tests/pg/)
+  postgresql-15 libpq-dev
 )
 
 missing=()
