@@ -168,10 +168,10 @@ int cli_open_db(const char *db_path, capdb **out, char *resolved, size_t size)
 {
     char buf[4096];
     const char *path = db_path ? db_path : capdb_default_path(buf, sizeof buf);
-    if (resolved && size) snprintf(resolved, size, "%s", path);
+    if (resolved && size) capdb_target_display(path, resolved, size);
     capdb_err err = {{0}, 0};
     int rc = capdb_open(path, CAPDB_OPEN_READONLY, out, &err);
-    if (rc == -ENOENT)
+    if (rc == -ENOENT && !capdb_is_pg_target(path))
         return cli_error("no index at %s\n"
                          "  create one with 'capsearch index DIR...', or start the daemon "
                          "(systemctl --user start capsearchd, or capsearchd)",

@@ -155,11 +155,12 @@ int cmd_index(int argc, char **argv)
                    (long long)st.indexed, (long long)st.failed, (long long)st.moved,
                    (long long)st.removed, (long long)st.unchanged, secs,
                    secs > 0 ? (double)st.model_runs / secs : 0.0);
+        char shown[PATH_MAX];
         if (st.write_errors > 0)
             code = cli_error("index: stopped: could not write to %s (see above); the images "
                              "indexed before are kept, run 'capsearch index' again once it "
                              "is writable",
-                             db_path);
+                             capdb_target_display(db_path, shown, sizeof shown));
         else if (r.interrupted) code = EXIT_TROUBLE;
         else
             code = st.failed > 0 && st.indexed == 0 && st.moved == 0 && st.unchanged == 0

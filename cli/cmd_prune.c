@@ -48,7 +48,8 @@ int cmd_prune(int argc, char **argv)
     capdb *db = NULL;
     capdb_err err = {{0}, 0};
     struct stat sb;
-    if (stat(db_path, &sb) != 0) return cli_error("prune: no index at %s", db_path);
+    if (!capdb_is_pg_target(db_path) && stat(db_path, &sb) != 0)
+        return cli_error("prune: no index at %s", db_path);
     if (capdb_open(db_path, dry_run ? CAPDB_OPEN_READONLY : CAPDB_OPEN_WRITE, &db, &err) < 0)
         return cli_db_error(&err);
 

@@ -186,7 +186,9 @@ int cmd_serve(int argc, char **argv)
         const char *colon = a[0] == '[' ? strchr(a, ']') + 1 : strrchr(a, ':');
         snprintf(where, sizeof where, "http://%.*s:%d/", (int)(colon - a), a, capweb_port(w));
     }
-    fprintf(stderr, "capsearch serve: listening on %s (index %s%s)\n", where, cfg.db_path,
+    char shown[4096];
+    fprintf(stderr, "capsearch serve: listening on %s (index %s%s)\n", where,
+            capdb_target_display(cfg.db_path, shown, sizeof shown),
             token ? ", token required" : "");
     sd_notifyf(0, "READY=1\nSTATUS=serving on %s", where);
 

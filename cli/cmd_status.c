@@ -1,7 +1,8 @@
 /*
  * capsearch status [--json] [--db PATH]: the database, the model that indexed it, how
  * many images it holds, the latest failures, and whether the daemon is alive (from the
- * meta keys capsearchd writes every few seconds; see capdb.h).
+ * meta keys capsearchd writes every few seconds; see capdb.h). On a shared index
+ * (PostgreSQL), the nodes instead: each one's role, rate and claims, and the backlog.
  */
 #include <errno.h>
 #include <signal.h>
@@ -43,6 +44,16 @@ typedef struct {
     int64_t when[FAILURES_SHOWN];
 } failure_list;
 
+/* A shared index: the nodes that sent a heartbeat, newest first, and the queue. */
+#define NODES_SHOWN 64
+typedef struct {
+    int shared, n;
+    capdb_node nodes[NODES_SHOWN]; /* strings below */
+    char names[NODES_SHOWN][80], roles[NODES_SHOWN][16], hosts[NODES_SHOWN][80];
+    capdb_work_counts work;
+} node_list;
+static node_list g_nodes; /* large: static, filled once per run */
+
 /* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
 static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_DB, 0};
 
@@ -55,6 +66,9 @@ static int collect_group(void *ctx, const char *value, int64_t count);
 static void print_groups(const char *label, const group_counts *g);
 static void print_groups_json(const char *key, const group_counts *g);
 static void meta(capdb *db, const char *key, char *buf, size_t size);
+static int collect_node(void *ctx, const capdb_node *node);
+static void print_nodes_text(const node_list *nl);
+static void print_nodes_json(const node_list *nl);
 static void human_size(int64_t bytes, char *buf, size_t size);
 
 int cmd_status(int argc, char **argv)
@@ -106,6 +120,12 @@ static int gather(capdb *db, status_info *st, failure_list *fl)
         capdb_foreach_count(db, "format", collect_group, &st->formats, &err) < 0 ||
         capdb_foreach_count(db, "reason", collect_group, &st->reasons, &err) < 0)
         return cli_db_error(&err);
+    if (capdb_is_shared(db)) {
+        g_nodes.shared = 1;
+        if (capdb_foreach_node(db, collect_node, &g_nodes, &err) < 0 ||
+            capdb_work_counts_get(db, &g_nodes.work, &err) < 0)
+            return cli_db_error(&err);
+    }
     meta(db, "model_version", st->model_version, sizeof st->model_version);
     meta(db, CX_META_DAEMON_STATE, st->state, sizeof st->state);
     meta(db, CX_META_DAEMON_QUEUE, st->queue, sizeof st->queue);
@@ -140,7 +160,9 @@ static void print_text(const status_info *st, const failure_list *fl)
            (long long)st->counts.failed);
     print_groups("formats:   ", &st->formats);
     print_groups("failures:  ", &st->reasons);
-    if (st->running) {
+    if (g_nodes.shared) {
+        print_nodes_text(&g_nodes);
+    } else if (st->running) {
         printf("daemon:    running (pid %ld), %s", st->pid,
                st->state[0] ? cx_printable(st->state, text, sizeof text) : "state unknown");
         if (st->queue[0]) printf(", %s queued", cx_printable(st->queue, text, sizeof text));
@@ -201,6 +223,7 @@ static void print_json(const status_info *st, const failure_list *fl)
            (long long)st->counts.ok, (long long)st->counts.failed);
     print_groups_json("formats", &st->formats);
     print_groups_json("failure_reasons", &st->reasons);
+    print_nodes_json(&g_nodes);
     printf(",\"daemon\":{\"running\":%s,\"pid\":", st->running ? "true" : "false");
     if (st->pid > 0) printf("%ld", st->pid);
     else fputs("null", stdout);
@@ -253,6 +276,74 @@ static int collect_failure(void *ctx, const char *path, const char *error, int64
     }
     fl->n++;
     return 0;
+}
+
+static int collect_node(void *ctx, const capdb_node *node)
+{
+    node_list *nl = ctx;
+    if (nl->n >= NODES_SHOWN) return 1;
+    int i = nl->n++;
+    snprintf(nl->names[i], sizeof nl->names[i], "%s", node->name);
+    snprintf(nl->roles[i], sizeof nl->roles[i], "%s", node->role);
+    snprintf(nl->hosts[i], sizeof nl->hosts[i], "%s", node->host);
+    nl->nodes[i] = *node;
+    nl->nodes[i].name = nl->names[i];
+    nl->nodes[i].role = nl->roles[i];
+    nl->nodes[i].host = nl->hosts[i];
+    return 0;
+}
+
+/* A node whose heartbeat is older than this is shown as gone (heartbeats every 5 s). */
+#define NODE_STALE_S 30
+
+static void print_nodes_text(const node_list *nl)
+{
+    char a[128], b[128], c[128];
+    printf("queue:     %lld waiting, %lld being captioned\n", (long long)nl->work.queued,
+           (long long)nl->work.claimed);
+    if (nl->n == 0) {
+        printf("nodes:     none yet (start capsearchd with this --db on each machine)\n");
+        return;
+    }
+    printf("nodes:     %d\n", nl->n);
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < nl->n; i++) {
+        const capdb_node *n = &nl->nodes[i];
+        int64_t age = now - n->heartbeat;
+        const char *state = !strcmp(n->role, "stopped") ? "stopped"
+                            : age > NODE_STALE_S        ? "gone (no heartbeat)"
+                                                        : "running";
+        printf("  %-16s %-7s %-22s pid %-7lld %6.2f photos/s  %lld captioned, %lld claimed, "
+               "heartbeat %llds ago\n",
+               cx_printable(n->name, a, sizeof a), cx_printable(n->role, b, sizeof b),
+               state, (long long)n->pid, n->rate, (long long)n->captioned,
+               (long long)n->claimed, (long long)(age < 0 ? 0 : age));
+        (void)c;
+        if (n->host[0] && strcmp(n->host, n->name))
+            printf("  %-16s on %s\n", "", cx_printable(n->host, c, sizeof c));
+    }
+}
+
+static void print_nodes_json(const node_list *nl)
+{
+    if (!nl->shared) return;
+    printf(",\"queue\":{\"waiting\":%lld,\"claimed\":%lld},\"nodes\":[",
+           (long long)nl->work.queued, (long long)nl->work.claimed);
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < nl->n; i++) {
+        const capdb_node *n = &nl->nodes[i];
+        fputs(i ? ",{\"name\":" : "{\"name\":", stdout);
+        cli_json_string(stdout, n->name);
+        fputs(",\"role\":", stdout);
+        cli_json_string(stdout, n->role);
+        fputs(",\"host\":", stdout);
+        cli_json_string(stdout, n->host);
+        printf(",\"pid\":%lld,\"rate\":%.3f,\"captioned\":%lld,\"claimed\":%lld,"
+               "\"heartbeat_age\":%lld,\"started\":%lld}",
+               (long long)n->pid, n->rate, (long long)n->captioned, (long long)n->claimed,
+               (long long)(now - n->heartbeat), (long long)n->started);
+    }
+    putchar(']');
 }
 
 static void meta(capdb *db, const char *key, char *buf, size_t size)

@@ -11,6 +11,11 @@
  *   log_level = info            debug info notice warning error crit
  *   write_xmp = no              yes: each caption also goes into the image's XMP sidecar
  *   database = PATH, models = DIR
+ *                               PATH may be a PostgreSQL URI (postgresql://...): a
+ *                               shared index that several nodes fill
+ *   role = all                  on a shared index: all, scan (watch and queue only) or
+ *                               caption (caption what the nodes queue; watch nothing)
+ *   node = NAME                 this node's name among them (default: the host name)
  *
  * The parser is a fuzz target: it never reads past len, accepts any bytes, and every
  * error names the source and line.
@@ -65,6 +70,8 @@ void cd_config_free(cd_config *cfg)
 {
     cx_settings_free(&cfg->index);
     free(cfg->db_path);
+    free(cfg->node_name);
+    cfg->node_name = NULL;
     free(cfg->models_dir);
     cfg->db_path = cfg->models_dir = NULL;
 }
@@ -217,6 +224,31 @@ static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *e
                            "(debug, info, notice, warning, error, crit)",
                            value);
         cfg->log_level = level;
+        return 0;
+    }
+    if (!strcmp(key, "role")) {
+        int role = cx_role_parse(value);
+        if (role < 0)
+            return cx_fail(err, -EINVAL, "role: expected all, scan or caption, got '%.64s'",
+                           value);
+        cfg->role = role;
+        return 0;
+    }
+    if (!strcmp(key, "node")) {
+        /* a name other nodes and `capsearch status` show: printable, no spaces */
+        if (!value[0] || strlen(value) > 64)
+            return cx_fail(err, -EINVAL, "node: expected a name of 1 to 64 characters");
+        for (const char *c = value; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.'))
+                return cx_fail(err, -EINVAL,
+                               "node: '%.64s' has a character other than letters, digits, "
+                               "'-', '_' and '.'",
+                               value);
+        char *copy = strdup(value);
+        if (!copy) return cx_fail(err, -ENOMEM, "out of memory");
+        free(cfg->node_name);
+        cfg->node_name = copy;
         return 0;
     }
     if (!strcmp(key, "database") || !strcmp(key, "models")) {

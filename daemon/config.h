@@ -17,6 +17,9 @@ typedef struct {
     int max_watches;          /* 0 = only the kernel's limit; N simulates a limit of N */
     int debug_overflow_every; /* 0 = off; N: every N inotify events act as IN_Q_OVERFLOW
                                  (the unread events are dropped), to test the rescan */
+    /* several nodes on one PostgreSQL index (README "Several machines") */
+    int role;        /* CX_ROLE_*: all (default), scan (watch and queue), caption (claim) */
+    char *node_name; /* NULL = the host name; unique among the nodes */
 } cd_config;
 
 void cd_config_defaults(cd_config *cfg);

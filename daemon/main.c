@@ -47,6 +47,9 @@ typedef struct {
     dev_t db_dev; /* the index file opened: another one there means it was */
     ino_t db_ino; /* deleted or replaced under us */
     int lock_fd;  /* flock'd PATH.capsearchd.lock: one daemon per index */
+    int shared;   /* a PostgreSQL index that several nodes fill (no file, no lock) */
+    char node[256];
+    char inflight_key[300];
 } daemon_state;
 
 static int load_config(daemon_state *d, cd_config *cfg, cx_err *err);
@@ -54,6 +57,8 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
 static void print_usage(FILE *out);
 static int open_database(daemon_state *d);
 static int index_lost(daemon_state *d, char *why, size_t size);
+static int open_server(daemon_state *d);
+static int once_finished(daemon_state *d);
 static int move_aside(const char *path, char *aside, size_t size);
 static int take_daemon_lock(daemon_state *d);
 static void on_signal(uv_signal_t *h, int signum);
@@ -113,12 +118,18 @@ int main(int argc, char **argv)
     snprintf(pool, sizeof pool, "%d", cx_threadpool_size(d.cfg.index.workers));
     setenv("UV_THREADPOOL_SIZE", pool, 0);
     uv_loop_init(&d.loop);
+    /* several nodes: each its own crash marker, and its part in the shared queue */
+    cx_cluster_options cluster = {
+        .db_target = d.cfg.db_path, .node_name = d.node, .role = d.cfg.role};
+    snprintf(d.inflight_key, sizeof d.inflight_key, "%s%s%s", CX_META_INFLIGHT_DAEMON,
+             d.shared ? "." : "", d.shared ? d.node : "");
     cx_pipeline_options po = {
         .loop = &d.loop,
         .db = d.db,
         .model = d.model,
         .settings = &d.cfg.index,
-        .inflight_key = CX_META_INFLIGHT_DAEMON,
+        .inflight_key = d.inflight_key,
+        .cluster = d.shared ? &cluster : NULL,
         .on_dir = on_walk_dir,
         .on_file = on_walk_file,
         .on_idle = on_pipeline_idle,
@@ -145,13 +156,17 @@ int main(int argc, char **argv)
         if (d.watchdog_usec && d.watchdog_usec / 2000 < every) every = d.watchdog_usec / 2000 + 1;
         uv_timer_start(&d.status_timer, on_status_timer, 0, every);
 
-        cd_watch_set_config(d.watch, &d.cfg);
-        if (d.cfg.index.n_roots == 0)
+        int captions_only = d.shared && d.cfg.role == CX_ROLE_CAPTION;
+        if (captions_only)
+            cx_log(LOG_INFO, "role caption: watching nothing; captioning what the nodes queue");
+        else cd_watch_set_config(d.watch, &d.cfg);
+        if (d.cfg.index.n_roots == 0 && !captions_only)
             cx_log(LOG_WARNING, "no folders to watch: add 'root = /path' to the config "
                                 "and send SIGHUP (systemctl reload capsearchd)");
         cx_log(LOG_INFO, "started: %d root%s, %d worker%s, database %s", d.cfg.index.n_roots,
                d.cfg.index.n_roots == 1 ? "" : "s", d.cfg.index.workers,
-               d.cfg.index.workers == 1 ? "" : "s", d.cfg.db_path);
+               d.cfg.index.workers == 1 ? "" : "s",
+               d.shared ? "on a PostgreSQL server (shared)" : d.cfg.db_path);
         sd_notify(0, "READY=1\nSTATUS=starting the scan");
         uv_run(&d.loop, UV_RUN_DEFAULT);
     }
@@ -234,6 +249,8 @@ static const struct option LONG_OPTIONS[] = {
     {"max-watches", required_argument, NULL, 8},
     {"debug-overflow-every", required_argument, NULL, 9},
     {"write-xmp", no_argument, NULL, 11},
+    {"role", required_argument, NULL, 12},
+    {"node", required_argument, NULL, 13},
     {"once", no_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -263,6 +280,8 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
         case 'm': key = "models"; break;
         case 10: key = "workers"; break;
         case 11: key = "write_xmp"; break;
+        case 12: key = "role"; break;
+        case 13: key = "node"; break;
         case 'x': key = "exclude"; break;
         case 'e': key = "extensions"; break;
         case 1: key = "batch_size"; break;
@@ -322,6 +341,9 @@ static void print_usage(FILE *out)
             "      --write-xmp          also write each caption into the image's XMP sidecar\n"
             "                           (never over what people wrote; see capsearchd(8))\n"
             "      --once               index the roots, then exit\n"
+            "      --role ROLE          on a PostgreSQL index shared by several nodes: all\n"
+            "                           (default), scan (watch and queue) or caption\n"
+            "      --node NAME          this node's name among them (default: host name)\n"
             "  -h, --help, -V, --version\n\n"
             "Signals: SIGHUP reloads the config, SIGTERM stops after the running images.\n");
 }
@@ -329,6 +351,8 @@ static void print_usage(FILE *out)
 static int open_database(daemon_state *d)
 {
     capdb_err err = {{0}, 0};
+    d->shared = capdb_is_pg_target(d->cfg.db_path);
+    if (d->shared) return open_server(d);
     char dir[PATH_MAX];
     /* the per-user location's folder may not exist yet */
     snprintf(dir, sizeof dir, "%s", d->cfg.db_path);
@@ -352,6 +376,39 @@ static int open_database(daemon_state *d)
     return rc;
 }
 
+/* A shared index on a PostgreSQL server: no file and no lock (several nodes are the
+ * point). A server that is not there yet (booting, restarting) is waited for, with
+ * back-off, telling systemd why the start takes long; any other refusal (no such
+ * database, a schema of another application, a newer schema) is final. */
+static int open_server(daemon_state *d)
+{
+    if (d->cfg.node_name) snprintf(d->node, sizeof d->node, "%s", d->cfg.node_name);
+    else if (gethostname(d->node, sizeof d->node - 1) != 0 || !d->node[0])
+        snprintf(d->node, sizeof d->node, "node-%ld", (long)getpid());
+    unsigned delay_s = 1;
+    for (;;) {
+        capdb_err err = {{0}, 0};
+        int rc = capdb_open(d->cfg.db_path, CAPDB_OPEN_WRITE, &d->db, &err);
+        if (rc == 0) {
+            cx_log(LOG_INFO, "node %s on the shared index (PostgreSQL), role %s", d->node,
+                   cx_role_name(d->cfg.role));
+            return 0;
+        }
+        if (rc != -ECONNREFUSED || d->once) {
+            cx_log(LOG_ERR, "cannot open the shared index: %s", err.msg);
+            return rc;
+        }
+        cx_log(LOG_WARNING, "%s; retrying in %u s", err.msg, delay_s);
+        char status[128];
+        snprintf(status, sizeof status,
+                 "EXTEND_TIMEOUT_USEC=%llu\nSTATUS=waiting for the index server",
+                 (unsigned long long)(delay_s + 10) * 1000000ull);
+        sd_notify(0, status);
+        sleep(delay_s);
+        if (delay_s < 30) delay_s *= 2;
+    }
+}
+
 /* The index deleted, replaced or damaged under us: nothing written from now on would be
  * found again. Say why; a damaged file is moved aside (PATH.damaged, never over an
  * earlier one) with its -wal, and the -shm of a lost one removed, so that the next start
@@ -365,6 +422,7 @@ static int open_database(daemon_state *d)
  * read through SQLite's own descriptor) for damaged. */
 static int index_lost(daemon_state *d, char *why, size_t size)
 {
+    if (d->shared) return 0; /* the server keeps its own files */
     const char *path = d->cfg.db_path;
     char side[PATH_MAX + 16], aside[PATH_MAX + 32];
     struct stat st;
@@ -511,6 +569,11 @@ static void on_status_timer(uv_timer_t *t)
     cx_stats st;
     cx_pipeline_stats(d->pipe, &st);
     publish_status(d, st.scanning ? "scanning" : "watching");
+    if (d->once && d->shared && !d->stopping && once_finished(d)) {
+        cx_log(LOG_INFO, "--once: everything indexed");
+        begin_shutdown(d);
+        return;
+    }
     if (d->watchdog_usec) sd_notify(0, "WATCHDOG=1");
     int hung = cx_pipeline_hung(d->pipe);
     if (hung >= MAX_HUNG_WORKERS && !d->stopping) {
@@ -527,6 +590,7 @@ static void publish_status(daemon_state *d, const char *state)
     char buf[64], roots[8192];
     cx_pipeline_stats(d->pipe, &st);
     cd_watch_stats_get(d->watch, &ws);
+    if (d->shared) goto notify; /* nodes report by heartbeat (the nodes table), not meta */
     snprintf(buf, sizeof buf, "%ld", (long)getpid());
     cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_PID, buf);
     cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_STATE, state);
@@ -545,6 +609,7 @@ static void publish_status(daemon_state *d, const char *state)
     cx_pipeline_meta_set(d->pipe, CX_META_DAEMON_LAST_ERROR, cx_log_last_error());
     cx_pipeline_flush(d->pipe);
 
+notify:;
     char status[256];
     snprintf(status, sizeof status, "STATUS=%s: indexed %lld, queued %lld%s", state,
              (long long)(st.indexed + st.failed), (long long)(st.queued + st.in_flight),
@@ -582,10 +647,22 @@ static void on_pipeline_idle(void *ctx)
         return;
     }
     publish_status(d, "watching");
-    if (d->once) {
+    if (d->once && once_finished(d)) {
         cx_log(LOG_INFO, "--once: everything indexed");
         begin_shutdown(d);
     }
+}
+
+/* --once: done when this process is idle and, on a shared index, nothing it may still
+ * have to caption waits in the queue (the status timer asks again meanwhile). */
+static int once_finished(daemon_state *d)
+{
+    if (cx_pipeline_busy(d->pipe)) return 0;
+    if (!d->shared) return 1;
+    capdb_work_counts wc;
+    capdb_err err = {{0}, 0};
+    if (capdb_work_counts_get(d->db, &wc, &err) < 0) return 0;
+    return wc.queued + wc.claimed == 0;
 }
 
 /* ------------------------------------------------------------------ shutdown */

@@ -1,276 +1,237 @@
 /*
- * libcapdb: connections, errors, transactions, metadata and counts.
- * Rows live in rows.c, the schema in schema.c, ranking in search.c.
+ * libcapdb's front: every public function, dispatched to the backend of the connection
+ * (internal.h capdb_backend), plus what needs no backend (the default path, freeing
+ * results, the error helper).
+ *
+ * The target decides the backend once, at capdb_open: a libpq URI is PostgreSQL,
+ * anything else is an SQLite file path (a file may not be named "postgresql://...":
+ * such a path is a URI by definition, as it is to libpq).
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-/* Long enough for a daemon's batch commit to finish, short enough that a CLI user
- * is never left waiting silently. */
-#define BUSY_TIMEOUT_MS 5000
-/* Address space for the memory map of the database (a 1M-row index is ~3 GB). */
-#define CAPDB_MMAP_BYTES_TEXT "4294967296"
+/* A backend that lacks an entry answers -ENOTSUP with the entry's name. */
+#define CALL(db, entry, err, ...)                                                                  \
+    ((db)->backend->entry ? (db)->backend->entry(db, __VA_ARGS__)                                  \
+                          : capdb__fail(err, -ENOTSUP, "%s: not available with %s",               \
+                                        #entry, (db)->backend->name))
 
-static const char *const STMT_SQL[STMT__COUNT] = {
-    [STMT_UPSERT] =
-        "INSERT INTO images(path, device, inode, size, mtime_ns, fingerprint, width, height,"
-        " taken_time, status, error, caption, tags, path_words, model_version, indexed_time,"
-        " description, keywords, sidecar_mtime_ns, format, reason)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21)"
-        " ON CONFLICT(path) DO UPDATE SET device = excluded.device, inode = excluded.inode,"
-        " size = excluded.size, mtime_ns = excluded.mtime_ns,"
-        " fingerprint = excluded.fingerprint, width = excluded.width,"
-        " height = excluded.height, taken_time = excluded.taken_time,"
-        " status = excluded.status, error = excluded.error, caption = excluded.caption,"
-        " tags = excluded.tags, path_words = excluded.path_words,"
-        " model_version = excluded.model_version, indexed_time = excluded.indexed_time,"
-        " description = excluded.description, keywords = excluded.keywords,"
-        " sidecar_mtime_ns = excluded.sidecar_mtime_ns, format = excluded.format,"
-        " reason = excluded.reason"
-        " RETURNING id",
-    [STMT_VECTORS_PUT] =
-        "INSERT OR REPLACE INTO vectors(image_id, concepts, pooled) VALUES(?1, ?2, ?3)",
-    [STMT_VECTORS_DEL] = "DELETE FROM vectors WHERE image_id = ?1",
-    [STMT_POSTINGS_DEL] = "DELETE FROM postings WHERE image_id = ?1",
-    [STMT_POSTING_PUT] = "INSERT INTO postings(concept, weight, image_id) VALUES(?1, ?2, ?3)",
-    [STMT_LOOKUP] = "SELECT id, device, inode, size, mtime_ns, fingerprint, status, model_version,"
-                    " sidecar_mtime_ns FROM images WHERE path = ?1",
-    [STMT_FIND_FP] =
-        "SELECT path FROM images WHERE fingerprint = ?1 AND size = ?2 AND status = 0 LIMIT 1",
-    [STMT_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-                      " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    [STMT_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [STMT_POSTINGS_TOP] = "SELECT image_id, weight FROM postings WHERE concept = ?1"
-                          " ORDER BY weight DESC LIMIT ?2",
-    [STMT_ROW_FOR_HIT] = "SELECT path, caption, tags, taken_time, mtime_ns, width, height, status,"
-                         " description, keywords FROM images WHERE id = ?1",
-    [STMT_CONCEPTS_OF] = "SELECT concepts FROM vectors WHERE image_id = ?1",
-    [STMT_UPDATE_TEXT] = "UPDATE images SET description = ?2, keywords = ?3, sidecar_mtime_ns = ?4"
-                         " WHERE id = ?1",
-    [STMT_GET_ROW] = "SELECT path, size, mtime_ns, fingerprint, width, height, taken_time, status,"
-                     " error, caption, tags, model_version, description, keywords, format,"
-                     " indexed_time FROM images WHERE id = ?1",
-    [STMT_UPDATE_STAT] =
-        "UPDATE images SET device = ?2, inode = ?3, size = ?4, mtime_ns = ?5 WHERE id = ?1",
-    [STMT_POOLED_OF_PATH] =
-        "SELECT v.pooled FROM images i JOIN vectors v ON v.image_id = i.id WHERE i.path = ?1",
-};
+/* ------------------------------------------------------------------ connections */
 
-static int open_connection(capdb *db, const char *path, int flags, int immutable);
-static int check_ours(capdb *db, capdb_err *err);
-static int check_version(capdb *db, int mode, capdb_err *err);
-static int make_parent_dirs(const char *path);
-static int exec(capdb *db, const char *sql, capdb_err *err);
+int capdb_is_pg_target(const char *target)
+{
+    return target && (strncmp(target, "postgresql://", 13) == 0 ||
+                      strncmp(target, "postgres://", 11) == 0);
+}
 
-int capdb_open(const char *path, int mode, capdb **out, capdb_err *err)
+int capdb__is_pg_target(const char *target) { return capdb_is_pg_target(target); }
+
+int capdb_open(const char *target, int mode, capdb **out, capdb_err *err)
 {
     *out = NULL;
-    if (!path || !*path) return capdb__fail(err, -EINVAL, "no database path given");
-    struct stat sb;
-    int exists = stat(path, &sb) == 0;
-    if (exists && S_ISDIR(sb.st_mode))
-        return capdb__fail(err, -EISDIR,
-                           "%s is a folder, not an index file (give the "
-                           "database file, e.g. %s/index.db)",
-                           path, path);
-    if (exists && !S_ISREG(sb.st_mode))
-        return capdb__fail(err, -EINVAL, "%s is not a regular file: not an index", path);
-    if (mode == CAPDB_OPEN_READONLY && !exists)
-        return capdb__fail(err, -ENOENT, "no index database at %s", path);
-    if (mode == CAPDB_OPEN_WRITE && make_parent_dirs(path) != 0)
-        return capdb__fail(err, -errno, "cannot create the folder of %s: %s", path,
-                           strerror(errno));
-
-    capdb *db = calloc(1, sizeof *db);
-    if (!db || !(db->path = strdup(path))) {
-        free(db);
-        return capdb__fail(err, -ENOMEM, "out of memory");
-    }
-    db->readonly = mode == CAPDB_OPEN_READONLY;
-    int flags = db->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = open_connection(db, path, flags, 0);
-    if (rc != SQLITE_OK) {
-        int code = capdb__sqlfail(db, err, rc, path);
-        capdb_close(db);
-        return code;
-    }
-    /* SQLite quietly opens a file it may not write read-only; every write would then fail
-     * one by one (found by the read-only fault test). */
-    if (!db->readonly && sqlite3_db_readonly(db->sql, "main") == 1) {
-        capdb_close(db);
-        return capdb__fail(err, -EROFS,
-                           "%s is read-only (file permissions or a read-only "
-                           "file system): cannot write the index",
-                           path);
-    }
-    /* A reader of a WAL index needs its -shm, or a folder where it can create one. A copy
-     * in a read-only folder with no -shm has no live writer (a writer would have made
-     * one): read it as an immutable file rather than refuse it. */
-    if (db->readonly && capdb_schema_version(db) < 0 &&
-        (sqlite3_extended_errcode(db->sql) & 0xff) == SQLITE_CANTOPEN) {
-        char shm[4096];
-        snprintf(shm, sizeof shm, "%s-shm", path);
-        if (access(shm, F_OK) != 0) {
-            sqlite3_close(db->sql);
-            db->sql = NULL;
-            rc = open_connection(db, path, flags, 1);
-            if (rc != SQLITE_OK) {
-                int code = capdb__sqlfail(db, err, rc, path);
-                capdb_close(db);
-                return code;
-            }
-        }
-    }
-
-    if (capdb__register_functions(db->sql) != 0) {
-        capdb_close(db);
-        return capdb__fail(err, -EIO, "this SQLite has no usable FTS5");
-    }
-    rc = check_ours(db, err);
-    if (rc == 0) rc = check_version(db, mode, err);
-    if (rc == 0 && !db->readonly) rc = exec(db, "PRAGMA synchronous = NORMAL", err);
-    /* Pages are read through a memory map, not one pread(2) and copy each: a query that
-     * touches thousands of pages (a new `capsearch` process starts with a cold SQLite
-     * cache) then costs page-cache lookups, not syscalls. The map only reads; writes
-     * still go through the WAL. */
-    if (rc == 0) exec(db, "PRAGMA mmap_size = " CAPDB_MMAP_BYTES_TEXT, NULL);
-    if (rc != 0) {
-        capdb_close(db);
-        return rc;
-    }
-    *out = db;
-    return 0;
+    if (err) err->damaged = 0;
+    if (!target || !*target) return capdb__fail(err, -EINVAL, "no database path given");
+    const capdb_backend *be =
+        capdb_is_pg_target(target) ? &capdb__pg_backend : &capdb__sqlite_backend;
+    return be->open(target, mode, out, err);
 }
 
 void capdb_close(capdb *db)
 {
-    if (!db) return;
-    for (int i = 0; i < STMT__COUNT; i++) sqlite3_finalize(db->stmts[i]);
-    /* the writer leaves a WAL of zero bytes (see check_version); a reader still open
-     * makes this a no-op (busy), and its own close does nothing more */
-    if (db->sql && !db->readonly && !db->damaged) {
-        sqlite3_busy_timeout(db->sql, 100);
-        sqlite3_exec(db->sql, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    if (db) db->backend->close(db);
+}
+
+const char *capdb_target_display(const char *target, char *buf, size_t size)
+{
+    if (!size) return buf;
+    snprintf(buf, size, "%s", target ? target : "");
+    if (!capdb_is_pg_target(buf)) return buf;
+    /* scheme://user:PASSWORD@host... : the userinfo ends at the first '@' before the path */
+    char *auth = strstr(buf, "://") + 3;
+    char *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+    char *colon = strchr(auth, ':');
+    if (at && (!slash || at < slash) && colon && colon < at) {
+        size_t tail = strlen(at) + 1;
+        if ((size_t)(colon + 4 - buf) + tail <= size) {
+            memmove(colon + 4, at, tail);
+            memcpy(colon + 1, "***", 3);
+        }
     }
-    sqlite3_close(db->sql);
-    free(db->path);
-    free(db);
+    /* ...?password=SECRET&... */
+    for (char *p = strstr(buf, "password="); p; p = strstr(p + 1, "password=")) {
+        if (p != buf && p[-1] != '?' && p[-1] != '&') continue;
+        char *value = p + 9, *end = value + strcspn(value, "&");
+        size_t tail = strlen(end) + 1;
+        if ((size_t)(value + 3 - buf) + tail > size) break;
+        memmove(value + 3, end, tail);
+        memcpy(value, "***", 3);
+    }
+    return buf;
 }
 
-int capdb_schema_version(capdb *db)
+const char *capdb_backend_name(const capdb *db) { return db->backend->name; }
+int capdb_is_shared(const capdb *db) { return db->backend->shared; }
+void capdb_set_busy_timeout(capdb *db, int ms) { db->backend->set_busy_timeout(db, ms); }
+int capdb_damaged(capdb *db) { return db->backend->damaged(db); }
+int capdb_schema_version(capdb *db) { return db->backend->schema_version(db); }
+
+int capdb_begin(capdb *db, capdb_err *err) { return db->backend->begin(db, err); }
+int capdb_commit(capdb *db, capdb_err *err) { return db->backend->commit(db, err); }
+int capdb_rollback(capdb *db) { return db->backend->rollback(db); }
+
+/* ------------------------------------------------------------------ rows */
+
+int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int version = -1;
-    if (sqlite3_prepare_v2(db->sql, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) return -EIO;
-    if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return version;
+    return db->backend->upsert(db, img, err);
 }
 
-void capdb_set_busy_timeout(capdb *db, int ms) { sqlite3_busy_timeout(db->sql, ms); }
-
-int capdb_damaged(capdb *db)
+int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err)
 {
-    if (db->damaged) return 1;
-    /* The header through SQLite's own descriptor: no open(), no close(), no lock lost. */
-    sqlite3_file *file = NULL;
-    if (sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
-        !file || !file->pMethods)
-        return 0;
-    char head[16];
-    int rc = file->pMethods->xRead(file, head, sizeof head, 0);
-    if (rc == SQLITE_IOERR_SHORT_READ) return 0; /* empty: nothing written yet */
-    if (rc == SQLITE_OK && memcmp(head, "SQLite format 3", 16) != 0) db->damaged = 1;
-    return db->damaged;
+    return db->backend->delete_path(db, path, deleted, err);
 }
 
-/* ------------------------------------------------------------------ transactions */
-
-int capdb_begin(capdb *db, capdb_err *err)
+int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved, capdb_err *err)
 {
-    /* IMMEDIATE: take the write lock now, so a busy database fails here (after the busy
-     * timeout) rather than in the middle of a batch. */
-    return exec(db, "BEGIN IMMEDIATE", err);
+    return db->backend->move_path(db, from, to, moved, err);
 }
 
-int capdb_commit(capdb *db, capdb_err *err) { return exec(db, "COMMIT", err); }
-
-int capdb_rollback(capdb *db)
+int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
+                      int64_t mtime_ns, capdb_err *err)
 {
-    if (sqlite3_get_autocommit(db->sql)) return 0;
-    return sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+    return db->backend->update_stat(db, id, device, inode, size, mtime_ns, err);
 }
 
-/* ------------------------------------------------------------------ metadata */
+int capdb_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
+                      int64_t sidecar_mtime_ns, capdb_err *err)
+{
+    return db->backend->update_text(db, id, description, keywords, sidecar_mtime_ns, err);
+}
+
+int capdb_get_row(capdb *db, int64_t id, capdb_row *out, capdb_err *err)
+{
+    return db->backend->get_row(db, id, out, err);
+}
+
+int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err)
+{
+    return db->backend->lookup_path(db, path, state, err);
+}
+
+int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size, char *path_out,
+                              size_t path_size, capdb_err *err)
+{
+    return db->backend->find_by_fingerprint(db, fingerprint, size, path_out, path_size, err);
+}
+
+int capdb_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const char *path),
+                       void *ctx, capdb_err *err)
+{
+    return db->backend->foreach_path(db, prefix, fn, ctx, err);
+}
+
+/* ------------------------------------------------------------------ metadata, counts */
 
 int capdb_meta_set(capdb *db, const char *key, const char *value, capdb_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = capdb__stmt(db, STMT_META_SET, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, value ? value : "", -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "setting metadata");
+    return db->backend->meta_set(db, key, value, err);
 }
 
 int capdb_meta_get(capdb *db, const char *key, char *value, size_t size, capdb_err *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = capdb__stmt(db, STMT_META_GET, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    int found = 0;
-    if (rc == SQLITE_ROW) {
-        const char *v = (const char *)sqlite3_column_text(st, 0);
-        if (size) snprintf(value, size, "%s", v ? v : "");
-        found = 1;
-    } else if (rc != SQLITE_DONE) {
-        found = capdb__sqlfail(db, err, rc, "reading metadata");
-    }
-    sqlite3_reset(st);
-    return found;
+    return db->backend->meta_get(db, key, value, size, err);
 }
 
 int capdb_counts_get(capdb *db, capdb_counts *out, capdb_err *err)
 {
-    memset(out, 0, sizeof *out);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db->sql,
-        /* the partial index on failed rows answers the second without a table scan */
-        "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM images WHERE status = 1)", -1,
-        &st, NULL);
-    if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "counting images");
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        out->total = sqlite3_column_int64(st, 0);
-        out->failed = sqlite3_column_int64(st, 1);
-        out->ok = out->total - out->failed; /* status is 0 or 1 (rows.c) */
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) return capdb__sqlfail(db, err, rc, "counting images");
-
-    /* The WAL holds committed pages not yet checkpointed: it is part of the size. */
-    struct stat sb;
-    char wal[4096];
-    if (stat(db->path, &sb) == 0) out->db_bytes += sb.st_size;
-    snprintf(wal, sizeof wal, "%s-wal", db->path);
-    if (stat(wal, &sb) == 0) out->db_bytes += sb.st_size;
-    return 0;
+    return db->backend->counts_get(db, out, err);
 }
 
-/* ------------------------------------------------------------------ default path */
+int capdb_foreach_count(capdb *db, const char *group,
+                        int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
+                        capdb_err *err)
+{
+    return db->backend->foreach_count(db, group, fn, ctx, err);
+}
+
+int capdb_foreach_failure(capdb *db, int limit,
+                          int (*fn)(void *ctx, const char *path, const char *error, int64_t when),
+                          void *ctx, capdb_err *err)
+{
+    return db->backend->foreach_failure(db, limit, fn, ctx, err);
+}
+
+/* ------------------------------------------------------------------ search */
+
+int capdb_search(capdb *db, const capdb_query *query, capdb_results *out, capdb_err *err)
+{
+    return db->backend->search(db, query, out, err);
+}
+
+int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *err)
+{
+    return db->backend->get_pooled(db, path, out, n, err);
+}
+
+/* ------------------------------------------------------------------ several nodes */
+
+int capdb_work_enqueue(capdb *db, const char *path, int64_t size, int64_t mtime_ns,
+                       capdb_err *err)
+{
+    return CALL(db, work_enqueue, err, path, size, mtime_ns, err);
+}
+
+int capdb_work_claim(capdb *db, const char *node, int max, int lease_s, capdb_work_item **items,
+                     int *n, capdb_err *err)
+{
+    *items = NULL;
+    *n = 0;
+    return CALL(db, work_claim, err, node, max, lease_s, items, n, err);
+}
+
+void capdb_work_items_free(capdb_work_item *items, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(items[i].path);
+        free(items[i].taken_from);
+    }
+    free(items);
+}
+
+int capdb_work_done(capdb *db, const char *node, const char *path, capdb_err *err)
+{
+    return CALL(db, work_done, err, node, path, err);
+}
+
+int capdb_work_release(capdb *db, const char *node, capdb_err *err)
+{
+    return CALL(db, work_release, err, node, err);
+}
+
+int capdb_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capdb_err *err)
+{
+    return CALL(db, node_heartbeat, err, node, lease_s, err);
+}
+
+int capdb_foreach_node(capdb *db, int (*fn)(void *ctx, const capdb_node *node), void *ctx,
+                       capdb_err *err)
+{
+    return CALL(db, foreach_node, err, fn, ctx, err);
+}
+
+int capdb_work_counts_get(capdb *db, capdb_work_counts *out, capdb_err *err)
+{
+    memset(out, 0, sizeof *out);
+    return CALL(db, work_counts, err, out, err);
+}
+
+/* ------------------------------------------------------------------ no backend needed */
 
 const char *capdb_default_path(char *buf, size_t size)
 {
@@ -289,8 +250,6 @@ const char *capdb_default_path(char *buf, size_t size)
     return buf;
 }
 
-/* ------------------------------------------------------------------ helpers */
-
 int capdb__fail(capdb_err *err, int code, const char *fmt, ...)
 {
     if (err) {
@@ -302,193 +261,31 @@ int capdb__fail(capdb_err *err, int code, const char *fmt, ...)
     return code;
 }
 
-int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what)
+void capdb_row_free(capdb_row *row)
 {
-    int code;
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: code = -EBUSY; break;
-    case SQLITE_READONLY: code = -EROFS; break;
-    case SQLITE_FULL: code = -ENOSPC; break;
-    case SQLITE_NOMEM: code = -ENOMEM; break;
-    case SQLITE_PERM:
-    case SQLITE_AUTH: code = -EACCES; break;
-    case SQLITE_CONSTRAINT:
-    case SQLITE_MISMATCH:
-    case SQLITE_RANGE: code = -EINVAL; break;
-    default: code = -EIO; break;
-    }
-    /* The damage verdict comes from the result code, never from the message text: a
-     * folder may be named "file is not a database". */
-    if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
-        if (db) db->damaged = 1;
-        if (err) err->damaged = 1;
-    }
-    const char *msg = db && db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc);
-    return capdb__fail(err, code, "%s: %s", what, msg);
+    free(row->path);
+    free(row->caption);
+    free(row->tags);
+    free(row->error);
+    free(row->model_version);
+    free(row->description);
+    free(row->keywords);
+    free(row->format);
+    memset(row, 0, sizeof *row);
 }
 
-int capdb__stmt(capdb *db, enum capdb_stmt_id id, sqlite3_stmt **out, capdb_err *err)
+void capdb_results_free(capdb_results *res)
 {
-    if (!db->stmts[id]) {
-        int rc = sqlite3_prepare_v3(db->sql, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &db->stmts[id], NULL);
-        if (rc != SQLITE_OK) return capdb__sqlfail(db, err, rc, "preparing a statement");
+    if (!res) return;
+    for (int i = 0; i < res->n; i++) {
+        free(res->hits[i].path);
+        free(res->hits[i].caption);
+        free(res->hits[i].tags);
+        free(res->hits[i].snippet);
+        free(res->hits[i].description);
+        free(res->hits[i].keywords);
     }
-    sqlite3_reset(db->stmts[id]);
-    sqlite3_clear_bindings(db->stmts[id]);
-    *out = db->stmts[id];
-    return 0;
-}
-
-static int open_connection(capdb *db, const char *path, int flags, int immutable)
-{
-    int rc;
-    if (immutable) {
-        /* percent-encode the path: any byte but NUL may appear in a file name */
-        size_t len = strlen(path);
-        char *buf = malloc(len * 3 + 32);
-        if (!buf) return SQLITE_NOMEM;
-        char *o = buf + sprintf(buf, "file:");
-        for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                *p == '/' || *p == '.' || *p == '-' || *p == '_')
-                *o++ = (char)*p;
-            else o += sprintf(o, "%%%02X", *p);
-        }
-        strcpy(o, "?immutable=1");
-        rc = sqlite3_open_v2(buf, &db->sql, flags | SQLITE_OPEN_URI, NULL);
-        free(buf);
-    } else {
-        rc = sqlite3_open_v2(path, &db->sql, flags, NULL);
-    }
-    if (rc != SQLITE_OK) return rc;
-    sqlite3_extended_result_codes(db->sql, 1);
-    sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
-    return SQLITE_OK;
-}
-
-/* Ours: application_id CAPDB_APPLICATION_ID, or (indexes made before the stamp) a
- * user_version we know with our meta and images tables. Empty: no schema objects and
- * user_version 0. Anything else belongs to another application: refused before
- * anything (WAL mode, the migration, the stamp) touches it. */
-static int check_ours(capdb *db, capdb_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db->sql,
-        "SELECT (SELECT application_id FROM pragma_application_id),"
-        " (SELECT user_version FROM pragma_user_version),"
-        " (SELECT count(*) FROM sqlite_schema),"
-        " (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('images', 'meta'))",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK && ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED))
-        return capdb__sqlfail(db, err, rc, "reading the index header"); /* -EBUSY */
-    if (rc != SQLITE_OK) {
-        if (err) err->damaged = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
-        return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
-                           sqlite3_errmsg(db->sql));
-    }
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        int code = capdb__sqlfail(db, err, rc, "reading the index header");
-        sqlite3_finalize(st);
-        if (code == -EIO)
-            return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
-                               sqlite3_errmsg(db->sql));
-        return code;
-    }
-    int app_id = sqlite3_column_int(st, 0), version = sqlite3_column_int(st, 1);
-    int objects = sqlite3_column_int(st, 2), ours = sqlite3_column_int(st, 3);
-    sqlite3_finalize(st);
-    if (app_id == CAPDB_APPLICATION_ID) return 0;
-    if (app_id == 0 && version == 0 && objects == 0) return 0; /* empty */
-    if (app_id == 0 && version > 0 && ours == 2) return 0;     /* ours, unstamped */
-    /* newer than we know: check_version refuses it, before anything is written */
-    if (app_id == 0 && version > CAPDB_SCHEMA_VERSION_LATEST) return 0;
-    return capdb__fail(err, -EEXIST,
-                       "%s is an SQLite database of another application (application_id "
-                       "%d, %d schema objects), not a capsearch index: left untouched; "
-                       "give capsearch a path of its own",
-                       db->path, app_id, objects);
-}
-
-/* Readers need the newest schema; the writer migrates (in one transaction, so a crash
- * mid-migration leaves the old version intact) and turns WAL on. */
-static int check_version(capdb *db, int mode, capdb_err *err)
-{
-    int version = capdb_schema_version(db);
-    if (version < 0)
-        return capdb__fail(err, -EIO, "%s is not a capsearch database: %s", db->path,
-                           sqlite3_errmsg(db->sql));
-    if (version > CAPDB_SCHEMA_VERSION_LATEST)
-        return capdb__fail(err, -EIO,
-                           "%s has schema version %d, newer than this program knows (%d): "
-                           "upgrade capsearch",
-                           db->path, version, CAPDB_SCHEMA_VERSION_LATEST);
-    if (mode == CAPDB_OPEN_READONLY) {
-        if (version < CAPDB_SCHEMA_VERSION_LATEST)
-            return capdb__fail(err, -EIO,
-                               "%s has schema version %d (this program needs %d): run "
-                               "capsearchd or 'capsearch index' once to upgrade it",
-                               db->path, version, CAPDB_SCHEMA_VERSION_LATEST);
-        return 0;
-    }
-
-    int rc = exec(db, "PRAGMA journal_mode = WAL", err);
-    if (rc) return rc;
-    /* Keep -wal and -shm when the writer closes: a reader that cannot create files in
-     * the folder (a user reading the system service's database) can open a WAL
-     * database only when they exist. */
-    int persist = 1;
-    sqlite3_file_control(db->sql, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-    /* ... but empty: a process that opens the index while no writer has it open rebuilds
-     * the WAL index by reading every frame of the WAL (a 67 MB WAL cost each `capsearch`
-     * 17,000 preads, tests/bench/query); each checkpoint that restarts the WAL truncates
-     * it, and the writer's close truncates it (capdb_close). */
-    exec(db, "PRAGMA journal_size_limit = 0", NULL);
-    int stamped = 0;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db->sql, "PRAGMA application_id", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            stamped = sqlite3_column_int(st, 0) == CAPDB_APPLICATION_ID;
-        sqlite3_finalize(st);
-    }
-    if (version == CAPDB_SCHEMA_VERSION_LATEST && stamped) return 0;
-    if ((rc = capdb_begin(db, err))) return rc;
-    /* Another writer may have migrated between our read and our lock. */
-    version = capdb_schema_version(db);
-    if (version < CAPDB_SCHEMA_VERSION_LATEST)
-        rc = capdb__migrate(db->sql, version, CAPDB_SCHEMA_VERSION_LATEST, err);
-    if (rc == 0 && !stamped) {
-        char pragma[64];
-        snprintf(pragma, sizeof pragma, "PRAGMA application_id = %d", CAPDB_APPLICATION_ID);
-        rc = exec(db, pragma, err);
-    }
-    if (rc == 0) return capdb_commit(db, err);
-    capdb_rollback(db);
-    return rc;
-}
-
-static int make_parent_dirs(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir) return 0;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
-static int exec(capdb *db, const char *sql, capdb_err *err)
-{
-    int rc = sqlite3_exec(db->sql, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : capdb__sqlfail(db, err, rc, sql);
+    free(res->hits);
+    res->hits = NULL;
+    res->n = 0;
 }

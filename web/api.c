@@ -363,8 +363,9 @@ void api_status(capweb *w, web_reply *r)
         pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM) && strcmp(state, "stopped") != 0;
 
     jbuf b = {0};
+    char shown[4096];
     jb_puts(&b, "{\"database\":");
-    jb_string(&b, w->cfg.db_path);
+    jb_string(&b, capdb_target_display(w->cfg.db_path, shown, sizeof shown));
     jb_printf(&b, ",\"db_bytes\":%lld,\"schema_version\":%d,\"model_version\":",
               (long long)counts.db_bytes, capdb_schema_version(db));
     jb_string(&b, model[0] ? model : NULL);

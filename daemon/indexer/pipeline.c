@@ -62,6 +62,11 @@ int cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *e
     uv_idle_init(opt->loop, &p->idle);
     p->idle.data = p;
     p->handles_open = 1 + cx__writer_init(p);
+    int rc = cx__cluster_start(p, err);
+    if (rc < 0) {
+        cx_pipeline_free(p);
+        return rc;
+    }
     cx__recover_inflight(p);
     *out = p;
     return 0;
@@ -75,6 +80,7 @@ void cx_pipeline_free(cx_pipeline *p)
     if (p->handles_open) {
         uv_close((uv_handle_t *)&p->idle, on_handle_closed);
         cx__writer_close(p, on_handle_closed);
+        cx__cluster_stop(p, on_handle_closed);
         while (p->handles_open > 0) uv_run(p->opt.loop, UV_RUN_ONCE);
     }
     /* a hung worker still points at p: leave p to the process exit */

@@ -11,6 +11,7 @@
  *   writer.c     every change to the index: batched transactions, lock retries by timer
  *   inflight.c   the crash marker ("the engine is reading these files")
  *   vanished.c   rows whose file is gone, once the pipeline is idle
+ *   cluster.c    several nodes on a shared index: the work queue, claims, heartbeats
  *
  * Invariants:
  *  - a path has at most one entry; an entry is in exactly one state (E_*) and, while
@@ -56,6 +57,7 @@ typedef struct entry {
     int attempt;        /* model starts that never completed (crash marker) */
     int force;          /* hash it even when size and mtime are unchanged */
     int text;           /* its sidecar changed: read people's text again */
+    int claimed;        /* holds this node's claim on the shared queue (cluster.c) */
     struct entry *next; /* hash chain */
 } entry;
 
@@ -137,6 +139,26 @@ struct cx_pipeline {
     int n_pending;
     uint64_t locked_since_ms; /* 0 = not waiting for the lock */
     int retry_delay_ms;
+    write_op *batch, *batch_tail; /* shared index: changes of the open batch, for replay */
+    int n_batch;
+    write_op *pending_rest; /* replay_batch: the first pending change older than the batch */
+    int server_away;        /* the database server is unreachable (logged once) */
+
+    /* cluster.c (active only on a shared index with opt.cluster) */
+    struct {
+        int active, role;
+        capdb *db; /* its own connection: claims and heartbeats never wait for a batch */
+        char node[256], host[256];
+        int64_t started;
+        int holding; /* claimed entries */
+        uv_timer_t claim_timer, heartbeat_timer;
+        int claim_failing, heartbeat_failing;
+        struct {
+            uint64_t ms;
+            int64_t count;
+        } samples[13]; /* one per heartbeat: a minute of model runs */
+        int next_sample, n_samples;
+    } cluster;
 
     /* pipeline.c */
     uv_idle_t idle;
@@ -186,6 +208,8 @@ void cx__write_delete(cx_pipeline *p, const char *path);
 void cx__write_move(cx_pipeline *p, const char *from, const char *to, int replace_target,
                     int found_by_content);
 void cx__write_stat(cx_pipeline *p, int64_t id, const struct stat *st);
+void cx__write_enqueue(cx_pipeline *p, const char *path, int64_t size, int64_t mtime_ns);
+void cx__write_done(cx_pipeline *p, const char *path); /* finishes this node's claim */
 int cx__write_meta(cx_pipeline *p, const char *key, const char *value);
 /* The model's result for a job, unless the file changed while the model ran. */
 void cx__write_result(cx_pipeline *p, job *j);
@@ -193,6 +217,19 @@ int cx__writer_flush(cx_pipeline *p);
 int cx__writer_backlog(const cx_pipeline *p); /* changes waiting for the lock */
 /* 1 while changes or a commit wait for another writer's lock (the retry timer runs). */
 int cx__writer_waiting(const cx_pipeline *p);
+
+/* ------------------------------------------------------------------ cluster.c */
+
+/* Opens the coordination connection and starts the timers when opt.cluster is set and
+ * the index is shared; 0 (and nothing started) otherwise. */
+int cx__cluster_start(cx_pipeline *p, cx_err *err);
+/* Gives back the claims still held and closes the timers (after the final commit). */
+void cx__cluster_stop(cx_pipeline *p, uv_close_cb closed);
+/* A job about to go to the model: on a shared index an unclaimed file is queued for
+ * any node instead, and the job finished. 1 = handed off. */
+int cx__cluster_hand_off(cx_pipeline *p, job *j);
+/* An entry is being removed: finishes its claim, if it holds one. */
+void cx__cluster_entry_gone(cx_pipeline *p, entry *e);
 
 /* ------------------------------------------------------------------ inflight.c */
 

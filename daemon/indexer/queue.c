@@ -52,6 +52,7 @@ entry *cx__entry_add(cx_pipeline *p, const char *path, int state)
 
 void cx__entry_remove(cx_pipeline *p, entry *e)
 {
+    cx__cluster_entry_gone(p, e);
     for (entry **link = &p->table[hash_path(e->path) & (p->table_size - 1)]; *link;
          link = &(*link)->next) {
         if (*link == e) {

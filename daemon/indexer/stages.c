@@ -92,7 +92,7 @@ void cx__dispatch(cx_pipeline *p, entry *e)
     } else if (same && old.fingerprint && (!current || e->attempt > 0)) {
         /* same bytes, an older model (or a crash retry): caption again, no hashing */
         j->fingerprint = old.fingerprint;
-        cx__start_model(p, j);
+        if (!cx__cluster_hand_off(p, j)) cx__start_model(p, j);
     } else {
         start_hash(p, j);
     }
@@ -197,6 +197,7 @@ static void hash_after(uv_work_t *w, int status)
         cx__job_finish(j);
         return;
     }
+    if (cx__cluster_hand_off(p, j)) return; /* a shared index: any node captions it */
     if (p->model_busy - p->hung < p->workers) {
         cx__start_model(p, j);
     } else {
@@ -241,6 +242,7 @@ void cx__start_model(cx_pipeline *p, job *j)
     j->next = p->running;
     p->running = j;
     cx__write_inflight(p, 1); /* durable before the engine opens the file */
+    cx_log(LOG_DEBUG, "captioning %s", j->path);
     j->started_ms = cx_now_ms();
     int rc = uv_queue_work(p->opt.loop, &j->work, model_work, model_after);
     if (rc < 0) {

@@ -13,6 +13,13 @@
  * wait, lookups on this connection do not see them, and the pump takes no new files once
  * WRITE_QUEUE_MAX of them wait. Only at cx_pipeline_free does a last attempt block, for
  * at most SHUTDOWN_BUSY_MS.
+ *
+ * A database server (PostgreSQL) can also go away: restarted, or the network cut. On a
+ * shared index every change applied in the open batch is kept (batch) until its COMMIT
+ * succeeds; when the connection is lost (-ECONNRESET: the transaction is gone) or cannot
+ * be made (-ECONNREFUSED), the batch goes back to the front of the pending list and the
+ * retry timer replays it, in order, for as long as the server stays away (changes are
+ * idempotent: upserts and moves by path). Nothing is dropped for an absent server.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,7 +34,7 @@
 #define RETRY_BUDGET_MS 30000
 #define SHUTDOWN_BUSY_MS 5000
 
-enum op_kind { OP_ROW, OP_DELETE, OP_MOVE, OP_STAT, OP_META, OP_TEXT };
+enum op_kind { OP_ROW, OP_DELETE, OP_MOVE, OP_STAT, OP_META, OP_TEXT, OP_ENQUEUE, OP_DONE };
 
 struct write_op {
     enum op_kind kind;
@@ -39,11 +46,16 @@ struct write_op {
     int64_t id;               /* OP_STAT, OP_TEXT */
     int64_t sidecar_mtime_ns; /* OP_TEXT (a: description, b: keywords) */
     struct stat st;           /* OP_STAT */
+    int64_t size, mtime_ns;   /* OP_ENQUEUE (a: path); OP_DONE has only a */
     struct write_op *next;
 };
 
 static void submit(cx_pipeline *p, const write_op *op);
-static void apply(cx_pipeline *p, const write_op *op);
+static int apply(cx_pipeline *p, const write_op *op);
+static int connection_lost(int rc);
+static void keep_in_batch(cx_pipeline *p, write_op *op);
+static void replay_batch(cx_pipeline *p, const char *why);
+static void drop_batch(cx_pipeline *p);
 static int begin(cx_pipeline *p, int final);
 static void drain(cx_pipeline *p);
 static void give_up(cx_pipeline *p, const char *why);
@@ -149,6 +161,18 @@ void cx__write_stat(cx_pipeline *p, int64_t id, const struct stat *st)
     submit(p, &op);
 }
 
+void cx__write_enqueue(cx_pipeline *p, const char *path, int64_t size, int64_t mtime_ns)
+{
+    write_op op = {.kind = OP_ENQUEUE, .a = (char *)path, .size = size, .mtime_ns = mtime_ns};
+    submit(p, &op);
+}
+
+void cx__write_done(cx_pipeline *p, const char *path)
+{
+    write_op op = {.kind = OP_DONE, .a = (char *)path};
+    submit(p, &op);
+}
+
 int cx__write_meta(cx_pipeline *p, const char *key, const char *value)
 {
     write_op op = {.kind = OP_META, .a = (char *)key, .b = (char *)(value ? value : "")};
@@ -184,6 +208,10 @@ int cx__writer_flush(cx_pipeline *p)
     uv_timer_stop(&p->batch_timer);
     capdb_err err = {{0}, 0};
     int rc = capdb_commit(p->opt.db, &err);
+    if (connection_lost(rc)) {
+        replay_batch(p, err.msg);
+        return -EBUSY;
+    }
     if (rc == -EBUSY) {
         /* the transaction stays open; COMMIT is retried by the timer */
         if (!p->locked_since_ms) p->locked_since_ms = cx_now_ms();
@@ -200,6 +228,7 @@ int cx__writer_flush(cx_pipeline *p)
     } else if (!p->pending) {
         p->locked_since_ms = 0;
     }
+    drop_batch(p); /* committed (or given up): nothing to replay */
     p->in_tx = 0;
     p->tx_ops = 0;
     return rc;
@@ -220,11 +249,9 @@ static void submit(cx_pipeline *p, const write_op *op)
     if (p->opt.stop_on_write_error && p->stats.write_errors > 0) return;
     if (!p->pending) {
         int rc = begin(p, 0);
-        if (rc == 0) {
-            apply(p, op);
-            return;
-        }
-        if (rc != -EBUSY) return; /* logged and counted by begin */
+        if (rc == 0 && apply(p, op) == 0) return;
+        if (rc != 0 && rc != -EBUSY) return; /* logged and counted by begin */
+        /* locked, or the server went away (the batch is back in pending): keep op after it */
     }
     write_op *copy = copy_op(op);
     if (!copy) {
@@ -238,13 +265,16 @@ static void submit(cx_pipeline *p, const write_op *op)
     arm_retry(p);
 }
 
-static void apply(cx_pipeline *p, const write_op *op)
+/* 0, or -ECONNRESET when the server connection was lost: op is not applied and the
+ * open batch is back in the pending list (replay_batch); the caller keeps op after it. */
+static int apply(cx_pipeline *p, const write_op *op)
 {
     capdb_err err = {{0}, 0};
     int64_t n = 0, replaced = 0;
+    int rc = 0;
     switch (op->kind) {
     case OP_ROW:
-        if (capdb_upsert(p->opt.db, &op->row, &err) < 0) {
+        if ((rc = capdb_upsert(p->opt.db, &op->row, &err)) < 0) {
             cx_log(LOG_ERR, "%s %s: %s",
                    op->failed_row ? "recording the failure of" : "writing to the index",
                    op->row.path, err.msg);
@@ -257,7 +287,7 @@ static void apply(cx_pipeline *p, const write_op *op)
         }
         break;
     case OP_DELETE:
-        if (capdb_delete_path(p->opt.db, op->a, &n, &err) < 0) {
+        if ((rc = capdb_delete_path(p->opt.db, op->a, &n, &err)) < 0) {
             cx_log(LOG_ERR, "removing %s from the index: %s", op->a, err.msg);
         } else if (n > 0) {
             p->stats.removed += n;
@@ -265,8 +295,9 @@ static void apply(cx_pipeline *p, const write_op *op)
         }
         break;
     case OP_MOVE:
-        if (op->replace_target) capdb_delete_path(p->opt.db, op->b, &replaced, &err);
-        if (capdb_move_path(p->opt.db, op->a, op->b, &n, &err) < 0) {
+        if (op->replace_target) rc = capdb_delete_path(p->opt.db, op->b, &replaced, &err);
+        if (connection_lost(rc)) break;
+        if ((rc = capdb_move_path(p->opt.db, op->a, op->b, &n, &err)) < 0) {
             cx_log(LOG_ERR, "moving %s to %s in the index: %s", op->a, op->b, err.msg);
         } else if (n > 0) {
             p->stats.moved += n;
@@ -278,20 +309,36 @@ static void apply(cx_pipeline *p, const write_op *op)
         }
         break;
     case OP_STAT:
-        if (capdb_update_stat(p->opt.db, op->id, (uint64_t)op->st.st_dev, (uint64_t)op->st.st_ino,
-                              (int64_t)op->st.st_size, cx__mtime_ns(&op->st), &err) < 0)
+        if ((rc = capdb_update_stat(p->opt.db, op->id, (uint64_t)op->st.st_dev,
+                                    (uint64_t)op->st.st_ino, (int64_t)op->st.st_size,
+                                    cx__mtime_ns(&op->st), &err)) < 0)
             cx_log(LOG_ERR, "refreshing a file's stat in the index: %s", err.msg);
         break;
     case OP_META:
-        if (capdb_meta_set(p->opt.db, op->a, op->b, &err) < 0)
+        if ((rc = capdb_meta_set(p->opt.db, op->a, op->b, &err)) < 0)
             cx_log(LOG_WARNING, "meta %s: %s", op->a, err.msg);
         break;
     case OP_TEXT:
-        if (capdb_update_text(p->opt.db, op->id, op->a, op->b, op->sidecar_mtime_ns, &err) < 0)
+        if ((rc = capdb_update_text(p->opt.db, op->id, op->a, op->b, op->sidecar_mtime_ns,
+                                    &err)) < 0)
             cx_log(LOG_ERR, "writing what people wrote to the index: %s", err.msg);
         break;
+    case OP_ENQUEUE:
+        if ((rc = capdb_work_enqueue(p->opt.db, op->a, op->size, op->mtime_ns, &err)) < 0)
+            cx_log(LOG_ERR, "queueing %s for the nodes: %s", op->a, err.msg);
+        break;
+    case OP_DONE:
+        if ((rc = capdb_work_done(p->opt.db, p->cluster.node, op->a, &err)) < 0)
+            cx_log(LOG_ERR, "finishing the claim on %s: %s", op->a, err.msg);
+        break;
     }
+    if (connection_lost(rc)) {
+        replay_batch(p, err.msg);
+        return -ECONNRESET;
+    }
+    if (capdb_is_shared(p->opt.db)) keep_in_batch(p, copy_op(op));
     if (++p->tx_ops >= p->opt.settings->batch_size) cx__writer_flush(p);
+    return 0;
 }
 
 /* 0 with a transaction open; -EBUSY when another writer holds the lock; else logged and
@@ -302,6 +349,16 @@ static int begin(cx_pipeline *p, int final)
     if (p->opt.stop_on_write_error && p->stats.write_errors > 0) return -EIO;
     capdb_err err = {{0}, 0};
     int rc = capdb_begin(p->opt.db, &err);
+    if (connection_lost(rc) && !final) {
+        /* the server is away: wait for it as long as it takes (nothing is dropped) */
+        if (!p->locked_since_ms) {
+            p->locked_since_ms = cx_now_ms();
+            cx_log(LOG_WARNING, "the index server is unreachable: %s; changes wait, retrying",
+                   err.msg);
+        }
+        p->server_away = 1;
+        return -EBUSY;
+    }
     if (rc == -EBUSY && !final) {
         if (!p->locked_since_ms) p->locked_since_ms = cx_now_ms();
         if (cx_now_ms() - p->locked_since_ms < RETRY_BUDGET_MS) return -EBUSY;
@@ -310,6 +367,12 @@ static int begin(cx_pipeline *p, int final)
         cx_log(LOG_ERR, "starting an index transaction: %s", err.msg);
         write_failed(p);
         return rc == -EBUSY ? -ETIMEDOUT : rc;
+    }
+    if (p->server_away) {
+        cx_log(LOG_NOTICE, "the index server is back after %.1f s; %d waiting change%s replayed",
+               (double)(cx_now_ms() - p->locked_since_ms) / 1000.0, p->n_pending,
+               p->n_pending == 1 ? "" : "s");
+        p->server_away = 0;
     }
     p->in_tx = 1;
     p->tx_ops = 0;
@@ -337,7 +400,18 @@ static void drain(cx_pipeline *p)
         p->pending = op->next;
         if (!p->pending) p->pending_tail = NULL;
         p->n_pending--;
-        apply(p, op);
+        op->next = NULL;
+        if (apply(p, op) < 0) {
+            /* the batch went back to pending; op belongs after it, before the rest */
+            write_op **link = &p->pending;
+            while (*link && *link != p->pending_rest) link = &(*link)->next;
+            op->next = *link;
+            *link = op;
+            if (!op->next) p->pending_tail = op;
+            p->n_pending++;
+            arm_retry(p);
+            return;
+        }
         free_op(op);
     }
     p->locked_since_ms = 0;
@@ -390,6 +464,57 @@ static void on_retry(uv_timer_t *t)
 }
 
 static void on_batch_timer(uv_timer_t *t) { cx__writer_flush(t->data); }
+
+static int connection_lost(int rc) { return rc == -ECONNRESET || rc == -ECONNREFUSED; }
+
+/* A change applied in the open batch (a copy; NULL when out of memory: that one change
+ * is then not replayable, which only matters if the server goes away before COMMIT). */
+static void keep_in_batch(cx_pipeline *p, write_op *op)
+{
+    if (!op) return;
+    op->next = NULL;
+    if (p->batch_tail) p->batch_tail->next = op;
+    else p->batch = op;
+    p->batch_tail = op;
+    p->n_batch++;
+}
+
+/* The transaction died with the connection: its changes go back to the front of the
+ * pending list, in order; p->pending_rest marks where the older pending ones start. */
+static void replay_batch(cx_pipeline *p, const char *why)
+{
+    if (!p->server_away)
+        cx_log(LOG_WARNING, "lost the index server (%s): %d change%s of the open batch kept "
+                            "and replayed when it is back", why, p->n_batch,
+               p->n_batch == 1 ? "" : "s");
+    p->server_away = 1;
+    capdb_rollback(p->opt.db);
+    uv_timer_stop(&p->batch_timer);
+    p->in_tx = 0;
+    p->tx_ops = 0;
+    if (!p->locked_since_ms) p->locked_since_ms = cx_now_ms();
+    p->pending_rest = p->pending;
+    if (p->batch) {
+        p->batch_tail->next = p->pending;
+        if (!p->pending) p->pending_tail = p->batch_tail;
+        p->pending = p->batch;
+        p->n_pending += p->n_batch;
+    }
+    p->batch = p->batch_tail = NULL;
+    p->n_batch = 0;
+    arm_retry(p);
+}
+
+static void drop_batch(cx_pipeline *p)
+{
+    while (p->batch) {
+        write_op *op = p->batch;
+        p->batch = op->next;
+        free_op(op);
+    }
+    p->batch_tail = NULL;
+    p->n_batch = 0;
+}
 
 static write_op *copy_op(const write_op *op)
 {

@@ -1,16 +1,22 @@
 /*
  * capdb: the capsearch index — the only public header of db/.
  *
- * SQLite only: schema and forward-only migrations (PRAGMA user_version), upserts,
- * deletes and moves by path, FTS5 search over caption / tags / path words, vector
- * scoring. Knows nothing of pixels, networks or daemons.
- *
- * One writer (the daemon's loop thread, or `capsearch index`), any number of readers
- * (WAL mode; readers open read-only with a busy timeout).
+ * Two backends behind one API, chosen by the target given to capdb_open:
+ *  - SQLite, the embedded default (a file path): one writer (the daemon's loop thread,
+ *    or `capsearch index`), any number of readers (WAL mode; readers open read-only with
+ *    a busy timeout);
+ *  - PostgreSQL (a libpq URI, "postgresql://..." or "postgres:///dbname"): one database
+ *    that several capsearchd nodes on several machines fill at once, cooperating through
+ *    its work queue ("Several nodes" below).
+ * Both: schema with forward-only migrations and a version, upserts, deletes and moves by
+ * path, full-text search over what people wrote / caption / tags / path words fused with
+ * concept postings, similar-image search over pooled vectors. Knows nothing of pixels or
+ * daemons.
  *
  * Errors: 0 on success, a negative errno-style code on failure (-ENOENT, -EINVAL,
- * -EBUSY locked, -EROFS read-only, -ENOSPC disk full, -EIO corrupt / other SQLite
- * error), with a one-line message in capdb_err.
+ * -EBUSY locked, -EROFS read-only, -ENOSPC disk full, -EIO corrupt / other database
+ * error, -ECONNREFUSED server unreachable, -ECONNRESET connection lost: the open
+ * transaction is gone, retry it), with a one-line message in capdb_err.
  */
 #ifndef CAPDB_H
 #define CAPDB_H
@@ -40,12 +46,23 @@ enum {
  * (/var/lib/capsearch/index.db) when it exists, else the per-user path. */
 const char *capdb_default_path(char *buf, size_t size);
 
-/* Refuses (-EEXIST, nothing changed in the file) an SQLite file that is neither empty
+/* target: an SQLite file path, or a PostgreSQL URI (capdb_is_pg_target).
+ * Refuses (-EEXIST, nothing changed in the file) an SQLite file that is neither empty
  * nor a capsearch index: another application's database is never taken over. A folder
  * given as the path, a read-only copy in a read-only folder (opened immutable) and a
  * missing file get their own clear messages. */
-int capdb_open(const char *path, int mode, capdb **out, capdb_err *err);
+int capdb_open(const char *target, int mode, capdb **out, capdb_err *err);
 void capdb_close(capdb *db);
+/* 1 when target selects the PostgreSQL backend ("postgresql://", "postgres://"). */
+int capdb_is_pg_target(const char *target);
+/* The target as messages may show it: a URI's password (user:PASSWORD@, password=)
+ * replaced by "***". Returns buf. */
+const char *capdb_target_display(const char *target, char *buf, size_t size);
+/* "sqlite" or "postgresql". */
+const char *capdb_backend_name(const capdb *db);
+/* 1 when several processes on several machines may write this index at once
+ * (PostgreSQL): the daemon then takes its work from the shared queue. */
+int capdb_is_shared(const capdb *db);
 /* How long a statement waits for another writer's lock before -EBUSY (default 5000 ms;
  * a writer on an event loop sets it short and retries from a timer). */
 void capdb_set_busy_timeout(capdb *db, int ms);
@@ -213,17 +230,64 @@ int capdb_foreach_count(capdb *db, const char *group,
                         int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
                         capdb_err *err);
 
-/* For `capsearch status`: fn(ctx, value, count) per format of the indexed images
- * (group = "format") or per reason of the failed ones (group = "reason"), most first;
- * rows without one come as "unknown". */
-int capdb_foreach_count(capdb *db, const char *group,
-                        int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
-                        capdb_err *err);
-
 /* Recent failures for `capsearch status`: calls fn for up to `limit` newest failed rows. */
 int capdb_foreach_failure(capdb *db, int limit,
                           int (*fn)(void *ctx, const char *path, const char *error, int64_t when),
                           void *ctx, capdb_err *err);
+
+/* ------------------------------------------------------------------ several nodes */
+
+/* PostgreSQL only (SQLite answers -ENOTSUP): capsearchd nodes that see the same photo
+ * folders share one queue of files to caption. A node that finds a new or changed file
+ * enqueues it; a node with a free model claims queued files with SELECT ... FOR UPDATE
+ * SKIP LOCKED, for a lease it renews by heartbeat. A node that dies stops renewing; its
+ * claims are taken over when their lease runs out. Invariants:
+ *  - a path is queued at most once; enqueueing a queued path again bumps its generation;
+ *  - a claim is never handed to a second node while its lease runs;
+ *  - capdb_work_done removes the item only if its generation is the one claimed (a file
+ *    changed while it was being captioned is captioned again), and only for the node
+ *    holding the claim. */
+typedef struct {
+    char *path;
+    int64_t size, mtime_ns; /* as enqueued */
+    int attempts;           /* claims of this item so far, this one included */
+    char *taken_from;       /* the node whose lease ran out, or NULL */
+} capdb_work_item;
+
+/* Queues path (new or changed), or bumps its generation when already queued. */
+int capdb_work_enqueue(capdb *db, const char *path, int64_t size, int64_t mtime_ns,
+                       capdb_err *err);
+/* Claims up to max items for node for lease_s seconds, oldest first. */
+int capdb_work_claim(capdb *db, const char *node, int max, int lease_s, capdb_work_item **items,
+                     int *n, capdb_err *err);
+void capdb_work_items_free(capdb_work_item *items, int n);
+/* Path done by node (call inside the transaction that writes its row). */
+int capdb_work_done(capdb *db, const char *node, const char *path, capdb_err *err);
+/* Gives back every claim of node (a clean stop): others may take them at once. */
+int capdb_work_release(capdb *db, const char *node, capdb_err *err);
+
+typedef struct {
+    const char *name; /* unique per node: host name, or the configured node name */
+    const char *role; /* "all", "scan" (watch and enqueue only), "caption" (claim only) */
+    const char *host;
+    int64_t pid;
+    int64_t captioned;  /* files this node captioned since it started */
+    double rate;        /* ... per second, over the last minute */
+    int64_t claimed;    /* capdb_foreach_node: claims it holds now */
+    int64_t started;    /* unix seconds */
+    int64_t heartbeat;  /* capdb_foreach_node: unix seconds of its last heartbeat */
+} capdb_node;
+/* Records node's state and renews the leases of its claims for lease_s seconds. */
+int capdb_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capdb_err *err);
+/* Every node that ever sent a heartbeat, newest heartbeat first. */
+int capdb_foreach_node(capdb *db, int (*fn)(void *ctx, const capdb_node *node), void *ctx,
+                       capdb_err *err);
+
+typedef struct {
+    int64_t queued;  /* items no live lease holds */
+    int64_t claimed; /* items under a live lease */
+} capdb_work_counts;
+int capdb_work_counts_get(capdb *db, capdb_work_counts *out, capdb_err *err);
 
 #ifdef __cplusplus
 }

@@ -159,11 +159,23 @@ typedef struct {
     int64_t text_updates;     /* rows whose people's text was re-read (a sidecar changed) */
     int64_t sidecars_written; /* XMP sidecars written (write_xmp) */
     int64_t model_runs;       /* images handed to the engine */
+    int64_t enqueued;         /* files queued for any node (a shared index) */
     int64_t seen;             /* files the walk found (progress total) */
     int scanning;             /* a walk is in progress */
     int64_t write_errors;     /* batches that could not start or commit (disk full, read-only,
                                 locked past the retries): their changes wait for the next scan */
 } cx_stats;
+
+/* Several nodes on one shared index (capdb_is_shared): what this node does. */
+enum { CX_ROLE_ALL = 0, CX_ROLE_SCAN = 1, CX_ROLE_CAPTION = 2 };
+typedef struct {
+    const char *db_target; /* the index's target, opened again for claims and heartbeats */
+    const char *node_name; /* unique among the nodes (default: the host name) */
+    int role;              /* CX_ROLE_*: scan = watch and queue only; caption = claim only */
+} cx_cluster_options;
+/* "all", "scan", "caption"; cx_role_parse returns -1 for anything else. */
+const char *cx_role_name(int role);
+int cx_role_parse(const char *name);
 
 typedef struct {
     uv_loop_t *loop;
@@ -185,6 +197,9 @@ typedef struct {
      * and no write waits on the database after it (`capsearch index`: better a clear error
      * now than minutes of retries per file). 0: carry on, the next scan redoes the work. */
     int stop_on_write_error;
+    /* NULL: this process captions what it finds, whatever the index (`capsearch index`).
+     * Set, on a shared index: the node's part in the shared work queue (cluster.c). */
+    const cx_cluster_options *cluster;
 } cx_pipeline_options;
 
 int cx_pipeline_new(const cx_pipeline_options *opt, cx_pipeline **out, cx_err *err);

@@ -17,7 +17,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "sqlite.h"
 
 static const char *const MIGRATIONS[] = {
     /* 0 -> 1: the first schema. */

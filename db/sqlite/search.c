@@ -13,32 +13,8 @@
 #include <string.h>
 
 #include "caputf8.h"
-#include "internal.h"
+#include "sqlite.h"
 
-/* Candidates taken from each side before fusing. */
-#define FTS_CANDIDATES 200
-#define POSTINGS_PER_CONCEPT 1000
-
-typedef struct {
-    int64_t id;           /* 0 = empty slot */
-    double text, concept; /* -bm25 (higher better), sum of query * image weights */
-    int from_fts;         /* matched the words (and the filters, checked in SQL) */
-} candidate;
-
-typedef struct {
-    candidate *slots;
-    size_t cap, n;
-} candidate_map;
-
-typedef struct {
-    double score;
-    int64_t id;
-} scored;
-
-typedef struct {
-    scored *items; /* min-heap on score: items[0] is the worst kept */
-    int n, cap;
-} top_heap;
 
 static void rank_function(const Fts5ExtensionApi *api, Fts5Context *fts, sqlite3_context *ctx,
                           int n_args, sqlite3_value **args);
@@ -51,7 +27,6 @@ static int fts_candidates(capdb *db, const capdb_query *q, const char *all_words
                           const char *any_word, int k, candidate_map *map, capdb_err *err);
 static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, candidate_map *map,
                     int *found, capdb_err *err);
-static void heap_offer(top_heap *h, double score, int64_t id);
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err);
 static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err);
 static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const scored *order,
@@ -59,13 +34,8 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
                      capdb_err *err);
 static void filter_sql(const capdb_query *q, char *sql, size_t size, const char *id_column);
 static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi);
-static int passes_filters(const capdb_query *q, const char *path, int64_t taken, int64_t mtime_ns);
-static candidate *map_get(candidate_map *m, int64_t id);
-static int by_score_desc(const void *a, const void *b);
-static int is_word_codepoint(uint32_t cp);
-static int is_stopword(const char *w);
 
-int capdb_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_err *err)
+int capdb_sq_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!q) return capdb__fail(err, -EINVAL, "no query");
@@ -79,22 +49,6 @@ int capdb_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_err 
                                           : search_text(db, q, limit, out, err);
     if (own_txn) sqlite3_exec(db->sql, "COMMIT", NULL, NULL, NULL);
     return rc;
-}
-
-void capdb_results_free(capdb_results *res)
-{
-    if (!res) return;
-    for (int i = 0; i < res->n; i++) {
-        free(res->hits[i].path);
-        free(res->hits[i].caption);
-        free(res->hits[i].tags);
-        free(res->hits[i].snippet);
-        free(res->hits[i].description);
-        free(res->hits[i].keywords);
-    }
-    free(res->hits);
-    res->hits = NULL;
-    res->n = 0;
 }
 
 /* ------------------------------------------------------------------ text + concepts */
@@ -121,35 +75,17 @@ static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results
     int fuse = q->concepts && q->n_concepts > 0;
     candidate_map map = {0};
     scored *order = NULL;
-    int k = fuse && limit < FTS_CANDIDATES ? FTS_CANDIDATES : limit;
+    size_t n = 0;
+    int k = fuse && limit < CAPDB_FTS_CANDIDATES ? CAPDB_FTS_CANDIDATES : limit;
     int rc = fts_candidates(db, q, all, expr, k, &map, err);
     if (rc == 0 && fuse) rc = concept_candidates(db, q, &map, err);
-    if (rc == 0 && map.n && !(order = malloc(map.n * sizeof *order)))
-        rc = capdb__fail(err, -ENOMEM, "out of memory");
-    if (rc == 0) {
-        double text_max = 0, concept_max = 0;
-        for (size_t i = 0; i < map.cap; i++) {
-            candidate *c = &map.slots[i];
-            if (!c->id) continue;
-            if (fuse && c->from_fts && (rc = exact_concept_score(db, q, c, err))) break;
-            if (c->text > text_max) text_max = c->text;
-            if (c->concept > concept_max) concept_max = c->concept;
-        }
-        size_t n = 0;
-        for (size_t i = 0; rc == 0 && i < map.cap; i++) {
-            const candidate *c = &map.slots[i];
-            if (!c->id) continue;
-            double s = c->text;
-            if (fuse)
-                s = (text_max > 0 ? c->text / text_max : 0) +
-                    (concept_max > 0 ? c->concept / concept_max : 0);
-            order[n++] = (scored){s, c->id};
-        }
-        if (rc == 0) {
-            if (n) qsort(order, n, sizeof *order, by_score_desc);
-            rc = emit_hits(db, q, expr, order, n, &map, limit, out, err);
-        }
+    for (size_t i = 0; rc == 0 && fuse && i < map.cap; i++) {
+        candidate *c = &map.slots[i];
+        if (c->id && c->from_fts) rc = exact_concept_score(db, q, c, err);
     }
+    if (rc == 0 && map.n && !(order = capdb__fuse(&map, fuse, &n)))
+        rc = capdb__fail(err, -ENOMEM, "out of memory");
+    if (rc == 0) rc = emit_hits(db, q, expr, order, n, &map, limit, out, err);
     free(order);
     free(map.slots);
     free(expr);
@@ -199,13 +135,13 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, ca
     }
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW)
-        heap_offer(&heap, -sqlite3_column_double(st, 1), sqlite3_column_int64(st, 0));
+        capdb__heap_offer(&heap, -sqlite3_column_double(st, 1), sqlite3_column_int64(st, 0));
     rc = step == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, step, "searching");
     sqlite3_finalize(st);
     free(lo);
     free(hi);
     for (int i = 0; rc == 0 && i < heap.n; i++) {
-        candidate *c = map_get(map, heap.items[i].id);
+        candidate *c = capdb__map_get(map, heap.items[i].id);
         if (!c) {
             rc = capdb__fail(err, -ENOMEM, "out of memory");
             break;
@@ -220,7 +156,7 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, ca
 }
 
 /* Each query concept is one index range, strongest images first. An image outside a
- * range's first POSTINGS_PER_CONCEPT gets only the other concepts' part: the ranking
+ * range's first CAPDB_POSTINGS_PER_CONCEPT gets only the other concepts' part: the ranking
  * of the strongest matches, the ones shown, is unaffected. */
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err)
 {
@@ -231,10 +167,10 @@ static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *ma
         int rc = capdb__stmt(db, STMT_POSTINGS_TOP, &st, err);
         if (rc) return rc;
         sqlite3_bind_int(st, 1, q->concepts[t].index);
-        sqlite3_bind_int(st, 2, POSTINGS_PER_CONCEPT);
+        sqlite3_bind_int(st, 2, CAPDB_POSTINGS_PER_CONCEPT);
         int step;
         while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            candidate *c = map_get(map, sqlite3_column_int64(st, 0));
+            candidate *c = capdb__map_get(map, sqlite3_column_int64(st, 0));
             if (!c) {
                 sqlite3_reset(st);
                 return capdb__fail(err, -ENOMEM, "out of memory");
@@ -295,7 +231,7 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
         sqlite3_bind_text(snip, 1, expr, -1, SQLITE_STATIC);
     }
     for (size_t i = 0; rc == 0 && i < n && (size_t)out->n < want; i++) {
-        const candidate *c = map_get((candidate_map *)map, order[i].id);
+        const candidate *c = capdb__map_get((candidate_map *)map, order[i].id);
         sqlite3_stmt *st;
         if ((rc = capdb__stmt(db, STMT_ROW_FOR_HIT, &st, err))) break;
         sqlite3_bind_int64(st, 1, order[i].id);
@@ -309,7 +245,7 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
         const char *path = (const char *)sqlite3_column_text(st, 0);
         int64_t taken = sqlite3_column_int64(st, 3), mtime_ns = sqlite3_column_int64(st, 4);
         if (!c->from_fts && (sqlite3_column_int(st, 7) != CAPDB_STATUS_OK ||
-                             !passes_filters(q, path, taken, mtime_ns))) {
+                             !capdb__passes_filters(q, path, taken, mtime_ns))) {
             sqlite3_reset(st);
             continue;
         }
@@ -394,7 +330,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
             memcpy(&norm, blob + 4, 4);
             if (norm == 0) continue;
             int32_t dot = dot_i8(qv, (const int8_t *)(blob + CAPDB_POOLED_HEADER), n);
-            heap_offer(&heap, dot / ((double)qnorm * norm), sqlite3_column_int64(st, 0));
+            capdb__heap_offer(&heap, dot / ((double)qnorm * norm), sqlite3_column_int64(st, 0));
         }
         rc = step == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, step, "scanning vectors");
     }
@@ -404,10 +340,10 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     free(qblob);
 
     if (rc == 0) {
-        if (heap.n) qsort(heap.items, (size_t)heap.n, sizeof *heap.items, by_score_desc);
+        if (heap.n) qsort(heap.items, (size_t)heap.n, sizeof *heap.items, capdb__by_score_desc);
         candidate_map map = {0};
         for (int i = 0; i < heap.n && rc == 0; i++) {
-            candidate *c = map_get(&map, heap.items[i].id);
+            candidate *c = capdb__map_get(&map, heap.items[i].id);
             if (!c) rc = capdb__fail(err, -ENOMEM, "out of memory");
             else c->from_fts = 1; /* filters already applied in the scan */
         }
@@ -422,123 +358,11 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     return rc;
 }
 
-static void heap_offer(top_heap *h, double score, int64_t id)
-{
-    if (h->n == h->cap && score <= h->items[0].score) return;
-    size_t i;
-    if (h->n < h->cap) {
-        /* sift up */
-        i = (size_t)h->n++;
-        while (i > 0 && h->items[(i - 1) / 2].score > score) {
-            h->items[i] = h->items[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-    } else {
-        /* replace the worst, sift down */
-        i = 0;
-        for (;;) {
-            size_t l = 2 * i + 1, r = l + 1, m = i;
-            double ms = score;
-            if (l < (size_t)h->n && h->items[l].score < ms) {
-                m = l;
-                ms = h->items[l].score;
-            }
-            if (r < (size_t)h->n && h->items[r].score < ms) m = r;
-            if (m == i) break;
-            h->items[i] = h->items[m];
-            i = m;
-        }
-    }
-    h->items[i] = (scored){score, id};
-}
-
 static int32_t dot_i8(const int8_t *a, const int8_t *b, int n)
 {
     int32_t s = 0;
     for (int i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
     return s;
-}
-
-/* ------------------------------------------------------------------ query words */
-
-static const char *const STOPWORDS[] = {
-    "a",    "an",   "and",   "are",   "as",   "at", "be",  "by",   "for",  "from",
-    "in",   "into", "is",    "it",    "its",  "of", "on",  "onto", "or",   "some",
-    "that", "the",  "their", "there", "this", "to", "was", "were", "with",
-};
-
-int capdb__query_words(const char *text, char ***words_out, capdb_err *err)
-{
-    *words_out = NULL;
-    if (!text) text = "";
-    char **words = NULL;
-    int n = 0, cap = 0, n_content = 0;
-    const unsigned char *s = (const unsigned char *)text;
-    while (*s) {
-        /* skip to the start of a word; bytes that are not UTF-8 are dropped */
-        uint32_t cp;
-        int l = cu_utf8_decode(s, 4, &cp);
-        if (l == 0 || !is_word_codepoint(cp)) {
-            s += l ? l : 1;
-            continue;
-        }
-        const unsigned char *start = s;
-        while (*s && (l = cu_utf8_decode(s, 4, &cp)) > 0 && is_word_codepoint(cp)) s += l;
-        size_t len = (size_t)(s - start);
-        char *w = malloc(len + 1);
-        if (!w) goto nomem;
-        for (size_t i = 0; i < len; i++)
-            w[i] = (char)(start[i] >= 'A' && start[i] <= 'Z' ? start[i] + 32 : start[i]);
-        w[len] = '\0';
-        int dup = 0;
-        for (int i = 0; i < n && !dup; i++) dup = strcmp(words[i], w) == 0;
-        if (dup) {
-            free(w);
-            continue;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8;
-            char **nw = realloc(words, (size_t)cap * sizeof *words);
-            if (!nw) {
-                free(w);
-                goto nomem;
-            }
-            words = nw;
-        }
-        words[n++] = w;
-        if (!is_stopword(w) && ++n_content > CAPDB_MAX_QUERY_WORDS) {
-            capdb__free_words(words, n);
-            return capdb__fail(err, -EINVAL, "query too long: more than %d words",
-                               CAPDB_MAX_QUERY_WORDS);
-        }
-    }
-    if (n == 0) {
-        free(words);
-        return capdb__fail(err, -EINVAL, "query has no words to search for");
-    }
-    if (n_content > 0) {
-        int k = 0;
-        for (int i = 0; i < n; i++) {
-            if (is_stopword(words[i])) free(words[i]);
-            else words[k++] = words[i];
-        }
-        n = k;
-    } else if (n > CAPDB_MAX_QUERY_WORDS) {
-        capdb__free_words(words, n);
-        return capdb__fail(err, -EINVAL, "query too long: more than %d words",
-                           CAPDB_MAX_QUERY_WORDS);
-    }
-    *words_out = words;
-    return n;
-nomem:
-    capdb__free_words(words, n);
-    return capdb__fail(err, -ENOMEM, "out of memory");
-}
-
-void capdb__free_words(char **words, int n)
-{
-    for (int i = 0; i < n; i++) free(words[i]);
-    free(words);
 }
 
 char *capdb__fts_expression(char *const *words, int n, const char *joiner)
@@ -684,76 +508,3 @@ static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char 
     return 0;
 }
 
-static int passes_filters(const capdb_query *q, const char *path, int64_t taken, int64_t mtime_ns)
-{
-    if (q->under_dir && *q->under_dir) {
-        size_t len = strlen(q->under_dir);
-        while (len > 0 && q->under_dir[len - 1] == '/') len--;
-        if (!path || strncmp(path, q->under_dir, len) != 0 || path[len] != '/') return 0;
-    }
-    int64_t t = taken ? taken : mtime_ns / 1000000000;
-    if (q->has_since && t < q->since) return 0;
-    if (q->has_until && t > q->until) return 0;
-    return 1;
-}
-
-static candidate *map_get(candidate_map *m, int64_t id)
-{
-    if (m->n * 2 >= m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 1024;
-        candidate *slots = calloc(cap, sizeof *slots);
-        if (!slots) return NULL;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->slots[i].id) continue;
-            size_t j = ((uint64_t)m->slots[i].id * 0x9E3779B97F4A7C15ull) & (cap - 1);
-            while (slots[j].id) j = (j + 1) & (cap - 1);
-            slots[j] = m->slots[i];
-        }
-        free(m->slots);
-        m->slots = slots;
-        m->cap = cap;
-    }
-    size_t j = ((uint64_t)id * 0x9E3779B97F4A7C15ull) & (m->cap - 1);
-    while (m->slots[j].id && m->slots[j].id != id) j = (j + 1) & (m->cap - 1);
-    if (!m->slots[j].id) {
-        m->slots[j].id = id;
-        m->n++;
-    }
-    return &m->slots[j];
-}
-
-static int by_score_desc(const void *a, const void *b)
-{
-    const scored *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* Letters and digits of any script. Without ICU this is an approximation that errs on
- * the side of "word": FTS5's own tokenizer splits whatever we keep inside the quotes. */
-static int is_word_codepoint(uint32_t cp)
-{
-    if (cp < 0x80)
-        return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
-    if (cp < 0xC0) /* Latin-1 symbols, except ª ² ³ µ ¹ º ¼ ½ ¾ */
-        return cp == 0xAA || cp == 0xB2 || cp == 0xB3 || cp == 0xB5 || cp == 0xB9 || cp == 0xBA ||
-               (cp >= 0xBC && cp <= 0xBE);
-    if (cp == 0xD7 || cp == 0xF7) return 0;     /* × ÷ */
-    if (cp >= 0x2000 && cp <= 0x2BFF) return 0; /* punctuation, symbols */
-    if (cp >= 0x3000 && cp <= 0x303F) return 0; /* CJK punctuation */
-    if (cp >= 0xE000 && cp <= 0xF8FF) return 0; /* private use */
-    if (cp >= 0xFE10 && cp <= 0xFE6F) return 0; /* vertical, small forms */
-    if (cp == 0xFEFF) return 0;
-    if ((cp >= 0xFF00 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF20) ||
-        (cp >= 0xFF3B && cp <= 0xFF40) || (cp >= 0xFF5B && cp <= 0xFF65))
-        return 0;                                 /* fullwidth punctuation */
-    if (cp >= 0x1F000 && cp <= 0x1FAFF) return 0; /* emoji, pictographs */
-    return 1;
-}
-
-static int is_stopword(const char *w)
-{
-    for (size_t i = 0; i < sizeof STOPWORDS / sizeof STOPWORDS[0]; i++)
-        if (strcmp(STOPWORDS[i], w) == 0) return 1;
-    return 0;
-}

@@ -11,26 +11,14 @@
 #include <time.h>
 
 #include "caputf8.h"
-#include "internal.h"
+#include "sqlite.h"
 
-/* Concepts shown with at least this probability get a posting (a search entry). */
-#define CAPDB_POSTING_MIN 0.05f
-#define CAPDB_POSTINGS_PER_IMAGE 32
-/* Path components that become searchable words: the file name and its two folders. */
-#define PATH_WORD_COMPONENTS 3
-
-typedef struct {
-    int index;
-    int weight;
-} posting;
 
 static int savepoint(capdb *db, const char *sql, capdb_err *err);
 static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err *err);
 static int delete_range(capdb *db, const char *dir, int64_t *deleted, capdb_err *err);
-static int by_weight_desc(const void *a, const void *b);
-static int utf8_length(const unsigned char *s);
 
-int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
+int capdb_sq_upsert(capdb *db, const capdb_image *img, capdb_err *err)
 {
     if (!img || !img->path || !*img->path) return capdb__fail(err, -EINVAL, "upsert: no path");
     if (img->n_concepts < 0 || img->n_pooled < 0 || (img->n_concepts && !img->concepts) ||
@@ -83,7 +71,7 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
     if (rc == 0) rc = put_vectors(db, id, img, err);
     if (rc == 0 && img->status == CAPDB_STATUS_OK && img->model_version && *img->model_version &&
         strcmp(img->model_version, db->model_version_seen) != 0) {
-        rc = capdb_meta_set(db, "model_version", img->model_version, err);
+        rc = capdb_sq_meta_set(db, "model_version", img->model_version, err);
         if (rc == 0)
             snprintf(db->model_version_seen, sizeof db->model_version_seen, "%s",
                      img->model_version);
@@ -97,7 +85,7 @@ int capdb_upsert(capdb *db, const capdb_image *img, capdb_err *err)
     return savepoint(db, "RELEASE upsert", err);
 }
 
-int capdb_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
+int capdb_sq_update_stat(capdb *db, int64_t id, uint64_t device, uint64_t inode, int64_t size,
                       int64_t mtime_ns, capdb_err *err)
 {
     sqlite3_stmt *st = NULL;
@@ -121,7 +109,7 @@ static char *column_text(sqlite3_stmt *st, int i, int *oom)
     return copy;
 }
 
-int capdb_get_row(capdb *db, int64_t id, capdb_row *row, capdb_err *err)
+int capdb_sq_get_row(capdb *db, int64_t id, capdb_row *row, capdb_err *err)
 {
     memset(row, 0, sizeof *row);
     sqlite3_stmt *st = NULL;
@@ -164,20 +152,7 @@ int capdb_get_row(capdb *db, int64_t id, capdb_row *row, capdb_err *err)
     return 1;
 }
 
-void capdb_row_free(capdb_row *row)
-{
-    free(row->path);
-    free(row->caption);
-    free(row->tags);
-    free(row->error);
-    free(row->model_version);
-    free(row->description);
-    free(row->keywords);
-    free(row->format);
-    memset(row, 0, sizeof *row);
-}
-
-int capdb_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
+int capdb_sq_update_text(capdb *db, int64_t id, const char *description, const char *keywords,
                       int64_t sidecar_mtime_ns, capdb_err *err)
 {
     sqlite3_stmt *st = NULL;
@@ -192,7 +167,7 @@ int capdb_update_text(capdb *db, int64_t id, const char *description, const char
     return rc == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, rc, "updating what people wrote");
 }
 
-int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err)
+int capdb_sq_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *err)
 {
     int64_t n = 0;
     if (deleted) *deleted = 0;
@@ -223,7 +198,7 @@ int capdb_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_err *
 
 /* A file rename moves one row; a directory rename moves every row under it. Whatever
  * the destination held is replaced, as rename(2) replaces it. */
-int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved, capdb_err *err)
+int capdb_sq_move_path(capdb *db, const char *from, const char *to, int64_t *moved, capdb_err *err)
 {
     if (moved) *moved = 0;
     if (!from || !to || !*from || !*to) return capdb__fail(err, -EINVAL, "move: no path");
@@ -273,7 +248,7 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
     sqlite3_finalize(st);
     st = NULL;
 
-    if (rc == 0 && n > 0) rc = capdb_delete_path(db, to, NULL, err);
+    if (rc == 0 && n > 0) rc = capdb_sq_delete_path(db, to, NULL, err);
     if (rc == 0 && n > 0) {
         int prc = sqlite3_prepare_v2(
             db->sql, "UPDATE images SET path = ?1, path_words = ?2 WHERE id = ?3", -1, &st, NULL);
@@ -314,7 +289,7 @@ int capdb_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
     return savepoint(db, "RELEASE mv", err);
 }
 
-int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err)
+int capdb_sq_lookup_path(capdb *db, const char *path, capdb_file_state *state, capdb_err *err)
 {
     memset(state, 0, sizeof *state);
     sqlite3_stmt *st = NULL;
@@ -340,7 +315,7 @@ int capdb_lookup_path(capdb *db, const char *path, capdb_file_state *state, capd
     return rc;
 }
 
-int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size, char *path_out,
+int capdb_sq_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size, char *path_out,
                               size_t path_size, capdb_err *err)
 {
     sqlite3_stmt *st = NULL;
@@ -362,7 +337,7 @@ int capdb_find_by_fingerprint(capdb *db, uint64_t fingerprint, int64_t size, cha
 
 /* Pages through the paths in order, a batch at a time, so fn may change the table
  * (delete the row it was given) without disturbing a running statement. */
-int capdb_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const char *path),
+int capdb_sq_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const char *path),
                        void *ctx, capdb_err *err)
 {
     enum { BATCH = 512 };
@@ -419,7 +394,7 @@ int capdb_foreach_path(capdb *db, const char *prefix, int (*fn)(void *ctx, const
     return rc;
 }
 
-int capdb_foreach_count(capdb *db, const char *group,
+int capdb_sq_foreach_count(capdb *db, const char *group,
                         int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
                         capdb_err *err)
 {
@@ -443,7 +418,7 @@ int capdb_foreach_count(capdb *db, const char *group,
     return code;
 }
 
-int capdb_foreach_failure(capdb *db, int limit,
+int capdb_sq_foreach_failure(capdb *db, int limit,
                           int (*fn)(void *ctx, const char *path, const char *error, int64_t when),
                           void *ctx, capdb_err *err)
 {
@@ -468,7 +443,7 @@ int capdb_foreach_failure(capdb *db, int limit,
     return rc;
 }
 
-int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *err)
+int capdb_sq_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *err)
 {
     sqlite3_stmt *st = NULL;
     int rc = capdb__stmt(db, STMT_POOLED_OF_PATH, &st, err);
@@ -488,79 +463,6 @@ int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *
     }
     sqlite3_reset(st);
     return rc;
-}
-
-/* ------------------------------------------------------------------ vectors */
-
-void capdb__encode_pooled(const float *x, int n, unsigned char *blob)
-{
-    float maxabs = 0;
-    for (int i = 0; i < n; i++) {
-        float a = isfinite(x[i]) ? fabsf(x[i]) : 0;
-        if (a > maxabs) maxabs = a;
-    }
-    float scale = maxabs > 0 ? maxabs / 127.0f : 1.0f;
-    double norm2 = 0;
-    int8_t *q = (int8_t *)(blob + CAPDB_POOLED_HEADER);
-    for (int i = 0; i < n; i++) {
-        float v = isfinite(x[i]) ? x[i] / scale : 0;
-        long r = lroundf(v);
-        q[i] = (int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
-        norm2 += (double)q[i] * q[i];
-    }
-    float norm = (float)sqrt(norm2);
-    memcpy(blob, &scale, 4);
-    memcpy(blob + 4, &norm, 4);
-}
-
-int capdb__decode_pooled(const void *blob, int bytes, float *out, int n)
-{
-    if (bytes != CAPDB_POOLED_HEADER + n) return -EINVAL;
-    float scale;
-    memcpy(&scale, blob, 4);
-    const int8_t *q = (const int8_t *)((const unsigned char *)blob + CAPDB_POOLED_HEADER);
-    for (int i = 0; i < n; i++) out[i] = q[i] * scale;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ path words */
-
-char *capdb__path_words(const char *path)
-{
-    size_t len = strlen(path);
-    /* Start of the last PATH_WORD_COMPONENTS components. */
-    size_t start = len;
-    for (int seen = 0; start > 0; start--) {
-        if (path[start - 1] == '/' && ++seen == PATH_WORD_COMPONENTS) break;
-    }
-    /* The extension says nothing about the picture. */
-    size_t end = len;
-    const char *dot = strrchr(path, '.');
-    const char *slash = strrchr(path, '/');
-    if (dot && (!slash || dot > slash + 1) && len - (size_t)(dot - path) <= 6)
-        end = (size_t)(dot - path);
-
-    char *out = malloc(end - start + 1);
-    if (!out) return NULL;
-    size_t o = 0;
-    for (size_t i = start; i < end;) {
-        const unsigned char *s = (const unsigned char *)path + i;
-        int l = utf8_length(s);
-        if (l == 1 && !((*s >= '0' && *s <= '9') || ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z')))
-            l = 0;
-        if (l == 0 || (size_t)l > end - i) {
-            /* punctuation, separators and bytes that are not UTF-8 split words */
-            if (o && out[o - 1] != ' ') out[o++] = ' ';
-            i++;
-            continue;
-        }
-        memcpy(out + o, s, (size_t)l);
-        o += (size_t)l;
-        i += (size_t)l;
-    }
-    while (o && out[o - 1] == ' ') o--;
-    out[o] = '\0';
-    return out;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -593,18 +495,13 @@ static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err 
     unsigned char *concepts = img->n_concepts ? malloc((size_t)img->n_concepts) : NULL;
     unsigned char *pooled =
         img->n_pooled ? malloc((size_t)img->n_pooled + CAPDB_POOLED_HEADER) : NULL;
-    posting *top = img->n_concepts ? malloc((size_t)img->n_concepts * sizeof *top) : NULL;
+    capdb_posting *top = img->n_concepts ? malloc((size_t)img->n_concepts * sizeof *top) : NULL;
     int n_top = 0;
     if ((img->n_concepts && (!concepts || !top)) || (img->n_pooled && !pooled)) {
         rc = capdb__fail(err, -ENOMEM, "out of memory");
         goto out;
     }
-    for (int i = 0; i < img->n_concepts; i++) {
-        float p = img->concepts[i];
-        p = isfinite(p) ? (p < 0 ? 0 : p > 1 ? 1 : p) : 0;
-        concepts[i] = (unsigned char)lroundf(p * 255.0f);
-        if (p >= CAPDB_POSTING_MIN) top[n_top++] = (posting){i, concepts[i]};
-    }
+    if (concepts) n_top = capdb__concept_bytes(img, concepts, top);
     if (pooled) capdb__encode_pooled(img->pooled, img->n_pooled, pooled);
 
     if ((rc = capdb__stmt(db, STMT_VECTORS_PUT, &st, err))) goto out;
@@ -619,8 +516,6 @@ static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err 
         goto out;
     }
 
-    if (n_top) qsort(top, (size_t)n_top, sizeof *top, by_weight_desc);
-    if (n_top > CAPDB_POSTINGS_PER_IMAGE) n_top = CAPDB_POSTINGS_PER_IMAGE;
     for (int i = 0; i < n_top && rc == 0; i++) {
         if ((rc = capdb__stmt(db, STMT_POSTING_PUT, &st, err))) break;
         sqlite3_bind_int(st, 1, top[i].index);
@@ -658,35 +553,4 @@ static int delete_range(capdb *db, const char *dir, int64_t *n, capdb_err *err)
     return 0;
 }
 
-int capdb__dir_bounds(const char *dir, char **lo, char **hi)
-{
-    size_t len = strlen(dir);
-    while (len > 0 && dir[len - 1] == '/') len--;
-    *lo = malloc(len + 2);
-    *hi = malloc(len + 2);
-    if (!*lo || !*hi) {
-        free(*lo);
-        free(*hi);
-        return -ENOMEM;
-    }
-    memcpy(*lo, dir, len);
-    memcpy(*hi, dir, len);
-    (*lo)[len] = '/';
-    (*hi)[len] = '0';
-    (*lo)[len + 1] = (*hi)[len + 1] = '\0';
-    return 0;
-}
 
-static int by_weight_desc(const void *a, const void *b)
-{
-    const posting *x = a, *y = b;
-    if (x->weight != y->weight) return y->weight - x->weight;
-    return x->index - y->index;
-}
-
-/* Length of the valid UTF-8 sequence at s (1 for ASCII), 0 when it is not valid. */
-static int utf8_length(const unsigned char *s)
-{
-    uint32_t cp;
-    return cu_utf8_decode(s, 4, &cp);
-}
