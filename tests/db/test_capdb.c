@@ -1,6 +1,12 @@
 /*
  * Unit tests for libcapdb on real database files in a temporary folder.
  * Usage: test_capdb [WORKDIR]
+ *
+ * With CAPSEARCH_TEST_PG set to a libpq URI (tests/pg/with_pg.sh sets it), the cases
+ * that do not depend on the backend run a second time against that PostgreSQL
+ * database, each on a fresh schema, followed by the PostgreSQL-only cases. The
+ * database's schema "capsearch" is dropped and recreated freely: give it a throw-away
+ * database.
  */
 #include <errno.h>
 #include <math.h>
@@ -9,14 +15,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "capdb.h"
 #include "internal.h"
+#include "pg.h"
 
 static int failures;
+/* The PostgreSQL database under test, NULL while the SQLite cases run. */
+static const char *pg_uri;
+#define BACKEND (pg_uri ? "postgresql" : "sqlite")
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, "%s:%d: [%s] CHECK failed: %s\n", __FILE__, __LINE__, BACKEND, #cond); \
             failures++;                                                                            \
         }                                                                                          \
     } while (0)
@@ -43,29 +55,102 @@ static void test_filters(void);
 static void test_migrations(void);
 static void test_errors(void);
 static void test_words(void);
+static void test_pg_migrations(void);
+static void test_pg_foreign_schema(void);
+static void test_pg_errors(void);
+static void test_pg_bytes(void);
+static void test_pg_batches(void);
+static void test_pg_similar_scan(void);
 
-int main(int argc, char **argv)
+/* The cases both backends must pass alike. */
+static void run_shared(void)
 {
-    snprintf(workdir, sizeof workdir, "%s", argc > 1 ? argv[1] : "/tmp/capdb-test-XXXXXX");
-    if (argc <= 1 && !mkdtemp(workdir)) return perror("mkdtemp"), 1;
     test_open_and_rows();
     test_delete_and_move();
     test_search_ranking();
     test_query_safety();
     test_fusion_and_similar();
     test_filters();
+}
+
+int main(int argc, char **argv)
+{
+    snprintf(workdir, sizeof workdir, "%s", argc > 1 ? argv[1] : "/tmp/capdb-test-XXXXXX");
+    if (argc <= 1 && !mkdtemp(workdir)) return perror("mkdtemp"), 1;
+    run_shared();
     test_migrations();
     test_errors();
     test_words();
+    const char *uri = getenv("CAPSEARCH_TEST_PG");
+    if (uri && *uri) {
+        pg_uri = uri;
+        run_shared();
+        test_pg_migrations();
+        test_pg_foreign_schema();
+        test_pg_errors();
+        test_pg_bytes();
+        test_pg_batches();
+        test_pg_similar_scan();
+    }
     if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-    else printf("all db checks passed\n");
+    else printf("all db checks passed (%s)\n", pg_uri ? "sqlite and postgresql" : "sqlite");
     return failures ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ helpers */
 
+static void quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+/* Runs sql on the test database over a connection of its own (not capdb's). */
+static void pg_sql(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_uri);
+    PQsetNoticeProcessor(c, quiet, NULL);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+        exit(1);
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* The first value of a one-row query, as an integer. */
+static long long pg_value(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_uri);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1) {
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+        exit(1);
+    }
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* The PostgreSQL database as if new: no schema "capsearch". */
+static void pg_reset(void) { pg_sql("DROP SCHEMA IF EXISTS capsearch CASCADE"); }
+
+/* A new, empty index: an SQLite file in workdir, or the PostgreSQL database with a
+ * fresh schema. */
 static capdb *fresh_db(const char *name)
 {
+    if (pg_uri) {
+        pg_reset();
+        capdb *db = NULL;
+        if (capdb_open(pg_uri, CAPDB_OPEN_WRITE, &db, &err) != 0) {
+            fprintf(stderr, "open %s (%s): %s\n", pg_uri, name, err.msg);
+            exit(1);
+        }
+        return db;
+    }
     char path[1200];
     snprintf(path, sizeof path, "%s/%s", workdir, name);
     unlink(path);
@@ -209,6 +294,7 @@ static void test_open_and_rows(void)
     CHECK(capdb_commit(db, &err) == 0);
     CHECK(capdb_lookup_path(db, "/p/ghost.jpg", &st, &err) == 0 && st.id > 0);
     capdb_close(db);
+    if (pg_uri) return;
 
     /* readers that may not create files in the folder need these to exist */
     char shm[1200];
@@ -342,7 +428,9 @@ static void test_search_ranking(void)
     /* stopwords do not match everything; alone, they are searched */
     CHECK(search(db, "the horse on a", &res) == 0 && res.n == 1);
     capdb_results_free(&res);
-    CHECK(search(db, "on", &res) == 0 && res.n == 3);
+    /* (PostgreSQL's 'english' configuration leaves stopwords out of the tsvector
+     * itself: there they find nothing) */
+    CHECK(search(db, "on", &res) == 0 && res.n == (pg_uri ? 0 : 3));
     capdb_results_free(&res);
     CHECK(search(db, "DOGS", &res) == 0 && res.n == 5);
     capdb_results_free(&res);
@@ -677,4 +765,323 @@ static void test_words(void)
     e = capdb__fts_expression(tricky, 1, " OR ");
     CHECK(e && strcmp(e, "\"say\"\"hi\"") == 0);
     free(e);
+}
+
+/* ------------------------------------------------------------------ PostgreSQL only */
+
+/* A connection to the test database that capdb_open did not set up: no version check,
+ * no migration, so a test can build an older schema with the real migration steps and
+ * write rows into it with the backend's own functions. Free with pg_bare_close. */
+static capdb *pg_bare_open(void)
+{
+    capdb *db = calloc(1, sizeof *db);
+    struct capdb_pg *pg = calloc(1, sizeof *pg);
+    if (!db || !pg) exit(1);
+    db->backend = &capdb__pg_backend;
+    db->pg = pg;
+    pg->conn = PQconnectdb(pg_uri);
+    PGresult *r = PQexec(pg->conn, "SET search_path = capsearch");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "bare connection: %s", PQerrorMessage(pg->conn));
+        exit(1);
+    }
+    PQclear(r);
+    return db;
+}
+
+static void pg_bare_close(capdb *db)
+{
+    PQfinish(db->pg->conn);
+    free(db->pg);
+    free(db);
+}
+
+static void test_pg_migrations(void)
+{
+    /* every older version, made by the real migration steps, opens and upgrades, and
+     * keeps what it held */
+    for (int v = 0; v < CAPDB_PG_SCHEMA_LATEST; v++) {
+        pg_reset();
+        pg_sql("CREATE SCHEMA capsearch; CREATE TABLE capsearch.version(version integer NOT NULL);"
+               " INSERT INTO capsearch.version VALUES(0)");
+        capdb *bare = pg_bare_open();
+        CHECK(capdb__pg_migrate(bare, 0, v, &err) == 0);
+        float concepts[4] = {0, 0.8f, 0, 0}, pooled[4] = {1, 2, 3, 4};
+        capdb_image old = {.path = "/v/old dog.jpg",
+                           .caption = "an old dog",
+                           .description = "Rex at ten",
+                           .model_version = "m-0",
+                           .concepts = concepts,
+                           .n_concepts = 4,
+                           .pooled = pooled,
+                           .n_pooled = 4};
+        if (v >= 1) CHECK(capdb_pg_upsert(bare, &old, &err) == 0);
+        pg_bare_close(bare);
+
+        capdb *db = NULL;
+        CHECK(capdb_open(pg_uri, CAPDB_OPEN_READONLY, &db, &err) == -EIO);
+        CHECK(strstr(err.msg, "schema version") != NULL);
+        CHECK(capdb_open(pg_uri, CAPDB_OPEN_WRITE, &db, &err) == 0);
+        if (!db) continue;
+        CHECK(capdb_schema_version(db) == CAPDB_SCHEMA_VERSION_LATEST);
+        put(db, "/v/dog.jpg", "a dog", NULL);
+        capdb_work_counts wc;
+        CHECK(capdb_work_counts_get(db, &wc, &err) == 0);
+        capdb_close(db);
+        CHECK(capdb_open(pg_uri, CAPDB_OPEN_READONLY, &db, &err) == 0);
+        capdb_results res;
+        CHECK(db && search(db, "dog", &res) == 0 && res.n == (v >= 1 ? 2 : 1));
+        capdb_results_free(&res);
+        if (db && v >= 1) {
+            CHECK(search(db, "rex", &res) == 0 && res.n == 1 &&
+                  strcmp(res.hits[0].path, "/v/old dog.jpg") == 0);
+            capdb_results_free(&res);
+            float back[4];
+            CHECK(capdb_get_pooled(db, "/v/old dog.jpg", back, 4, &err) == 1);
+            char mv[64];
+            CHECK(capdb_meta_get(db, "model_version", mv, sizeof mv, &err) == 1);
+        }
+        capdb_close(db);
+    }
+    /* a newer schema than we know is refused, not touched */
+    pg_sql("UPDATE capsearch.version SET version = 999");
+    capdb *db = NULL;
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_WRITE, &db, &err) == -EIO && strstr(err.msg, "newer"));
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_READONLY, &db, &err) == -EIO && strstr(err.msg, "newer"));
+    CHECK(pg_value("SELECT version FROM capsearch.version") == 999);
+    CHECK(capdb__pg_migrate(NULL, 0, CAPDB_PG_SCHEMA_LATEST + 1, &err) == -EINVAL);
+}
+
+/* another application's schema "capsearch" (no version table) is refused and left as
+ * it was */
+static void test_pg_foreign_schema(void)
+{
+    pg_reset();
+    pg_sql("CREATE SCHEMA capsearch; CREATE TABLE capsearch.contacts(name text);"
+           " INSERT INTO capsearch.contacts VALUES('ann')");
+    capdb *db = NULL;
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_WRITE, &db, &err) == -EEXIST && db == NULL);
+    CHECK(strstr(err.msg, "not a capsearch index") != NULL);
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_READONLY, &db, &err) == -EEXIST && db == NULL);
+    CHECK(pg_value("SELECT count(*) FROM capsearch.contacts") == 1);
+    CHECK(pg_value("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " WHERE n.nspname = 'capsearch'") == 1);
+    pg_reset();
+}
+
+static void test_pg_errors(void)
+{
+    /* no index yet: a reader is told how to make one, and nothing is created */
+    pg_reset();
+    capdb *db = NULL;
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_READONLY, &db, &err) == -ENOENT && db == NULL);
+    CHECK(strstr(err.msg, "no capsearch index") != NULL);
+    CHECK(pg_value("SELECT count(*) FROM pg_namespace WHERE nspname = 'capsearch'") == 0);
+
+    /* no server */
+    CHECK(capdb_open("postgresql:///capsearch?host=/nonexistent", CAPDB_OPEN_WRITE, &db, &err) ==
+              -ECONNREFUSED &&
+          db == NULL);
+    CHECK(strstr(err.msg, "cannot connect") != NULL);
+
+    /* read-only connections refuse writes with -EROFS, and still search */
+    db = fresh_db("readonly");
+    put(db, "/ro/kite.jpg", "a kite", NULL);
+    capdb_close(db);
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_READONLY, &db, &err) == 0);
+    if (db) {
+        capdb_image img = {.path = "/p/new.jpg", .caption = "x"};
+        CHECK(capdb_upsert(db, &img, &err) == -EROFS);
+        CHECK(capdb_meta_set(db, "k", "v", &err) == -EROFS);
+        int64_t n = 0;
+        CHECK(capdb_delete_path(db, "/ro", &n, &err) == -EROFS && n == 0);
+        capdb_results res;
+        CHECK(search(db, "kite", &res) == 0 && res.n == 1);
+        capdb_results_free(&res);
+        capdb_close(db);
+    }
+}
+
+/* Paths are any bytes but NUL; text that is not UTF-8 is stored with U+FFFD. */
+static void test_pg_bytes(void)
+{
+    capdb *db = fresh_db("bytes");
+    const char *latin1 = "/n/caf\xE9/\xFF\xFE sunset.jpg"; /* Latin-1 folder, junk bytes */
+    const char *quotes = "/n/it's \\ \"odd\"/x.jpg";
+    capdb_image img = {.path = latin1,
+                       .caption = "a sunset over the sea",
+                       .description = "Ferienhaus am See \xE4",
+                       .keywords = "urlaub\n\xC3",
+                       .tags = "sunset sea",
+                       .error = "ignored for an OK row",
+                       .format = "jpeg\xFF",
+                       .model_version = "m\xFF"};
+    CHECK(capdb_upsert(db, &img, &err) == 0);
+    put(db, quotes, "an odd name", NULL);
+    capdb_file_state st;
+    CHECK(capdb_lookup_path(db, latin1, &st, &err) == 0 && st.id > 0);
+    capdb_row row;
+    CHECK(capdb_get_row(db, st.id, &row, &err) == 1);
+    CHECK(row.path && strcmp(row.path, latin1) == 0);
+    CHECK(row.description && strcmp(row.description, "Ferienhaus am See \xEF\xBF\xBD") == 0);
+    CHECK(row.keywords && strcmp(row.keywords, "urlaub\n\xEF\xBF\xBD") == 0);
+    CHECK(row.format && strcmp(row.format, "jpeg\xEF\xBF\xBD") == 0);
+    CHECK(row.error == NULL && row.status == CAPDB_STATUS_OK);
+    capdb_row_free(&row);
+    CHECK(capdb_get_row(db, st.id + 1000, &row, &err) == 0);
+
+    capdb_results res;
+    capdb_query q = {.text = "ferienhaus", .under_dir = "/n/caf\xE9", .with_snippet = 1};
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 1);
+    CHECK(res.n == 1 && strcmp(res.hits[0].path, latin1) == 0 &&
+          strcmp(res.hits[0].snippet, "a sunset over the sea") == 0 &&
+          strcmp(res.hits[0].description, "Ferienhaus am See \xEF\xBF\xBD") == 0);
+    capdb_results_free(&res);
+    q.text = "odd";
+    q.under_dir = "/n/it's \\ \"odd\"";
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 1 &&
+          strcmp(res.hits[0].path, quotes) == 0);
+    capdb_results_free(&res);
+    CHECK(count_under(db, "/n/caf\xE9") == 1);
+    CHECK(count_under(db, "/n/caf") == 0);
+
+    /* update_text sanitises too; update_stat keeps unsigned 64-bit values */
+    CHECK(capdb_update_text(db, st.id, "Bucht \xFC", "", 7, &err) == 0);
+    CHECK(capdb_update_stat(db, st.id, 0xffffffffffffff01ull, 0x8000000000000000ull, 9, 10, &err) ==
+          0);
+    CHECK(capdb_lookup_path(db, latin1, &st, &err) == 0 && st.device == 0xffffffffffffff01ull &&
+          st.inode == 0x8000000000000000ull && st.size == 9 && st.mtime_ns == 10 &&
+          st.sidecar_mtime_ns == 7);
+    CHECK(capdb_get_row(db, st.id, &row, &err) == 1 && row.keywords == NULL &&
+          strcmp(row.description, "Bucht \xEF\xBF\xBD") == 0);
+    capdb_row_free(&row);
+
+    /* moves and deletes by bytes */
+    int64_t n = 0;
+    CHECK(capdb_move_path(db, "/n/caf\xE9", "/n/\xC0\xC1", &n, &err) == 0 && n == 1);
+    CHECK(capdb_lookup_path(db, "/n/\xC0\xC1/\xFF\xFE sunset.jpg", &st, &err) == 0 && st.id > 0);
+    char found[256];
+    CHECK(capdb_find_by_fingerprint(db, 0, 9, found, sizeof found, &err) == 1 &&
+          strcmp(found, "/n/\xC0\xC1/\xFF\xFE sunset.jpg") == 0);
+    CHECK(capdb_delete_path(db, "/n/it's \\ \"odd\"", &n, &err) == 0 && n == 1);
+    CHECK(capdb_delete_path(db, "/n", &n, &err) == 0 && n == 1);
+
+    /* failure reasons and formats, counted */
+    capdb_image bad = {.path = "/n/bad.heic",
+                       .status = CAPDB_STATUS_FAILED,
+                       .error = "cut \xFF short",
+                       .reason = "corrupt",
+                       .format = "heif"};
+    CHECK(capdb_upsert(db, &bad, &err) == 0);
+    put(db, "/n/ok.jpg", "fine", NULL);
+    capdb_file_state bs;
+    CHECK(capdb_lookup_path(db, "/n/bad.heic", &bs, &err) == 0 && bs.status == CAPDB_STATUS_FAILED);
+    CHECK(capdb_get_row(db, bs.id, &row, &err) == 1 && row.error &&
+          strcmp(row.error, "cut \xEF\xBF\xBD short") == 0);
+    capdb_row_free(&row);
+    capdb_close(db);
+}
+
+static int count_cb(void *ctx, const char *value, int64_t count)
+{
+    char *out = ctx;
+    size_t len = strlen(out);
+    snprintf(out + len, 256 - len, "%s=%lld;", value, (long long)count);
+    return 0;
+}
+
+/* Inside a caller's batch, an operation that fails (here: a lock held by another node)
+ * fails alone, and the batch goes on; counts by format and reason. */
+static void test_pg_batches(void)
+{
+    capdb *w1 = fresh_db("batches"), *w2 = NULL;
+    CHECK(capdb_open(pg_uri, CAPDB_OPEN_WRITE, &w2, &err) == 0);
+    if (!w2) return;
+    capdb_set_busy_timeout(w2, 50);
+    CHECK(capdb_begin(w1, &err) == 0);
+    put(w1, "/b/1.jpg", "held by the first", NULL);
+    CHECK(capdb_begin(w2, &err) == 0);
+    put(w2, "/b/0.jpg", "before", NULL);
+    capdb_image img = {.path = "/b/1.jpg", .caption = "the second's"};
+    CHECK(capdb_upsert(w2, &img, &err) == -EBUSY);
+    put(w2, "/b/2.jpg", "after", NULL);
+    int64_t n = 0;
+    CHECK(capdb_move_path(w2, "/b/2.jpg", "/b/3.jpg", &n, &err) == 0 && n == 1);
+    CHECK(capdb_commit(w2, &err) == 0);
+    CHECK(capdb_commit(w1, &err) == 0);
+    capdb_file_state st;
+    CHECK(capdb_lookup_path(w1, "/b/0.jpg", &st, &err) == 0 && st.id > 0);
+    CHECK(capdb_lookup_path(w1, "/b/3.jpg", &st, &err) == 0 && st.id > 0);
+    CHECK(capdb_lookup_path(w1, "/b/1.jpg", &st, &err) == 0 && st.id > 0);
+    capdb_results res;
+    CHECK(search(w1, "first", &res) == 0 && res.n == 1);
+    capdb_results_free(&res);
+    /* a search inside a batch sees the batch */
+    CHECK(capdb_begin(w2, &err) == 0);
+    put(w2, "/b/4.jpg", "uncommitted", NULL);
+    CHECK(search(w2, "uncommitted", &res) == 0 && res.n == 1);
+    capdb_results_free(&res);
+    CHECK(search(w1, "uncommitted", &res) == 0 && res.n == 0);
+    capdb_results_free(&res);
+    CHECK(capdb_rollback(w2) == 0);
+    capdb_close(w2);
+
+    capdb_image f1 = {.path = "/c/1", .status = CAPDB_STATUS_FAILED, .reason = "corrupt"};
+    capdb_image f2 = {.path = "/c/2", .status = CAPDB_STATUS_FAILED, .reason = "corrupt"};
+    capdb_image f3 = {.path = "/c/3", .status = CAPDB_STATUS_FAILED};
+    capdb_image ok = {.path = "/c/4", .format = "png"};
+    CHECK(capdb_upsert(w1, &f1, &err) == 0 && capdb_upsert(w1, &f2, &err) == 0 &&
+          capdb_upsert(w1, &f3, &err) == 0 && capdb_upsert(w1, &ok, &err) == 0);
+    char out[256] = "";
+    CHECK(capdb_foreach_count(w1, "reason", count_cb, out, &err) == 0);
+    CHECK(strcmp(out, "corrupt=2;unknown=1;") == 0);
+    out[0] = '\0';
+    CHECK(capdb_foreach_count(w1, "format", count_cb, out, &err) == 0);
+    CHECK(strcmp(out, "unknown=3;png=1;") == 0);
+    CHECK(capdb_foreach_count(w1, "size", count_cb, out, &err) == -EINVAL);
+    capdb_close(w1);
+}
+
+/* The similar-image scan reads the vectors through a cursor, several FETCHes here. */
+static void test_pg_similar_scan(void)
+{
+    enum { N = 5300, DIM = 16 };
+    capdb *db = fresh_db("similar");
+    CHECK(capdb_begin(db, &err) == 0);
+    for (int i = 0; i < N; i++) {
+        float v[DIM];
+        for (int d = 0; d < DIM; d++) v[d] = (float)((i * 7 + d * 13) % 29) - 14.0f;
+        char path[64];
+        snprintf(path, sizeof path, "/sim/%s/%05d.jpg", i % 2 ? "odd" : "even", i);
+        capdb_image img = {.path = path, .caption = "x", .pooled = v, .n_pooled = DIM};
+        if (capdb_upsert(db, &img, &err) != 0) {
+            fprintf(stderr, "upsert %s: %s\n", path, err.msg);
+            failures++;
+            break;
+        }
+    }
+    CHECK(capdb_commit(db, &err) == 0);
+    int target = 5123;
+    float qv[DIM];
+    for (int d = 0; d < DIM; d++) qv[d] = (float)((target * 7 + d * 13) % 29) - 14.0f;
+    capdb_query q = {.pooled = qv, .n_pooled = DIM, .limit = 5};
+    capdb_results res;
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 5);
+    /* vectors repeat every 29 rows: the best ones are the target's twins */
+    for (int i = 0; i < res.n; i++) CHECK(fabs(res.hits[i].score - 1.0) < 1e-3);
+    capdb_results_free(&res);
+    q.under_dir = "/sim/odd";
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 5);
+    for (int i = 0; i < res.n; i++)
+        CHECK(strncmp(res.hits[i].path, "/sim/odd/", 9) == 0 && fabs(res.hits[i].score - 1.0) < 1e-3);
+    capdb_results_free(&res);
+    /* inside a batch: the cursor is closed after, the batch goes on */
+    CHECK(capdb_begin(db, &err) == 0);
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 5);
+    capdb_results_free(&res);
+    CHECK(capdb_search(db, &q, &res, &err) == 0 && res.n == 5);
+    capdb_results_free(&res);
+    put(db, "/sim/after.jpg", "after", NULL);
+    CHECK(capdb_commit(db, &err) == 0);
+    capdb_close(db);
 }
