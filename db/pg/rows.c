@@ -462,7 +462,8 @@ int capdb_pg_foreach_failure(capdb *db, int limit,
                              void *ctx, capdb_err *err)
 {
     pg_params p = {0};
-    capdb__pg_int(&p, limit > 0 ? limit : 0);
+    if (limit >= 0) capdb__pg_int(&p, limit);
+    else capdb__pg_text(&p, NULL); /* LIMIT NULL: all, as SQLite's negative LIMIT */
     int code;
     PGresult *r = capdb__pg_run(db,
                                 "SELECT path, error, indexed_time FROM images WHERE status = 1"

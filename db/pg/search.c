@@ -51,7 +51,7 @@ static int search_text(capdb *db, const capdb_query *q, const query_words *w, in
 static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_results *out,
                           capdb_err *err);
 static int text_candidates(capdb *db, const capdb_query *q, const query_words *w, int k,
-                           candidate_map *map, capdb_err *err);
+                           const char *joiner, candidate_map *map, int *found, capdb_err *err);
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
                               capdb_err *err);
 static int exact_concept_scores(capdb *db, const capdb_query *q, candidate_map *map,
@@ -62,7 +62,7 @@ static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, cons
 static int scan_pooled(const PGresult *r, const int8_t *qv, float qnorm, int n, int8_t *buf,
                        top_heap *heap);
 static void sb_add(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_tsquery(strbuf *b, const query_words *w, int first);
+static void sb_tsquery(strbuf *b, const query_words *w, int first, const char *joiner);
 static void sb_filters(strbuf *b, pg_params *p, const capdb_query *q, const char *alias,
                        const char *lo, const char *hi);
 static int id_array(strbuf *b, const int64_t *ids, size_t n);
@@ -114,7 +114,12 @@ static int search_text(capdb *db, const capdb_query *q, const query_words *w, in
     scored *order = NULL;
     size_t n = 0;
     int k = fuse && limit < CAPDB_FTS_CANDIDATES ? CAPDB_FTS_CANDIDATES : limit;
-    int rc = text_candidates(db, q, w, k, &map, err);
+    /* Rows with every word outrank rows with some, so when k rows have them all, those
+     * are the answer and the (much longer) OR pass is skipped: the same result either
+     * way, since the score does not depend on the pass. */
+    int found = 0, rc = 0;
+    if (w->n > 1) rc = text_candidates(db, q, w, k, " && ", &map, &found, err);
+    if (rc == 0 && found < k) rc = text_candidates(db, q, w, k, " || ", &map, &found, err);
     if (rc == 0 && fuse) rc = concept_candidates(db, q, &map, err);
     if (rc == 0 && fuse) rc = exact_concept_scores(db, q, &map, err);
     if (rc == 0 && map.n && !(order = capdb__fuse(&map, fuse, &n)))
@@ -126,11 +131,11 @@ static int search_text(capdb *db, const capdb_query *q, const query_words *w, in
     return rc;
 }
 
-/* The best k OK rows that match any word and the filters, by words matched + squashed
- * rank. The GIN index (partial: status = 0) finds the matches; the sort of them by
- * score is the server's. */
+/* The best k OK rows that match the words (joiner " || ": any; " && ": all) and the
+ * filters, by words matched + squashed rank; *found: how many. The GIN index (partial:
+ * status = 0) finds the matches; the sort of them by score is the server's. */
 static int text_candidates(capdb *db, const capdb_query *q, const query_words *w, int k,
-                           candidate_map *map, capdb_err *err)
+                           const char *joiner, candidate_map *map, int *found, capdb_err *err)
 {
     pg_params p = {0};
     for (int i = 0; i < w->n; i++) capdb__pg_text(&p, w->words[i]);
@@ -139,9 +144,9 @@ static int text_candidates(capdb *db, const capdb_query *q, const query_words *w
     for (int i = 0; i < w->n; i++)
         sb_add(&sql, "%s(tsv @@ plainto_tsquery('english', $%d))::int", i ? " + " : "", i + 1);
     sb_add(&sql, " AS m, ts_rank(" RANK_WEIGHTS ", tsv, ");
-    sb_tsquery(&sql, w, 1);
+    sb_tsquery(&sql, w, 1, " || ");
     sb_add(&sql, ") AS s FROM images WHERE status = 0 AND tsv @@ ");
-    sb_tsquery(&sql, w, 1);
+    sb_tsquery(&sql, w, 1, joiner);
     char *lo = NULL, *hi = NULL;
     if (q->under_dir && *q->under_dir && capdb__dir_bounds(q->under_dir, &lo, &hi) != 0)
         sql.oom = 1;
@@ -152,6 +157,7 @@ static int text_candidates(capdb *db, const capdb_query *q, const query_words *w
     PGresult *r = NULL;
     if (sql.oom) rc = capdb__fail(err, -ENOMEM, "out of memory");
     else if (!(r = capdb__pg_run(db, sql.s, &p, &code, err, "searching"))) rc = code;
+    *found = r ? PQntuples(r) : 0;
     for (int i = 0; rc == 0 && i < PQntuples(r); i++) {
         candidate *c = capdb__map_get(map, capdb__pg_get_int(r, i, 0));
         if (!c) {
@@ -315,7 +321,7 @@ static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, cons
             capdb__pg_text(&p, with_snippet.s);
             for (int i = 0; i < w->n; i++) capdb__pg_text(&p, w->words[i]);
             sb_add(&sql, "CASE WHEN id = ANY($2::bigint[]) THEN ts_headline('english', caption, ");
-            sb_tsquery(&sql, w, 3);
+            sb_tsquery(&sql, w, 3, " || ");
             sb_add(&sql, ", " HEADLINE_OPTIONS ") END");
         } else {
             sb_add(&sql, "NULL");
@@ -382,7 +388,11 @@ static int32_t dot_i8(const int8_t *a, const int8_t *b, int n);
 /* A scan over every stored pooled vector, through a cursor SIMILAR_FETCH rows at a
  * time; the query is quantised like the stored ones so the inner loop is an int8 dot
  * product. Cosine ignores the per-vector scales. Vectors exist only for OK rows
- * (rows.c), so without filters the images table is not read. */
+ * (rows.c), so without filters the images table is not read.
+ * A BINARY cursor: FETCH without parameters goes through the simple protocol
+ * (capdb__pg_run), where the cursor's format decides, and the vectors arrive as their
+ * bytes, half the size of their hex text and nothing to decode (the transfer is most of
+ * the scan's time). scan_pooled reads either format (PQfformat). */
 static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_results *out,
                           capdb_err *err)
 {
@@ -405,7 +415,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     strbuf sql = {0};
     capdb__pg_int(&p, (int64_t)n + CAPDB_POOLED_HEADER);
     int filtered = (q->under_dir && *q->under_dir) || q->has_since || q->has_until;
-    sb_add(&sql, "DECLARE capdb_similar NO SCROLL CURSOR FOR SELECT v.image_id, v.pooled"
+    sb_add(&sql, "DECLARE capdb_similar BINARY NO SCROLL CURSOR FOR SELECT v.image_id, v.pooled"
                  " FROM vectors v%s WHERE v.pooled IS NOT NULL AND length(v.pooled) = $1",
            filtered ? " JOIN images i ON i.id = v.image_id" : "");
     char *lo = NULL, *hi = NULL;
@@ -459,31 +469,45 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     return rc;
 }
 
-/* Offers every vector of one FETCH to the heap. The bytea arrive as text ("\x" + hex):
- * decoded into buf without a copy per row. 0, or -ENOMEM. */
+/* Offers every vector of one FETCH to the heap. Binary columns (the BINARY cursor):
+ * int8 big-endian and the blob's bytes as they are. Text (should the cursor's format
+ * not reach us): "\x" + hex, decoded into buf without a copy per row, or the escape
+ * format through libpq's decoder. 0, or -ENOMEM. */
 static int scan_pooled(const PGresult *r, const int8_t *qv, float qnorm, int n, int8_t *buf,
                        top_heap *heap)
 {
     size_t bytes = (size_t)n + CAPDB_POOLED_HEADER;
+    int binary = PQfformat(r, 0) == 1 && PQfformat(r, 1) == 1;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *v = PQgetvalue(r, i, 1);
         size_t len = (size_t)PQgetlength(r, i, 1);
-        if (len == 2 + 2 * bytes && v[0] == '\\' && v[1] == 'x') {
-            if (hex_to_bytes(v + 2, len - 2, (unsigned char *)buf, bytes) != 0) continue;
+        const int8_t *blob = buf;
+        int64_t id;
+        if (binary) {
+            if (len != bytes || PQgetlength(r, i, 0) != 8) continue;
+            const unsigned char *b = (const unsigned char *)PQgetvalue(r, i, 0);
+            uint64_t u = 0;
+            for (int k = 0; k < 8; k++) u = u << 8 | b[k];
+            id = (int64_t)u;
+            blob = (const int8_t *)v;
         } else {
-            /* bytea_output = escape on this server: libpq's own decoder */
-            size_t got = 0;
-            unsigned char *raw = PQunescapeBytea((const unsigned char *)v, &got);
-            if (!raw) return -ENOMEM;
-            if (got == bytes) memcpy(buf, raw, bytes);
-            PQfreemem(raw);
-            if (got != bytes) continue;
+            id = capdb__pg_get_int(r, i, 0);
+            if (len == 2 + 2 * bytes && v[0] == '\\' && v[1] == 'x') {
+                if (hex_to_bytes(v + 2, len - 2, (unsigned char *)buf, bytes) != 0) continue;
+            } else {
+                size_t got = 0;
+                unsigned char *raw = PQunescapeBytea((const unsigned char *)v, &got);
+                if (!raw) return -ENOMEM;
+                if (got == bytes) memcpy(buf, raw, bytes);
+                PQfreemem(raw);
+                if (got != bytes) continue;
+            }
         }
         float norm;
-        memcpy(&norm, buf + 4, 4);
+        memcpy(&norm, blob + 4, 4);
         if (norm == 0) continue;
-        int32_t dot = dot_i8(qv, buf + CAPDB_POOLED_HEADER, n);
-        capdb__heap_offer(heap, dot / ((double)qnorm * norm), capdb__pg_get_int(r, i, 0));
+        int32_t dot = dot_i8(qv, blob + CAPDB_POOLED_HEADER, n);
+        capdb__heap_offer(heap, dot / ((double)qnorm * norm), id);
     }
     return 0;
 }
@@ -525,13 +549,13 @@ static void sb_add(strbuf *b, const char *fmt, ...)
     }
 }
 
-/* (plainto_tsquery('english', $first) || ...): the OR of the words, parameters first,
- * first + 1, ... */
-static void sb_tsquery(strbuf *b, const query_words *w, int first)
+/* (plainto_tsquery('english', $first) || ...): the words' tsqueries joined by " || "
+ * (any) or " && " (all), parameters first, first + 1, ... */
+static void sb_tsquery(strbuf *b, const query_words *w, int first, const char *joiner)
 {
     sb_add(b, "(");
     for (int i = 0; i < w->n; i++)
-        sb_add(b, "%splainto_tsquery('english', $%d)", i ? " || " : "", first + i);
+        sb_add(b, "%splainto_tsquery('english', $%d)", i ? joiner : "", first + i);
     sb_add(b, ")");
 }
 
