@@ -96,11 +96,13 @@ int capdb_pg_commit(capdb *db, capdb_err *err)
     int rc = capdb__pg_exec(db, "COMMIT", NULL, err, "committing");
     db->pg->in_tx = 0; /* committed, or (on error) rolled back by the server */
     db->pg->savepoints = 0;
+    if (rc) db->model_version_seen[0] = '\0'; /* the batch's note went with it */
     return rc;
 }
 
 int capdb_pg_rollback(capdb *db)
 {
+    db->model_version_seen[0] = '\0'; /* a note written in the batch is undone with it */
     if (!db->pg->in_tx) return 0;
     db->pg->in_tx = 0;
     db->pg->savepoints = 0;
@@ -336,6 +338,7 @@ static int connect_session(capdb *db, capdb_err *err)
     pg->conn = PQconnectdb(db->path);
     pg->in_tx = 0;
     pg->savepoints = 0;
+    db->model_version_seen[0] = '\0'; /* a batch lost with the old connection took its note */
     if (!pg->conn) return capdb__fail(err, -ENOMEM, "out of memory");
     if (PQstatus(pg->conn) != CONNECTION_OK) {
         char msg[CAPDB_ERR_MAX];

@@ -24,8 +24,7 @@ static int write_one(capdb *db, const char *sql, const pg_params *p, capdb_err *
                      const char *what);
 static int delete_rows(capdb *db, const char *path, int64_t *n, capdb_err *err);
 static int put_vectors(capdb *db, int64_t id, const capdb_image *img, capdb_err *err);
-static int note_model_version(capdb *db, const char *version, const char *as_given,
-                              capdb_err *err);
+static int note_model_version(capdb *db, const char *version, const char *as_given, capdb_err *err);
 static char *text_array(char *const *items, size_t n);
 static char *int_array(const int64_t *values, size_t n);
 
@@ -41,7 +40,9 @@ int capdb_pg_upsert(capdb *db, const capdb_image *img, capdb_err *err)
     int ok = img->status == CAPDB_STATUS_OK;
     /* NULL where SQLite binds nothing: no error on a good row, empty text as none */
     const char *raw[T__N] = {
-        [T_ERROR] = ok ? NULL : img->error ? img->error : "failed",
+        [T_ERROR] = ok           ? NULL
+                    : img->error ? img->error
+                                 : "failed",
         [T_CAPTION] = img->caption,
         [T_TAGS] = img->tags,
         [T_MODEL] = img->model_version,
@@ -144,12 +145,12 @@ int capdb_pg_get_row(capdb *db, int64_t id, capdb_row *row, capdb_err *err)
     pg_params p = {0};
     capdb__pg_int(&p, id);
     int code;
-    PGresult *r = capdb__pg_run(
-        db,
-        "SELECT path, size, mtime_ns, fingerprint, width, height, taken_time, status,"
-        " error, caption, tags, model_version, description, keywords, format,"
-        " indexed_time FROM images WHERE id = $1",
-        &p, &code, err, "reading an image row");
+    PGresult *r =
+        capdb__pg_run(db,
+                      "SELECT path, size, mtime_ns, fingerprint, width, height, taken_time, status,"
+                      " error, caption, tags, model_version, description, keywords, format,"
+                      " indexed_time FROM images WHERE id = $1",
+                      &p, &code, err, "reading an image row");
     if (!r) return code;
     if (PQntuples(r) == 0) {
         PQclear(r);
@@ -223,8 +224,7 @@ int capdb_pg_delete_path(capdb *db, const char *path, int64_t *deleted, capdb_er
 /* A file rename moves one row; a directory rename moves every row under it. Whatever
  * the destination held is replaced, as rename(2) replaces it. The new paths are made
  * by the server (to || the old path's rest), their words here: one UPDATE for the lot. */
-int capdb_pg_move_path(capdb *db, const char *from, const char *to, int64_t *moved,
-                       capdb_err *err)
+int capdb_pg_move_path(capdb *db, const char *from, const char *to, int64_t *moved, capdb_err *err)
 {
     if (moved) *moved = 0;
     if (!from || !to || !*from || !*to) return capdb__fail(err, -EINVAL, "move: no path");
@@ -621,8 +621,7 @@ out:
  * upsert). One statement: nothing is written, nor locked, when the value is already
  * ours. */
 #define MODEL_VERSION_LOCK_KEY "1128354900" /* "CAPS" + 1; conn.c has "CAPS" */
-static int note_model_version(capdb *db, const char *version, const char *as_given,
-                              capdb_err *err)
+static int note_model_version(capdb *db, const char *version, const char *as_given, capdb_err *err)
 {
     pg_params p = {0};
     capdb__pg_text(&p, version);

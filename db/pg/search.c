@@ -52,13 +52,11 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
                           capdb_err *err);
 static int text_candidates(capdb *db, const capdb_query *q, const query_words *w, int k,
                            const char *joiner, candidate_map *map, int *found, capdb_err *err);
-static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
-                              capdb_err *err);
+static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err);
 static int exact_concept_scores(capdb *db, const capdb_query *q, candidate_map *map,
                                 capdb_err *err);
 static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, const scored *order,
-                     size_t n, candidate_map *map, int limit, capdb_results *out,
-                     capdb_err *err);
+                     size_t n, candidate_map *map, int limit, capdb_results *out, capdb_err *err);
 static int scan_pooled(const PGresult *r, const int8_t *qv, float qnorm, int n, int8_t *buf,
                        top_heap *heap);
 static void sb_add(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -82,15 +80,15 @@ int capdb_pg_search(capdb *db, const capdb_query *q, capdb_results *out, capdb_e
     /* One snapshot for every statement of the search, as SQLite's one read transaction;
      * inside the caller's transaction, the caller's. */
     int own_txn = !db->pg->in_tx;
-    int rc = own_txn ? capdb__pg_exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-                                      NULL, err, "starting a search")
+    int rc = own_txn ? capdb__pg_exec(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL,
+                                      err, "starting a search")
                      : 0;
     if (rc == 0)
         rc = similar ? search_similar(db, q, limit, out, err)
                      : search_text(db, q, &w, limit, out, err);
     if (own_txn && PQstatus(db->pg->conn) == CONNECTION_OK) {
-        int end = capdb__pg_exec(db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL,
-                                 rc == 0 ? err : NULL, "ending a search");
+        int end = capdb__pg_exec(db, rc == 0 ? "COMMIT" : "ROLLBACK", NULL, rc == 0 ? err : NULL,
+                                 "ending a search");
         if (rc == 0 && end) {
             rc = end;
             capdb_results_free(out);
@@ -179,8 +177,7 @@ static int text_candidates(capdb *db, const capdb_query *q, const query_words *w
  * them in one round trip. An image outside a range's first CAPDB_POSTINGS_PER_CONCEPT
  * gets only the other concepts' part: the ranking of the strongest matches, the ones
  * shown, is unaffected. */
-static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map,
-                              capdb_err *err)
+static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err)
 {
     int64_t *idx = malloc((size_t)q->n_concepts * sizeof *idx);
     double *weight = malloc((size_t)q->n_concepts * sizeof *weight);
@@ -213,9 +210,11 @@ static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *ma
     for (int i = 0; rc == 0 && r && i < PQntuples(r); i++) {
         int64_t ord = capdb__pg_get_int(r, i, 0);
         candidate *c = capdb__map_get(map, capdb__pg_get_int(r, i, 1));
-        if (!c) rc = capdb__fail(err, -ENOMEM, "out of memory");
-        else if (ord >= 1 && (size_t)ord <= n)
+        if (!c) {
+            rc = capdb__fail(err, -ENOMEM, "out of memory");
+        } else if (ord >= 1 && (size_t)ord <= n) {
             c->concept += weight[ord - 1] * (double)capdb__pg_get_int(r, i, 2) / 255.0;
+        }
     }
     PQclear(r);
     free(list.s);
@@ -225,8 +224,7 @@ static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *ma
 }
 
 /* Words matched: score the full stored concept vector, not just its postings. */
-static int exact_concept_scores(capdb *db, const capdb_query *q, candidate_map *map,
-                                capdb_err *err)
+static int exact_concept_scores(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err)
 {
     int64_t *ids = malloc((map->n ? map->n : 1) * sizeof *ids);
     size_t n = 0;
@@ -287,8 +285,7 @@ static int by_id(const void *a, const void *b)
  * met the folder and date filters, nor status OK, yet: checked here. w is NULL for a
  * similar-image search (no snippets). */
 static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, const scored *order,
-                     size_t n, candidate_map *map, int limit, capdb_results *out,
-                     capdb_err *err)
+                     size_t n, candidate_map *map, int limit, capdb_results *out, capdb_err *err)
 {
     if (n == 0) return 0;
     size_t want = n < (size_t)limit ? n : (size_t)limit;
@@ -415,8 +412,9 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     strbuf sql = {0};
     capdb__pg_int(&p, (int64_t)n + CAPDB_POOLED_HEADER);
     int filtered = (q->under_dir && *q->under_dir) || q->has_since || q->has_until;
-    sb_add(&sql, "DECLARE capdb_similar BINARY NO SCROLL CURSOR FOR SELECT v.image_id, v.pooled"
-                 " FROM vectors v%s WHERE v.pooled IS NOT NULL AND length(v.pooled) = $1",
+    sb_add(&sql,
+           "DECLARE capdb_similar BINARY NO SCROLL CURSOR FOR SELECT v.image_id, v.pooled"
+           " FROM vectors v%s WHERE v.pooled IS NOT NULL AND length(v.pooled) = $1",
            filtered ? " JOIN images i ON i.id = v.image_id" : "");
     char *lo = NULL, *hi = NULL;
     if (filtered) sb_add(&sql, " AND i.status = 0");
@@ -431,8 +429,8 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     free(hi);
     while (rc == 0 && qnorm != 0) {
         int code, got;
-        PGresult *r = capdb__pg_run(db, "FETCH " STR(SIMILAR_FETCH) " FROM capdb_similar",
-                                    NULL, &code, err, "scanning vectors");
+        PGresult *r = capdb__pg_run(db, "FETCH " STR(SIMILAR_FETCH) " FROM capdb_similar", NULL,
+                                    &code, err, "scanning vectors");
         if (!r) {
             rc = code;
             break;
@@ -460,8 +458,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
             if (!c) rc = capdb__fail(err, -ENOMEM, "out of memory");
             else c->from_fts = 1; /* filters already applied in the scan */
         }
-        if (rc == 0)
-            rc = emit_hits(db, q, NULL, heap.items, (size_t)heap.n, &map, limit, out, err);
+        if (rc == 0) rc = emit_hits(db, q, NULL, heap.items, (size_t)heap.n, &map, limit, out, err);
         free(map.slots);
     }
     free(heap.items);
