@@ -315,9 +315,9 @@ static void print_nodes_text(const node_list *nl)
                                                         : "running";
         printf("  %-16s %-7s %-22s pid %-7lld %6.2f photos/s  %lld captioned, %lld claimed, "
                "heartbeat %llds ago\n",
-               cx_printable(n->name, a, sizeof a), cx_printable(n->role, b, sizeof b),
-               state, (long long)n->pid, n->rate, (long long)n->captioned,
-               (long long)n->claimed, (long long)(age < 0 ? 0 : age));
+               cx_printable(n->name, a, sizeof a), cx_printable(n->role, b, sizeof b), state,
+               (long long)n->pid, n->rate, (long long)n->captioned, (long long)n->claimed,
+               (long long)(age < 0 ? 0 : age));
         (void)c;
         if (n->host[0] && strcmp(n->host, n->name))
             printf("  %-16s on %s\n", "", cx_printable(n->host, c, sizeof c));
@@ -327,8 +327,8 @@ static void print_nodes_text(const node_list *nl)
 static void print_nodes_json(const node_list *nl)
 {
     if (!nl->shared) return;
-    printf(",\"queue\":{\"waiting\":%lld,\"claimed\":%lld},\"nodes\":[",
-           (long long)nl->work.queued, (long long)nl->work.claimed);
+    printf(",\"queue\":{\"waiting\":%lld,\"claimed\":%lld},\"nodes\":[", (long long)nl->work.queued,
+           (long long)nl->work.claimed);
     int64_t now = (int64_t)time(NULL);
     for (int i = 0; i < nl->n; i++) {
         const capdb_node *n = &nl->nodes[i];

@@ -18,16 +18,16 @@
 
 /* A backend that lacks an entry answers -ENOTSUP with the entry's name. */
 #define CALL(db, entry, err, ...)                                                                  \
-    ((db)->backend->entry ? (db)->backend->entry(db, __VA_ARGS__)                                  \
-                          : capdb__fail(err, -ENOTSUP, "%s: not available with %s",               \
-                                        #entry, (db)->backend->name))
+    ((db)->backend->entry                                                                          \
+         ? (db)->backend->entry(db, __VA_ARGS__)                                                   \
+         : capdb__fail(err, -ENOTSUP, "%s: not available with %s", #entry, (db)->backend->name))
 
 /* ------------------------------------------------------------------ connections */
 
 int capdb_is_pg_target(const char *target)
 {
-    return target && (strncmp(target, "postgresql://", 13) == 0 ||
-                      strncmp(target, "postgres://", 11) == 0);
+    return target &&
+           (strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0);
 }
 
 int capdb__is_pg_target(const char *target) { return capdb_is_pg_target(target); }
@@ -181,8 +181,7 @@ int capdb_get_pooled(capdb *db, const char *path, float *out, int n, capdb_err *
 
 /* ------------------------------------------------------------------ several nodes */
 
-int capdb_work_enqueue(capdb *db, const char *path, int64_t size, int64_t mtime_ns,
-                       capdb_err *err)
+int capdb_work_enqueue(capdb *db, const char *path, int64_t size, int64_t mtime_ns, capdb_err *err)
 {
     return CALL(db, work_enqueue, err, path, size, mtime_ns, err);
 }

@@ -18,8 +18,10 @@
  *
  * Invariants:
  *  - an entry with claimed = 1 holds a claim of this node; holding counts them;
- *  - a claimed entry that ends while the pipeline runs is finished (OP_DONE) whatever
- *    its outcome (captioned, failed, unchanged, gone); at a stop the claims still held
+ *  - a claim ends with the row it produced, in the same write (the row op carries it:
+ *    a row that cannot be written never finishes its claim, so its lease runs out and
+ *    the file is claimed again); a claimed entry that ends without a row (unchanged,
+ *    gone) is finished by OP_DONE while the pipeline runs; at a stop the claims still held
  *    are given back instead, and whoever claims them again finds an unchanged row when
  *    the result was written.
  */
@@ -100,10 +102,15 @@ void cx__cluster_stop(cx_pipeline *p, uv_close_cb closed)
     if (!p->cluster.active) return;
     capdb_err err = {{0}, 0};
     if (capdb_work_release(p->cluster.db, p->cluster.node, &err) < 0)
-        cx_log(LOG_WARNING, "giving back this node's claims: %s (they return when their "
-                            "lease runs out)", err.msg);
-    capdb_node me = {.name = p->cluster.node, .role = "stopped", .host = p->cluster.host,
-                     .pid = getpid(), .captioned = p->stats.model_runs,
+        cx_log(LOG_WARNING,
+               "giving back this node's claims: %s (they return when their "
+               "lease runs out)",
+               err.msg);
+    capdb_node me = {.name = p->cluster.node,
+                     .role = "stopped",
+                     .host = p->cluster.host,
+                     .pid = getpid(),
+                     .captioned = p->stats.model_runs,
                      .started = p->cluster.started};
     capdb_node_heartbeat(p->cluster.db, &me, LEASE_S, &err);
     uv_timer_stop(&p->cluster.claim_timer);
@@ -123,6 +130,16 @@ int cx__cluster_hand_off(cx_pipeline *p, job *j)
     cx__write_enqueue(p, j->path, (int64_t)j->st.st_size, cx__mtime_ns(&j->st));
     p->stats.enqueued++;
     cx__job_finish(j);
+    return 1;
+}
+
+int cx__cluster_row_ends_claim(cx_pipeline *p, const char *path)
+{
+    if (!p->cluster.active) return 0;
+    entry *e = cx__entry_find(p, path);
+    if (!e || !e->claimed) return 0;
+    e->claimed = 0;
+    p->cluster.holding--;
     return 1;
 }
 
@@ -198,8 +215,8 @@ static void take(cx_pipeline *p, const capdb_work_item *item)
         /* every node that held it died on it: record it failed instead of a fourth try */
         struct stat st;
         if (lstat(item->path, &st) == 0) {
-            cx_log(LOG_ERR, "%s: %d claims ended without an answer; recorded failed",
-                   item->path, item->attempts - 1);
+            cx_log(LOG_ERR, "%s: %d claims ended without an answer; recorded failed", item->path,
+                   item->attempts - 1);
             cx__write_failure(p, item->path, &st, 0,
                               "the nodes captioning it stopped (crash or kill) every time",
                               "crashed");
@@ -233,6 +250,5 @@ static double recent_rate(cx_pipeline *p)
     int oldest = p->cluster.n_samples < N ? 0 : p->cluster.next_sample;
     uint64_t dt = now - p->cluster.samples[oldest].ms;
     if (dt == 0) return 0;
-    return (double)(p->stats.model_runs - p->cluster.samples[oldest].count) * 1000.0 /
-           (double)dt;
+    return (double)(p->stats.model_runs - p->cluster.samples[oldest].count) * 1000.0 / (double)dt;
 }

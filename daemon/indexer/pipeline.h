@@ -228,6 +228,9 @@ void cx__cluster_stop(cx_pipeline *p, uv_close_cb closed);
 /* A job about to go to the model: on a shared index an unclaimed file is queued for
  * any node instead, and the job finished. 1 = handed off. */
 int cx__cluster_hand_off(cx_pipeline *p, job *j);
+/* A row for path is being written: 1 when it ends this node's claim (the entry's claim
+ * moves to the row op: capdb_work_done right after the upsert, never without it). */
+int cx__cluster_row_ends_claim(cx_pipeline *p, const char *path);
 /* An entry is being removed: finishes its claim, if it holds one. */
 void cx__cluster_entry_gone(cx_pipeline *p, entry *e);
 

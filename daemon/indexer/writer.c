@@ -40,6 +40,8 @@ struct write_op {
     enum op_kind kind;
     capdb_image row;          /* OP_ROW (owned copies while pending) */
     int failed_row;           /* OP_ROW: a failure record (counts as failed) */
+    int finish_claim;         /* OP_ROW: the row ends this node's claim on the shared queue:
+                                 finished in the same op, so never without its row */
     char *a, *b;              /* OP_DELETE path; OP_MOVE from, to; OP_META key, value */
     int replace_target;       /* OP_MOVE: a file rename replaces what was there */
     int found_by_content;     /* OP_MOVE: for the log line */
@@ -100,7 +102,8 @@ void cx__writer_close(cx_pipeline *p, uv_close_cb closed)
 
 void cx__write_row(cx_pipeline *p, const capdb_image *row)
 {
-    write_op op = {.kind = OP_ROW, .row = *row};
+    write_op op = {
+        .kind = OP_ROW, .row = *row, .finish_claim = cx__cluster_row_ends_claim(p, row->path)};
     submit(p, &op);
 }
 
@@ -110,6 +113,7 @@ void cx__write_failure(cx_pipeline *p, const char *path, const struct stat *st,
     write_op op = {
         .kind = OP_ROW,
         .failed_row = 1,
+        .finish_claim = cx__cluster_row_ends_claim(p, path),
         .row =
             {
                 .path = path,
@@ -274,7 +278,10 @@ static int apply(cx_pipeline *p, const write_op *op)
     int rc = 0;
     switch (op->kind) {
     case OP_ROW:
-        if ((rc = capdb_upsert(p->opt.db, &op->row, &err)) < 0) {
+        rc = capdb_upsert(p->opt.db, &op->row, &err);
+        if (rc == 0 && op->finish_claim)
+            rc = capdb_work_done(p->opt.db, p->cluster.node, op->row.path, &err);
+        if (rc < 0) {
             cx_log(LOG_ERR, "%s %s: %s",
                    op->failed_row ? "recording the failure of" : "writing to the index",
                    op->row.path, err.msg);
@@ -319,8 +326,8 @@ static int apply(cx_pipeline *p, const write_op *op)
             cx_log(LOG_WARNING, "meta %s: %s", op->a, err.msg);
         break;
     case OP_TEXT:
-        if ((rc = capdb_update_text(p->opt.db, op->id, op->a, op->b, op->sidecar_mtime_ns,
-                                    &err)) < 0)
+        if ((rc = capdb_update_text(p->opt.db, op->id, op->a, op->b, op->sidecar_mtime_ns, &err)) <
+            0)
             cx_log(LOG_ERR, "writing what people wrote to the index: %s", err.msg);
         break;
     case OP_ENQUEUE:
@@ -336,6 +343,9 @@ static int apply(cx_pipeline *p, const write_op *op)
         replay_batch(p, err.msg);
         return -ECONNRESET;
     }
+    /* the storage refuses every write from now on (a database server fails the one
+     * statement, where SQLite fails the COMMIT): a write error, as at COMMIT */
+    if (rc == -ENOSPC || rc == -EROFS || rc == -EACCES) write_failed(p);
     if (capdb_is_shared(p->opt.db)) keep_in_batch(p, copy_op(op));
     if (++p->tx_ops >= p->opt.settings->batch_size) cx__writer_flush(p);
     return 0;
@@ -484,9 +494,10 @@ static void keep_in_batch(cx_pipeline *p, write_op *op)
 static void replay_batch(cx_pipeline *p, const char *why)
 {
     if (!p->server_away)
-        cx_log(LOG_WARNING, "lost the index server (%s): %d change%s of the open batch kept "
-                            "and replayed when it is back", why, p->n_batch,
-               p->n_batch == 1 ? "" : "s");
+        cx_log(LOG_WARNING,
+               "lost the index server (%s): %d change%s of the open batch kept "
+               "and replayed when it is back",
+               why, p->n_batch, p->n_batch == 1 ? "" : "s");
     p->server_away = 1;
     capdb_rollback(p->opt.db);
     uv_timer_stop(&p->batch_timer);

@@ -140,11 +140,16 @@ int capdb_pg_meta_set(capdb *db, const char *key, const char *value, capdb_err *
     pg_params p = {0};
     capdb__pg_text(&p, k);
     capdb__pg_text(&p, v);
-    int rc = oom ? capdb__fail(err, -ENOMEM, "out of memory")
-                 : capdb__pg_exec(db,
-                                  "INSERT INTO meta(key, value) VALUES($1, $2)"
-                                  " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                                  &p, err, "setting metadata");
+    /* in a savepoint: a failure fails this write alone, not the caller's batch */
+    int rc = oom ? capdb__fail(err, -ENOMEM, "out of memory") : capdb__pg_atomic_begin(db, err);
+    if (rc == 0) {
+        rc = capdb__pg_exec(db,
+                            "INSERT INTO meta(key, value) VALUES($1, $2)"
+                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                            &p, err, "setting metadata");
+        int end = rc == -ECONNRESET ? rc : capdb__pg_atomic_end(db, rc == 0, err);
+        if (rc == 0) rc = end;
+    }
     free(k);
     free(v);
     return rc;
@@ -240,10 +245,9 @@ PGresult *capdb__pg_run(capdb *db, const char *sql, const pg_params *params, int
     }
     /* without parameters the simple protocol, which (unlike PQexecParams) runs several
      * statements in one string: the schema's creation and migrations are such strings */
-    PGresult *r = params && params->n
-                      ? PQexecParams(pg->conn, sql, params->n, NULL, params->values,
-                                     params->lengths, params->formats, 0)
-                      : PQexec(pg->conn, sql);
+    PGresult *r = params && params->n ? PQexecParams(pg->conn, sql, params->n, NULL, params->values,
+                                                     params->lengths, params->formats, 0)
+                                      : PQexec(pg->conn, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     *code = pg_fail(db, err, r, what);
@@ -281,8 +285,7 @@ char *capdb__pg_get_text(const PGresult *r, int row, int col, int *oom)
     return s;
 }
 
-unsigned char *capdb__pg_get_bytes(const PGresult *r, int row, int col, size_t *length,
-                                   int *oom)
+unsigned char *capdb__pg_get_bytes(const PGresult *r, int row, int col, size_t *length, int *oom)
 {
     if (length) *length = 0;
     if (PQgetisnull(r, row, col)) return NULL;
@@ -344,16 +347,14 @@ static int connect_session(capdb *db, capdb_err *err)
         char msg[CAPDB_ERR_MAX];
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(pg->conn));
         first_line(msg);
-        return capdb__fail(err, -ECONNREFUSED, "cannot connect to the PostgreSQL server: %s",
-                           msg);
+        return capdb__fail(err, -ECONNREFUSED, "cannot connect to the PostgreSQL server: %s", msg);
     }
     PQsetNoticeProcessor(pg->conn, ignore_notice, NULL);
     char sql[512];
     snprintf(sql, sizeof sql,
              "SET search_path = capsearch; SET client_encoding = 'UTF8';"
              " SET application_name = 'capsearch'; SET lock_timeout = %d;%s",
-             pg->lock_timeout_ms,
-             db->readonly ? " SET default_transaction_read_only = on;" : "");
+             pg->lock_timeout_ms, db->readonly ? " SET default_transaction_read_only = on;" : "");
     PGresult *r = PQexec(pg->conn, sql);
     int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
     int code = ok ? 0 : pg_fail(db, err, r, "setting up the session");
@@ -434,18 +435,21 @@ static int pg_fail(capdb *db, capdb_err *err, const PGresult *res, const char *w
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     int code = -EIO;
-    if (PQstatus(db->pg->conn) != CONNECTION_OK || (state && !strncmp(state, "08", 2)) ||
-        (state && !strcmp(state, "57P01"))) {
+    /* The server gives every error of its own a SQLSTATE; a failed statement without one
+     * is libpq's own report: the connection broke (its status may still say OK until
+     * the next call). */
+    if (PQstatus(db->pg->conn) != CONNECTION_OK || !state || !strncmp(state, "08", 2) ||
+        !strcmp(state, "57P01") || !strcmp(state, "57P02") || !strcmp(state, "57P03")) {
         /* the transaction (if any) died with the connection */
         code = db->pg->in_tx ? -ECONNRESET : -ECONNREFUSED;
         db->pg->in_tx = 0;
         db->pg->savepoints = 0;
     } else if (state) {
-        if (!strcmp(state, "53100")) code = -ENOSPC;                 /* disk_full */
-        else if (!strcmp(state, "53200")) code = -ENOMEM;            /* out_of_memory */
-        else if (!strcmp(state, "25006")) code = -EROFS;             /* read_only_sql_transaction */
+        if (!strcmp(state, "53100")) code = -ENOSPC;      /* disk_full */
+        else if (!strcmp(state, "53200")) code = -ENOMEM; /* out_of_memory */
+        else if (!strcmp(state, "25006")) code = -EROFS;  /* read_only_sql_transaction */
         else if (!strcmp(state, "55P03") || !strcmp(state, "40P01") || /* lock, deadlock */
-                 !strcmp(state, "40001"))                            /* serialization */
+                 !strcmp(state, "40001"))                              /* serialization */
             code = -EBUSY;
         else if (!strncmp(state, "42501", 5) || !strncmp(state, "28", 2)) code = -EACCES;
         else if (!strncmp(state, "23", 2) || !strncmp(state, "22", 2)) code = -EINVAL;
