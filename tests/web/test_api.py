@@ -4,6 +4,11 @@ against a real index of real photos (compared with what the CLI prints for the s
 index), plus the security rules and the faults: bad ids, path traversal, hostile
 queries, huge requests, a missing, locked or replaced database.
 
+With CAPSEARCH_TEST_PG set (tests/pg/with_pg.sh) the index is a PostgreSQL database
+(webfixture.index_db); the faults of files become those of databases: no schema yet,
+a table locked by another session, the schema replaced or dropped under the server,
+the database server restarted.
+
 Usage: test_api.py CAPSEARCH PHOTOS_DIR MODELS_DIR WORKDIR   (exit 77: photos or model absent)
 """
 import json
@@ -18,7 +23,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from webfixture import Server, build_index, check, finish, run_index  # noqa: E402
+from webfixture import (PG, Server, build_index, check, finish, index_db, pg, pg_load,  # noqa: E402
+                        pg_tool, run_index)
 
 capsearch, photos, models, work = sys.argv[1:5]
 lib, env = build_index(capsearch, photos, models, work)
@@ -312,13 +318,29 @@ check(p.returncode == 2 and b"16" in p.stderr, "a weak token file is refused", p
 
 # ------------------------------------------------------------------ missing, locked, replaced index
 db = env["CAPSEARCH_DB"]
-menv = dict(env, CAPSEARCH_DB=os.path.join(work, "later.db"))
+if PG:  # no such database on the server, and no server at all: JSON errors, no crash
+    os.makedirs(os.path.join(work, "no-server"), exist_ok=True)
+    for what, uri in [("no such database", pg.uri("nosuchdb")),
+                      ("no database server", "postgresql:///x?host=" + os.path.join(work, "no-server"))]:
+        n = Server(capsearch, dict(env, CAPSEARCH_DB=uri))
+        st, r = n.get_json("/api/search?q=dog")
+        check(st in (500, 503) and isinstance(r.get("error"), str) and n.alive(),
+              f"{what}: a JSON error, server alive", (st, r))
+        n.stop()
+later = index_db(work, "later") if PG else os.path.join(work, "later.db")
+menv = dict(env, CAPSEARCH_DB=later)
 m = Server(capsearch, menv)
 st, r = m.get_json("/api/search?q=dog")
-check(st == 503 and "no index" in r["error"], "missing index: 503 with how to make one", r)
+if PG:  # an empty database: no schema yet
+    check(st == 503 and "capsearch index" in r["error"], "no index yet: 503 with how to make one", r)
+else:
+    check(st == 503 and "no index" in r["error"], "missing index: 503 with how to make one", r)
 st, r = m.get_json("/api/status")
 check(st == 503, "missing index: status 503")
-shutil.copy(db, os.path.join(work, "later.db"))
+if PG:
+    pg_load("index", "later")
+else:
+    shutil.copy(db, later)
 st, r = m.get_json("/api/search?q=dog")
 check(st == 200 and r["results"], "the index appears: served without a restart", r)
 m.stop()
@@ -332,7 +354,7 @@ if sa:
     free = probe.getsockname()[1]
     probe.close()
     act = subprocess.Popen([sa, "-l", f"127.0.0.1:{free}", capsearch, "serve", "--db",
-                            os.path.join(work, "later.db")], env=env,
+                            later], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)
     body = b""
@@ -354,25 +376,48 @@ if sa:
     act.terminate()
     act.wait(10)
 
-# locked: another process holds the index in exclusive locking mode (taken before the
-# server's first connection, as WAL readers otherwise never wait)
-locked = os.path.join(work, "locked.db")
-shutil.copy(db, locked)
-locker = sqlite3.connect(locked, timeout=1, isolation_level=None)
-locker.execute("PRAGMA locking_mode=EXCLUSIVE")
-locker.execute("BEGIN EXCLUSIVE")
-locker.execute("INSERT INTO meta(key, value) VALUES('web.test', 'x')")
-locker.execute("COMMIT")     # exclusive locking mode: the lock stays after commit
+if PG:
+    # locked: another session holds the images table in ACCESS EXCLUSIVE mode (as a
+    # migration would); the search waits for the lock timeout, then a JSON error
+    locked = index_db(work, "locked")
+    pg_load("index", "locked")
+    locker = subprocess.Popen([pg_tool("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                               "-d", locked], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    locker.stdin.write("BEGIN;\nLOCK TABLE capsearch.images IN ACCESS EXCLUSIVE MODE;\n"
+                       "SELECT 'ready';\n")
+    locker.stdin.flush()
+    check(locker.stdout.readline().strip() == "ready", "psql holds the lock")
+else:
+    # locked: another process holds the index in exclusive locking mode (taken before the
+    # server's first connection, as WAL readers otherwise never wait)
+    locked = os.path.join(work, "locked.db")
+    shutil.copy(db, locked)
+    locker = sqlite3.connect(locked, timeout=1, isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    locker.execute("INSERT INTO meta(key, value) VALUES('web.test', 'x')")
+    locker.execute("COMMIT")     # exclusive locking mode: the lock stays after commit
 ls = Server(capsearch, dict(env, CAPSEARCH_DB=locked))
 t0 = time.time()
 st, r = ls.get_json("/api/search?q=kite")
 took = time.time() - t0
-# 503 is the aim; capdb_open reports a lock met while reading the header as -EIO ("not a
-# capsearch database: database is locked", db/capdb.c check_ours), which becomes a 500
-check(st in (500, 503) and took < 15 and "locked" in r.get("error", ""),
-      f"locked index: a JSON error naming the lock after the busy timeout ({took:.1f} s)", r)
+if PG:
+    # lock_timeout (SQLSTATE 55P03) is "busy": 503, and the server's message names the lock
+    check(st == 503 and took < 15 and "lock" in r.get("error", ""),
+          f"locked table: a 503 JSON error after the lock timeout ({took:.1f} s)", r)
+else:
+    # 503 is the aim; capdb_open reports a lock met while reading the header as -EIO ("not a
+    # capsearch database: database is locked", db/capdb.c check_ours), which becomes a 500
+    check(st in (500, 503) and took < 15 and "locked" in r.get("error", ""),
+          f"locked index: a JSON error naming the lock after the busy timeout ({took:.1f} s)", r)
 check(ls.alive(), "locked index: server alive")
-locker.close()
+if PG:
+    locker.stdin.write("COMMIT;\n")
+    locker.stdin.close()
+    locker.wait(30)
+else:
+    locker.close()
 st, r = ls.get_json("/api/search?q=kite")
 check(st == 200 and r["results"], "lock released: 200 again", r)
 ls.stop()
@@ -384,22 +429,37 @@ check(st == 200 and r["results"], "before the replacement")
 newlib = os.path.join(work, "newlib")
 os.makedirs(newlib)
 shutil.copy(os.path.join(photos, "horses.jpg"), newlib)
-nenv = dict(env, CAPSEARCH_DB=os.path.join(work, "new.db"))
+nenv = dict(env, CAPSEARCH_DB=index_db(work, "new"))
 run_index(capsearch, nenv, newlib)
-# as the daemon moves a damaged index: the file with its -wal and -shm (a WAL left
-# behind would be read as the new file's: SQLite's "How To Corrupt" 2.5)
-for sfx in ("", "-wal", "-shm"):
-    if os.path.exists(db + sfx):
-        os.replace(db + sfx, db + ".old" + sfx)
-os.replace(os.path.join(work, "new.db"), db)
+if PG:
+    # the new index's schema swapped in for the old one in one transaction, under the
+    # server's open connections
+    pg_load("new", "index", before="ALTER SCHEMA capsearch RENAME TO capsearch_old;")
+else:
+    # as the daemon moves a damaged index: the file with its -wal and -shm (a WAL left
+    # behind would be read as the new file's: SQLite's "How To Corrupt" 2.5)
+    for sfx in ("", "-wal", "-shm"):
+        if os.path.exists(db + sfx):
+            os.replace(db + sfx, db + ".old" + sfx)
+    os.replace(nenv["CAPSEARCH_DB"], db)
 st, r = s.get_json("/api/search?q=horse")
 check(st == 200 and [h["path"] for h in r["results"]] == [os.path.join(newlib, "horses.jpg")],
       "a replaced index: the new file's rows are served", r)
 st, r = s.get_json("/api/status")
 check(st == 200 and r["images"]["total"] == 1, "a replaced index: status counts the new file", r)
-with open(db, "r+b") as f:     # a damaged replacement
-    f.seek(0)
-    f.write(b"this is not an sqlite file at all" * 4)
+if PG:
+    # the database server restarted under the running server: its pooled connections
+    # are cut; the server connects again
+    pg.restart()
+    replies = [s.get_json("/api/search?q=horse") for _ in range(3)]
+    check([st for st, _ in replies] == [200, 200, 200],
+          "the database server restarted: searches are served", replies)
+    check(s.alive(), "the database server restarted: server alive")
+    pg.psql("DROP SCHEMA capsearch CASCADE", "index")  # the index dropped
+else:
+    with open(db, "r+b") as f:     # a damaged replacement
+        f.seek(0)
+        f.write(b"this is not an sqlite file at all" * 4)
 st, r = s.get_json("/api/search?q=horse")
 check(st in (500, 503) and isinstance(r.get("error"), str), "a damaged index: a JSON error", r)
 check(s.alive(), "a damaged index: server alive")

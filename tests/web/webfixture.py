@@ -1,5 +1,9 @@
 """Shared by the web tests: a real index of the sample photos (made by `capsearch index`
-with the real model) and a real `capsearch serve` process on a loopback port."""
+with the real model) and a real `capsearch serve` process on a loopback port.
+
+With CAPSEARCH_TEST_PG set (tests/pg/with_pg.sh: a throw-away PostgreSQL server, its
+folder in CAPSEARCH_TEST_PG_DIR) each index is a fresh database on that server, named
+by its URI wherever a file's path went (index_db, CAPSEARCH_DB, --db)."""
 import http.client
 import json
 import os
@@ -12,6 +16,38 @@ import time
 
 SKIP = 77
 failures = []
+PG = os.environ.get("CAPSEARCH_TEST_PG")
+pg = None
+if PG:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pg"))
+    from pgserver import PgServer  # noqa: E402
+    # the server with_pg.sh started and stops: here only its databases, psql and pg_dump
+    pg = PgServer(dir=os.environ["CAPSEARCH_TEST_PG_DIR"])
+
+
+def index_db(work, name):
+    """Where an index called name goes: WORK/name.db, or (PostgreSQL) the URI of a fresh,
+    empty database name."""
+    if not PG:
+        return os.path.join(work, name + ".db")
+    pg.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return pg.create_db(name)
+
+
+def pg_tool(name):
+    return os.path.join(pg._bin, name)
+
+
+def pg_load(src, dst, before="", after=""):
+    """Copies database src's index (pg_dump) into database dst in one transaction, with
+    the SQL before and after it in the same transaction."""
+    dump = subprocess.run([pg_tool("pg_dump"), "-d", pg.uri(src), "--no-owner"],
+                          capture_output=True, text=True, check=True).stdout
+    r = subprocess.run([pg_tool("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d",
+                        pg.uri(dst)], input=before + "\n" + dump + "\n" + after,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"loading {src} into {dst}: {r.stderr.strip()}")
 
 
 def check(cond, what, detail=""):
@@ -41,7 +77,7 @@ def build_index(capsearch, photos, models, work, names=("dog", "horses", "kite",
     os.makedirs(lib)
     for n in names:
         shutil.copy(os.path.join(photos, n + ".jpg"), lib)
-    env = dict(os.environ, CAPSEARCH_MODELS=models, CAPSEARCH_DB=os.path.join(work, "index.db"))
+    env = dict(os.environ, CAPSEARCH_MODELS=models, CAPSEARCH_DB=index_db(work, "index"))
     return lib, env
 
 
