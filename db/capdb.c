@@ -213,9 +213,15 @@ int capdb_work_release(capdb *db, const char *node, capdb_err *err)
     return CALL(db, work_release, err, node, err);
 }
 
-int capdb_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capdb_err *err)
+int capdb_work_renew(capdb *db, const char *node, const char *path, int lease_s,
+                     capdb_err *err)
 {
-    return CALL(db, node_heartbeat, err, node, lease_s, err);
+    return CALL(db, work_renew, err, node, path, lease_s, err);
+}
+
+int capdb_node_heartbeat(capdb *db, const capdb_node *node, capdb_err *err)
+{
+    return CALL(db, node_heartbeat, err, node, err);
 }
 
 int capdb_foreach_node(capdb *db, int (*fn)(void *ctx, const capdb_node *node), void *ctx,

@@ -65,7 +65,9 @@ typedef struct capdb_backend {
                       int *n, capdb_err *err);
     int (*work_done)(capdb *db, const char *node, const char *path, capdb_err *err);
     int (*work_release)(capdb *db, const char *node, capdb_err *err);
-    int (*node_heartbeat)(capdb *db, const capdb_node *node, int lease_s, capdb_err *err);
+    int (*work_renew)(capdb *db, const char *node, const char *path, int lease_s,
+                      capdb_err *err);
+    int (*node_heartbeat)(capdb *db, const capdb_node *node, capdb_err *err);
     int (*foreach_node)(capdb *db, int (*fn)(void *ctx, const capdb_node *node), void *ctx,
                         capdb_err *err);
     int (*work_counts)(capdb *db, capdb_work_counts *out, capdb_err *err);

@@ -81,7 +81,8 @@ static int put_group(void *ctx, const char *value, int64_t count)
 void reply_db_error(web_reply *r, int rc, const capdb_err *err)
 {
     int status = 500;
-    if (rc == -ENOENT || rc == -EBUSY || err->damaged) status = 503;
+    if (rc == -ENOENT || rc == -EBUSY || rc == -ECONNREFUSED || rc == -ECONNRESET || err->damaged)
+        status = 503; /* the index is away for now: try again later */
     else if (rc == -EINVAL) status = 400;
     reply_error(r, status, "%s", err->msg[0] ? err->msg : strerror(-rc));
 }
@@ -327,6 +328,30 @@ static int put_failure(void *ctx, const char *path, const char *error, int64_t w
     return f->n >= FAILURES_SHOWN;
 }
 
+typedef struct {
+    jbuf *b;
+    int n;
+    int64_t now;
+} node_ctx;
+
+/* A shared index: one object per node, as `capsearch status --json` prints them. */
+static int put_node(void *ctx, const capdb_node *n)
+{
+    node_ctx *nc = ctx;
+    jb_puts(nc->b, nc->n++ ? ",{\"name\":" : "{\"name\":");
+    jb_string(nc->b, n->name);
+    jb_puts(nc->b, ",\"role\":");
+    jb_string(nc->b, n->role);
+    jb_puts(nc->b, ",\"host\":");
+    jb_string(nc->b, n->host);
+    jb_printf(nc->b,
+              ",\"pid\":%lld,\"rate\":%.3f,\"captioned\":%lld,\"claimed\":%lld,"
+              "\"heartbeat_age\":%lld,\"started\":%lld}",
+              (long long)n->pid, n->rate, (long long)n->captioned, (long long)n->claimed,
+              (long long)(nc->now - n->heartbeat), (long long)n->started);
+    return 0;
+}
+
 /* The object `capsearch status --json` prints (cli/cmd_status.c), same fields. */
 void api_status(capweb *w, web_reply *r)
 {
@@ -379,6 +404,15 @@ void api_status(capweb *w, web_reply *r)
     g.first = 1;
     capdb_foreach_count(db, "reason", put_group, &g, &err);
     jb_puts(&b, "}");
+    if (capdb_is_shared(db)) {
+        capdb_work_counts wc = {0, 0};
+        capdb_work_counts_get(db, &wc, &err);
+        jb_printf(&b, ",\"queue\":{\"waiting\":%lld,\"claimed\":%lld},\"nodes\":[",
+                  (long long)wc.queued, (long long)wc.claimed);
+        node_ctx nc = {&b, 0, (int64_t)time(NULL)};
+        capdb_foreach_node(db, put_node, &nc, &err);
+        jb_puts(&b, "]");
+    }
     jb_printf(&b, ",\"daemon\":{\"running\":%s,\"pid\":", running ? "true" : "false");
     if (pid > 0) jb_printf(&b, "%ld", pid);
     else jb_puts(&b, "null");

@@ -9,8 +9,8 @@
  *                               node holds) and runs them through the pipeline as
  *                               urgent entries marked claimed; the writer finishes each
  *                               claim (OP_DONE) right after its row;
- *   heartbeat_timer             renews this node's leases and records its rate, its
- *                               role and what it holds, for `capsearch status`.
+ *   heartbeat_timer             renews the leases of the entries this node still holds
+ *                               and records its rate and role for `capsearch status`.
  *
  * A node that dies stops renewing; its claims are taken over once their lease runs out,
  * and the taker logs which files it took from which node. Claims and heartbeats use a
@@ -112,7 +112,7 @@ void cx__cluster_stop(cx_pipeline *p, uv_close_cb closed)
                      .pid = getpid(),
                      .captioned = p->stats.model_runs,
                      .started = p->cluster.started};
-    capdb_node_heartbeat(p->cluster.db, &me, LEASE_S, &err);
+    capdb_node_heartbeat(p->cluster.db, &me, &err);
     uv_timer_stop(&p->cluster.claim_timer);
     uv_timer_stop(&p->cluster.heartbeat_timer);
     uv_close((uv_handle_t *)&p->cluster.claim_timer, closed);
@@ -189,7 +189,11 @@ static void on_heartbeat(uv_timer_t *t)
         .started = p->cluster.started,
     };
     capdb_err err = {{0}, 0};
-    if (capdb_node_heartbeat(p->cluster.db, &me, LEASE_S, &err) < 0) {
+    /* only the claims still being worked on: one lost track of must run out */
+    for (size_t i = 0; i < p->table_size; i++)
+        for (entry *e = p->table[i]; e; e = e->next)
+            if (e->claimed) capdb_work_renew(p->cluster.db, p->cluster.node, e->path, LEASE_S, NULL);
+    if (capdb_node_heartbeat(p->cluster.db, &me, &err) < 0) {
         if (!p->cluster.heartbeat_failing)
             cx_log(LOG_WARNING, "node heartbeat: %s (retrying every %d s)", err.msg,
                    HEARTBEAT_MS / 1000);

@@ -331,8 +331,11 @@ static int apply(cx_pipeline *p, const write_op *op)
             cx_log(LOG_ERR, "writing what people wrote to the index: %s", err.msg);
         break;
     case OP_ENQUEUE:
-        if ((rc = capdb_work_enqueue(p->opt.db, op->a, op->size, op->mtime_ns, &err)) < 0)
-            cx_log(LOG_ERR, "queueing %s for the nodes: %s", op->a, err.msg);
+        rc = capdb_work_enqueue(p->opt.db, op->a, op->size, op->mtime_ns, &err);
+        /* locked: another node's open batch is queueing the same file (both saw it) */
+        if (rc == -EBUSY)
+            cx_log(LOG_DEBUG, "%s: another node is queueing it right now", op->a);
+        else if (rc < 0) cx_log(LOG_ERR, "queueing %s for the nodes: %s", op->a, err.msg);
         break;
     case OP_DONE:
         if ((rc = capdb_work_done(p->opt.db, p->cluster.node, op->a, &err)) < 0)

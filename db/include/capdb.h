@@ -277,8 +277,13 @@ typedef struct {
     int64_t started;    /* unix seconds */
     int64_t heartbeat;  /* capdb_foreach_node: unix seconds of its last heartbeat */
 } capdb_node;
-/* Records node's state and renews the leases of its claims for lease_s seconds. */
-int capdb_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capdb_err *err);
+/* Renews node's lease on path for lease_s seconds: a node renews only the claims it is
+ * still working on, so a claim it lost track of (its row written but the claim not
+ * finished, a restart under the same name) runs out and is taken over. */
+int capdb_work_renew(capdb *db, const char *node, const char *path, int lease_s,
+                     capdb_err *err);
+/* Records node's state for `capsearch status`. */
+int capdb_node_heartbeat(capdb *db, const capdb_node *node, capdb_err *err);
 /* Every node that ever sent a heartbeat, newest heartbeat first. */
 int capdb_foreach_node(capdb *db, int (*fn)(void *ctx, const capdb_node *node), void *ctx,
                        capdb_err *err);

@@ -250,6 +250,18 @@ PGresult *capdb__pg_run(capdb *db, const char *sql, const pg_params *params, int
                                       : PQexec(pg->conn, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+    if (!pg->in_tx && !pg->savepoints && PQstatus(pg->conn) != CONNECTION_OK) {
+        /* libpq learns that an idle connection died (a server restart) only when a
+         * statement fails on it; outside a transaction nothing is lost: connect again
+         * and run it once more */
+        PQclear(r);
+        if ((*code = connect_session(db, err)) != 0) return NULL;
+        r = params && params->n ? PQexecParams(pg->conn, sql, params->n, NULL, params->values,
+                                               params->lengths, params->formats, 0)
+                                : PQexec(pg->conn, sql);
+        st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+    }
     *code = pg_fail(db, err, r, what);
     PQclear(r);
     return NULL;
@@ -516,6 +528,7 @@ const capdb_backend capdb__pg_backend = {
     .work_claim = capdb_pg_work_claim,
     .work_done = capdb_pg_work_done,
     .work_release = capdb_pg_work_release,
+    .work_renew = capdb_pg_work_renew,
     .node_heartbeat = capdb_pg_node_heartbeat,
     .foreach_node = capdb_pg_foreach_node,
     .work_counts = capdb_pg_work_counts,

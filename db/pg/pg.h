@@ -136,7 +136,9 @@ int capdb_pg_work_claim(capdb *db, const char *node, int max, int lease_s,
                         capdb_work_item **items, int *n, capdb_err *err);
 int capdb_pg_work_done(capdb *db, const char *node, const char *path, capdb_err *err);
 int capdb_pg_work_release(capdb *db, const char *node, capdb_err *err);
-int capdb_pg_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capdb_err *err);
+int capdb_pg_work_renew(capdb *db, const char *node, const char *path, int lease_s,
+                        capdb_err *err);
+int capdb_pg_node_heartbeat(capdb *db, const capdb_node *node, capdb_err *err);
 int capdb_pg_foreach_node(capdb *db, int (*fn)(void *ctx, const capdb_node *node), void *ctx,
                           capdb_err *err);
 int capdb_pg_work_counts(capdb *db, capdb_work_counts *out, capdb_err *err);

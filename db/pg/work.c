@@ -23,22 +23,29 @@ int capdb_pg_work_enqueue(capdb *db, const char *path, int64_t size, int64_t mti
     capdb__pg_path(&p, path);
     capdb__pg_int(&p, size);
     capdb__pg_int(&p, mtime_ns);
-    /* the same file seen again by another node's watch or scan is not new work: only a
-     * changed stat bumps the generation (and so outlives a claim taken before it) */
+    /* The same file seen again by another node's watch or scan is not new work: only a
+     * changed stat bumps the generation (and so outlives a claim taken before it). Two
+     * statements, not INSERT ... ON CONFLICT DO UPDATE: that one locks the queued row
+     * even when it changes nothing, and the node finishing that file would wait for our
+     * batch to commit. */
     int rc = capdb__pg_atomic_begin(db, err);
     if (rc) return rc;
     rc = capdb__pg_exec(db,
                         "INSERT INTO work(path, size, mtime_ns) VALUES($1, $2, $3)"
-                        " ON CONFLICT(path) DO UPDATE SET size = excluded.size,"
-                        " mtime_ns = excluded.mtime_ns, generation = work.generation + 1"
-                        " WHERE work.size <> excluded.size OR work.mtime_ns <> excluded.mtime_ns",
+                        " ON CONFLICT(path) DO NOTHING",
                         &p, err, "queueing a file");
+    if (rc == 0)
+        rc = capdb__pg_exec(db,
+                            "UPDATE work SET size = $2, mtime_ns = $3,"
+                            " generation = generation + 1"
+                            " WHERE path = $1 AND (size <> $2 OR mtime_ns <> $3)",
+                            &p, err, "queueing a changed file");
     int end = capdb__pg_atomic_end(db, rc == 0, err);
     return rc ? rc : end;
 }
 
-int capdb_pg_work_claim(capdb *db, const char *node, int max, int lease_s,
-                        capdb_work_item **items, int *n, capdb_err *err)
+int capdb_pg_work_claim(capdb *db, const char *node, int max, int lease_s, capdb_work_item **items,
+                        int *n, capdb_err *err)
 {
     *items = NULL;
     *n = 0;
@@ -53,17 +60,17 @@ int capdb_pg_work_claim(capdb *db, const char *node, int max, int lease_s,
     capdb__pg_int(&p, lease_s);
     int code;
     /* one statement, so it is its own transaction when none is open */
-    PGresult *r = capdb__pg_run(
-        db,
-        "WITH picked AS ("
-        "  SELECT path, claimed_by AS previous FROM work"
-        "  WHERE lease_until IS NULL OR lease_until < now()"
-        "  ORDER BY enqueued LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        " UPDATE work w SET claimed_by = $1, claimed_generation = w.generation,"
-        "  lease_until = now() + make_interval(secs => $3), attempts = w.attempts + 1"
-        " FROM picked WHERE w.path = picked.path"
-        " RETURNING w.path, w.size, w.mtime_ns, w.attempts, picked.previous",
-        &p, &code, err, "claiming queued files");
+    PGresult *r =
+        capdb__pg_run(db,
+                      "WITH picked AS ("
+                      "  SELECT path, claimed_by AS previous FROM work"
+                      "  WHERE lease_until IS NULL OR lease_until < now()"
+                      "  ORDER BY enqueued LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                      " UPDATE work w SET claimed_by = $1, claimed_generation = w.generation,"
+                      "  lease_until = now() + make_interval(secs => $3), attempts = w.attempts + 1"
+                      " FROM picked WHERE w.path = picked.path"
+                      " RETURNING w.path, w.size, w.mtime_ns, w.attempts, picked.previous",
+                      &p, &code, err, "claiming queued files");
     free(name);
     if (!r) return code;
     int rows = PQntuples(r);
@@ -128,7 +135,7 @@ int capdb_pg_work_release(capdb *db, const char *node, capdb_err *err)
     return rc;
 }
 
-int capdb_pg_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capdb_err *err)
+int capdb_pg_node_heartbeat(capdb *db, const capdb_node *node, capdb_err *err)
 {
     int oom = 0;
     char *name = capdb__pg_utf8(node->name, &oom);
@@ -152,20 +159,30 @@ int capdb_pg_node_heartbeat(capdb *db, const capdb_node *node, int lease_s, capd
                             " captioned = excluded.captioned, rate = excluded.rate,"
                             " started = excluded.started, heartbeat = now()",
                             &p, err, "recording the node");
-    /* renew; items our own writer is finishing right now are locked by it: skipped, not
-     * waited for (a wait across our two connections would never end) */
-    pg_params lp = {0};
-    capdb__pg_text(&lp, name);
-    capdb__pg_int(&lp, lease_s);
-    if (rc == 0)
-        rc = capdb__pg_exec(db,
-                            "UPDATE work SET lease_until = now() + make_interval(secs => $2)"
-                            " WHERE path IN (SELECT path FROM work WHERE claimed_by = $1"
-                            "  AND lease_until IS NOT NULL FOR UPDATE SKIP LOCKED)",
-                            &lp, err, "renewing leases");
     free(name);
     free(role);
     free(host);
+    return rc;
+}
+
+int capdb_pg_work_renew(capdb *db, const char *node, const char *path, int lease_s,
+                        capdb_err *err)
+{
+    int oom = 0;
+    char *name = capdb__pg_utf8(node, &oom);
+    if (oom) return capdb__fail(err, -ENOMEM, "out of memory");
+    pg_params p = {0};
+    capdb__pg_text(&p, name);
+    capdb__pg_path(&p, path);
+    capdb__pg_int(&p, lease_s);
+    /* a row our own writer is finishing right now is locked by it: skipped, not waited
+     * for (a wait across our two connections would never end) */
+    int rc = capdb__pg_exec(db,
+                            "UPDATE work SET lease_until = now() + make_interval(secs => $3)"
+                            " WHERE path IN (SELECT path FROM work WHERE path = $2"
+                            "  AND claimed_by = $1 FOR UPDATE SKIP LOCKED)",
+                            &p, err, "renewing a lease");
+    free(name);
     return rc;
 }
 
@@ -176,7 +193,8 @@ int capdb_pg_foreach_node(capdb *db, int (*fn)(void *ctx, const capdb_node *node
     PGresult *r = capdb__pg_run(
         db,
         "SELECT n.name, n.role, n.host, n.pid, n.captioned, n.rate,"
-        " extract(epoch FROM n.started)::bigint, extract(epoch FROM n.heartbeat)::bigint,"
+        " floor(extract(epoch FROM n.started))::bigint,"
+        " floor(extract(epoch FROM n.heartbeat))::bigint,"
         " (SELECT count(*) FROM work w WHERE w.claimed_by = n.name AND w.lease_until > now())"
         " FROM nodes n ORDER BY n.heartbeat DESC, n.name",
         NULL, &code, err, "listing nodes");
