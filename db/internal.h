@@ -160,6 +160,8 @@ void capdb__free_words(char **words, int n);
  * float32 L2 norm of the int8 values, then int8 values (x ~= q * scale). */
 #define CAPDB_POOLED_HEADER 8
 void capdb__encode_pooled(const float *x, int n, unsigned char *blob);
+/* The similar-image scans' inner loop (vectors.c is built with -O3 for it). */
+int32_t capdb__dot_i8(const int8_t *a, const int8_t *b, int n);
 int capdb__decode_pooled(const void *blob, int bytes, float *out, int n);
 
 /* Concepts shown with at least this probability get a posting (a search entry); an
@@ -175,6 +177,11 @@ typedef struct {
 int capdb__concept_bytes(const capdb_image *img, unsigned char *bytes, capdb_posting *top);
 
 /* ------------------------------------------------------------------ rank.c */
+
+/* The statement of capdb_foreach_count for group ("format", "reason"): the same SQL on
+ * both backends, fixed text (the column is never taken from the caller); NULL for any
+ * other group. */
+const char *capdb__count_sql(const char *group);
 
 /* Candidates taken from each side of a search before fusing. */
 #define CAPDB_FTS_CANDIDATES 200

@@ -108,3 +108,14 @@ scored *capdb__fuse(const candidate_map *map, int with_concepts, size_t *n)
     qsort(order, *n, sizeof *order, capdb__by_score_desc);
     return order;
 }
+
+const char *capdb__count_sql(const char *group)
+{
+    if (!strcmp(group, "format"))
+        return "SELECT coalesce(format, 'unknown'), count(*) FROM images WHERE status = 0"
+               " GROUP BY 1 ORDER BY 2 DESC, 1";
+    if (!strcmp(group, "reason"))
+        return "SELECT coalesce(reason, 'unknown'), count(*) FROM images WHERE status = 1"
+               " GROUP BY 1 ORDER BY 2 DESC, 1";
+    return NULL;
+}

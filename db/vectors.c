@@ -61,3 +61,10 @@ static int by_weight_desc(const void *a, const void *b)
     if (x->weight != y->weight) return y->weight - x->weight;
     return x->index - y->index;
 }
+
+int32_t capdb__dot_i8(const int8_t *a, const int8_t *b, int n)
+{
+    int32_t s = 0;
+    for (int i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
+    return s;
+}

@@ -438,15 +438,8 @@ int capdb_pg_foreach_count(capdb *db, const char *group,
                            int (*fn)(void *ctx, const char *value, int64_t count), void *ctx,
                            capdb_err *err)
 {
-    /* two fixed statements (the column name is never taken from the caller's text) */
-    const char *sql;
-    if (!strcmp(group, "format"))
-        sql = "SELECT coalesce(format, 'unknown'), count(*) FROM images WHERE status = 0"
-              " GROUP BY 1 ORDER BY 2 DESC, 1";
-    else if (!strcmp(group, "reason"))
-        sql = "SELECT coalesce(reason, 'unknown'), count(*) FROM images WHERE status = 1"
-              " GROUP BY 1 ORDER BY 2 DESC, 1";
-    else return capdb__fail(err, -EINVAL, "no count by '%s'", group);
+    const char *sql = capdb__count_sql(group);
+    if (!sql) return capdb__fail(err, -EINVAL, "no count by '%s'", group);
     int code;
     PGresult *r = capdb__pg_run(db, sql, NULL, &code, err, "counting images");
     if (!r) return code;

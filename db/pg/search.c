@@ -226,7 +226,7 @@ static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *ma
 /* Words matched: score the full stored concept vector, not just its postings. */
 static int exact_concept_scores(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err)
 {
-    int64_t *ids = malloc((map->n ? map->n : 1) * sizeof *ids);
+    int64_t *ids = calloc(map->n ? map->n : 1, sizeof *ids);
     size_t n = 0;
     for (size_t i = 0; ids && i < map->cap; i++)
         if (map->slots[i].id && map->slots[i].from_fts) ids[n++] = map->slots[i].id;
@@ -380,8 +380,6 @@ static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, cons
 
 /* ------------------------------------------------------------------ similar images */
 
-static int32_t dot_i8(const int8_t *a, const int8_t *b, int n);
-
 /* A scan over every stored pooled vector, through a cursor SIMILAR_FETCH rows at a
  * time; the query is quantised like the stored ones so the inner loop is an int8 dot
  * product. Cosine ignores the per-vector scales. Vectors exist only for OK rows
@@ -503,18 +501,12 @@ static int scan_pooled(const PGresult *r, const int8_t *qv, float qnorm, int n, 
         float norm;
         memcpy(&norm, blob + 4, 4);
         if (norm == 0) continue;
-        int32_t dot = dot_i8(qv, blob + CAPDB_POOLED_HEADER, n);
+        int32_t dot = capdb__dot_i8(qv, blob + CAPDB_POOLED_HEADER, n);
         capdb__heap_offer(heap, dot / ((double)qnorm * norm), id);
     }
     return 0;
 }
 
-static int32_t dot_i8(const int8_t *a, const int8_t *b, int n)
-{
-    int32_t s = 0;
-    for (int i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
-    return s;
-}
 
 /* ------------------------------------------------------------------ helpers */
 

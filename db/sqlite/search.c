@@ -288,8 +288,6 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
 
 /* ------------------------------------------------------------------ similar images */
 
-static int32_t dot_i8(const int8_t *a, const int8_t *b, int n);
-
 /* A scan over every stored pooled vector; the query is quantised like the stored ones
  * so the inner loop is an int8 dot product. Cosine ignores the per-vector scales. */
 static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_results *out,
@@ -329,7 +327,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
             float norm;
             memcpy(&norm, blob + 4, 4);
             if (norm == 0) continue;
-            int32_t dot = dot_i8(qv, (const int8_t *)(blob + CAPDB_POOLED_HEADER), n);
+            int32_t dot = capdb__dot_i8(qv, (const int8_t *)(blob + CAPDB_POOLED_HEADER), n);
             capdb__heap_offer(&heap, dot / ((double)qnorm * norm), sqlite3_column_int64(st, 0));
         }
         rc = step == SQLITE_DONE ? 0 : capdb__sqlfail(db, err, step, "scanning vectors");
@@ -358,12 +356,6 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     return rc;
 }
 
-static int32_t dot_i8(const int8_t *a, const int8_t *b, int n)
-{
-    int32_t s = 0;
-    for (int i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
-    return s;
-}
 
 char *capdb__fts_expression(char *const *words, int n, const char *joiner)
 {
