@@ -179,8 +179,8 @@ static int text_candidates(capdb *db, const capdb_query *q, const query_words *w
  * shown, is unaffected. */
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err)
 {
-    int64_t *idx = malloc((size_t)q->n_concepts * sizeof *idx);
-    double *weight = malloc((size_t)q->n_concepts * sizeof *weight);
+    int64_t *idx = calloc((size_t)q->n_concepts + 1, sizeof *idx);
+    double *weight = calloc((size_t)q->n_concepts + 1, sizeof *weight);
     size_t n = 0;
     for (int t = 0; idx && weight && t < q->n_concepts; t++) {
         float qw = q->concepts[t].weight;
