@@ -30,8 +30,6 @@ int capdb_is_pg_target(const char *target)
            (strncmp(target, "postgresql://", 13) == 0 || strncmp(target, "postgres://", 11) == 0);
 }
 
-int capdb__is_pg_target(const char *target) { return capdb_is_pg_target(target); }
-
 int capdb_open(const char *target, int mode, capdb **out, capdb_err *err)
 {
     *out = NULL;

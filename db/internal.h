@@ -114,9 +114,6 @@ struct capdb {
     struct capdb_pg *pg;
 };
 
-/* 1 when target names a PostgreSQL database (a libpq URI: postgresql:// or postgres://). */
-int capdb__is_pg_target(const char *target);
-
 /* Fills err (printf-style) and returns code (a negative errno). */
 int capdb__fail(capdb_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
