@@ -15,6 +15,31 @@
 
 enum { EXIT_MATCH = 0, EXIT_NO_MATCH = 1, EXIT_TROUBLE = 2 };
 
+/* ------------------------------------------------------------------ dispatch.c */
+
+/* The subcommands, in the order `capsearch --help` lists them. */
+enum {
+    CLI_CMD_SEARCH,
+    CLI_CMD_STATUS,
+    CLI_CMD_CAPTION,
+    CLI_CMD_DETECT,
+    CLI_CMD_SIMILAR,
+    CLI_CMD_INDEX,
+    CLI_CMD_PRUNE,
+    CLI_CMD_SERVE,
+    CLI_N_SUBCOMMANDS
+};
+typedef struct {
+    const char *name, *summary;
+} cli_subcommand_info;
+extern const cli_subcommand_info CLI_SUBCOMMANDS[CLI_N_SUBCOMMANDS];
+
+/* What a command line asks for: a CLI_CMD_* with *sub_argv set to the subcommand's
+ * argv (argv[0] its name, "search" for a bare query; options given before the name are
+ * moved after it), or one of these. */
+enum { CLI_ROUTE_USAGE = -1, CLI_ROUTE_HELP = -2, CLI_ROUTE_VERSION = -3 };
+int cli_route(int argc, char **argv, char ***sub_argv);
+
 /* Subcommands: argv[0] is the subcommand name (or "search" for a bare query). */
 int cmd_search(int argc, char **argv);
 int cmd_status(int argc, char **argv);

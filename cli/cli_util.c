@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "capprintable.h"
 #include "caputf8.h"
 #include "cli.h"
-#include "capindexer.h"
 
 int cli_error(const char *fmt, ...)
 {
@@ -27,7 +27,7 @@ int cli_error(const char *fmt, ...)
     for (char *line = msg, *end; line; line = end ? end + 1 : NULL) {
         end = strchr(line, '\n');
         if (end) *end = '\0';
-        cx_fputs_printable(line, stderr);
+        cu_fputs_printable(line, stderr);
         if (end) fputc('\n', stderr);
     }
     fputc('\n', stderr);
@@ -209,7 +209,7 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o, const c
         if (o->print0) {
             /* raw bytes for xargs -0; on a terminal, made safe like any other line */
             if (print0_raw) fputs(h->path, stdout);
-            else cx_fputs_printable(h->path, stdout);
+            else cu_fputs_printable(h->path, stdout);
             fputc('\0', stdout);
         } else if (o->json) {
             print_json_hit(stdout, h);
@@ -255,7 +255,7 @@ static void print_text_hit(FILE *out, const capdb_hit *h, int color)
 static void put_sanitised(FILE *out, const char *s, int markers, int color)
 {
     while (*s) {
-        int len = cx_printable_len(s);
+        int len = cu_printable_len(s);
         if (markers && *s == 0x01) {
             if (color) fputs("\033[1m", out);
         } else if (markers && *s == 0x02) {
@@ -298,26 +298,4 @@ static void print_json_hit(FILE *out, const capdb_hit *h)
         k = end ? end + 1 : k + n;
     }
     fputs("]}\n", out);
-}
-
-int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
-                    ce_session **session)
-{
-    /* One image at a time: latency matters, so the CNN splits each layer over every core
-     * (the engine's own helper threads, measured faster than one thread even on a loaded
-     * 2-core machine: tests/bench/peers, 2 threads 0.46-0.79x ONNX Runtime). */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    ce_set_blas_threads(cores > 0 ? (int)cores : 1);
-    ce_err err;
-    if (ce_model_open(models_dir, CE_OPEN_DEFAULT, model, &err) < 0)
-        return cli_error("cannot load the model: %s", err.msg);
-    if (need_captioner && !ce_model_has_captioner(*model)) {
-        ce_model_close(*model);
-        return cli_error("the model directory has no captioner.csw");
-    }
-    if (ce_session_new(*model, session, &err) < 0) {
-        ce_model_close(*model);
-        return cli_error("%s", err.msg);
-    }
-    return 0;
 }

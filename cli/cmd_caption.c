@@ -108,22 +108,22 @@ static void usage(FILE *out)
 
 static void print_text(const char *path, const ce_caption *c, int n_tags, const char *sidecar)
 {
-    cx_fputs_printable(path, stdout);
+    cu_fputs_printable(path, stdout);
     fputs(": ", stdout);
-    cx_fputs_printable(c->caption, stdout);
+    cu_fputs_printable(c->caption, stdout);
     putchar('\n');
     if (n_tags > 0 && c->n_tags > 0) {
         fputs("  tags:", stdout);
         for (int i = 0; i < c->n_tags && i < n_tags; i++) {
             putchar(' ');
-            cx_fputs_printable(c->tags[i].word, stdout);
+            cu_fputs_printable(c->tags[i].word, stdout);
             printf(" (%.2f)%s", c->tags[i].score, i + 1 < c->n_tags && i + 1 < n_tags ? "," : "");
         }
         putchar('\n');
     }
     if (sidecar[0]) {
         fputs("  written to ", stdout);
-        cx_fputs_printable(sidecar, stdout);
+        cu_fputs_printable(sidecar, stdout);
         putchar('\n');
     }
 }

@@ -87,7 +87,7 @@ static void print_text(const char *path, const ce_image *img, const ce_cnn_outpu
     /* Boxes are fractions of the image; show them in the stored image's pixels. */
     double w = img->source_width > 0 ? img->source_width : img->width;
     double h = img->source_height > 0 ? img->source_height : img->height;
-    cx_fputs_printable(path, stdout);
+    cu_fputs_printable(path, stdout);
     printf(": %d object%s\n", o->n_detections, o->n_detections == 1 ? "" : "s");
     for (int i = 0; i < o->n_detections; i++) {
         const ce_detection *d = &o->detections[i];

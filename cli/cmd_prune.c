@@ -88,7 +88,7 @@ int cmd_prune(int argc, char **argv)
     int64_t removed = 0;
     if (rc == 0 && dry_run) {
         for (size_t i = 0; i < targets.n; i++) {
-            cx_fputs_printable(targets.paths[i], stdout);
+            cu_fputs_printable(targets.paths[i], stdout);
             putchar('\n');
         }
     } else if (rc == 0) {

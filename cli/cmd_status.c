@@ -151,10 +151,10 @@ static void print_text(const status_info *st, const failure_list *fl)
     char size[32];
     human_size(st->counts.db_bytes, size, sizeof size);
     char text[4096];
-    printf("database:  %s (%s)\n", cx_printable(st->path, text, sizeof text), size);
+    printf("database:  %s (%s)\n", cu_printable(st->path, text, sizeof text), size);
     printf("schema:    version %d\n", st->schema_version);
     printf("model:     %s\n", st->model_version[0]
-                                  ? cx_printable(st->model_version, text, sizeof text)
+                                  ? cu_printable(st->model_version, text, sizeof text)
                                   : "(nothing indexed yet)");
     printf("images:    %lld indexed, %lld failed\n", (long long)st->counts.ok,
            (long long)st->counts.failed);
@@ -164,10 +164,10 @@ static void print_text(const status_info *st, const failure_list *fl)
         print_nodes_text(&g_nodes);
     } else if (st->running) {
         printf("daemon:    running (pid %ld), %s", st->pid,
-               st->state[0] ? cx_printable(st->state, text, sizeof text) : "state unknown");
-        if (st->queue[0]) printf(", %s queued", cx_printable(st->queue, text, sizeof text));
+               st->state[0] ? cu_printable(st->state, text, sizeof text) : "state unknown");
+        if (st->queue[0]) printf(", %s queued", cu_printable(st->queue, text, sizeof text));
         if (st->indexed[0])
-            printf(", %s indexed since start", cx_printable(st->indexed, text, sizeof text));
+            printf(", %s indexed since start", cu_printable(st->indexed, text, sizeof text));
         if (st->heartbeat_age >= 0) printf(", heartbeat %llds ago", (long long)st->heartbeat_age);
         if (st->heartbeat_age > HEARTBEAT_STALE_S) printf(" (stalled?)");
         putchar('\n');
@@ -182,7 +182,7 @@ static void print_text(const status_info *st, const failure_list *fl)
                 p++;
                 continue;
             }
-            int len = cx_printable_len(p);
+            int len = cu_printable_len(p);
             if (len == 0) {
                 putchar('?');
                 p++;
@@ -194,7 +194,7 @@ static void print_text(const status_info *st, const failure_list *fl)
         putchar('\n');
     }
     if (st->last_error[0])
-        printf("last error: %s\n", cx_printable(st->last_error, text, sizeof text));
+        printf("last error: %s\n", cu_printable(st->last_error, text, sizeof text));
     if (fl->n) {
         printf("recent failures:\n");
         for (int i = 0; i < fl->n; i++) {
@@ -203,9 +203,9 @@ static void print_text(const status_info *st, const failure_list *fl)
             struct tm tm;
             if (t && localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
             printf("  %s  ", when);
-            cx_fputs_printable(fl->paths[i], stdout);
+            cu_fputs_printable(fl->paths[i], stdout);
             fputs(": ", stdout);
-            cx_fputs_printable(fl->errors[i], stdout);
+            cu_fputs_printable(fl->errors[i], stdout);
             putchar('\n');
         }
     }
@@ -315,12 +315,12 @@ static void print_nodes_text(const node_list *nl)
                                                         : "running";
         printf("  %-16s %-7s %-22s pid %-7lld %6.2f photos/s  %lld captioned, %lld claimed, "
                "heartbeat %llds ago\n",
-               cx_printable(n->name, a, sizeof a), cx_printable(n->role, b, sizeof b), state,
+               cu_printable(n->name, a, sizeof a), cu_printable(n->role, b, sizeof b), state,
                (long long)n->pid, n->rate, (long long)n->captioned, (long long)n->claimed,
                (long long)(age < 0 ? 0 : age));
         (void)c;
         if (n->host[0] && strcmp(n->host, n->name))
-            printf("  %-16s on %s\n", "", cx_printable(n->host, c, sizeof c));
+            printf("  %-16s on %s\n", "", cu_printable(n->host, c, sizeof c));
     }
 }
 
@@ -377,7 +377,7 @@ static void print_groups(const char *label, const group_counts *g)
     fputs(label, stdout);
     for (int i = 0; i < g->n; i++) {
         char name[64];
-        printf("%s%s %lld", i ? ", " : "", cx_printable(g->names[i], name, sizeof name),
+        printf("%s%s %lld", i ? ", " : "", cu_printable(g->names[i], name, sizeof name),
                (long long)g->counts[i]);
     }
     putchar('\n');

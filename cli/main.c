@@ -1,5 +1,6 @@
 /*
- * capsearch: find photos by describing them.
+ * capsearch-full: the whole capsearch program, every subcommand. `capsearch` itself
+ * (front.c) runs searches and hands every other command line to this one unchanged.
  *
  *   capsearch QUERY...            ranked text search (the default subcommand)
  *   capsearch status              database, model and daemon state
@@ -9,41 +10,16 @@
  *   capsearch index DIR...        index folders once, without the daemon
  *   capsearch prune [DIR...]      remove rows of deleted files, or of whole folders
  */
-#include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "cli.h"
 
-typedef struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *summary;
-} subcommand;
-
-static const subcommand SUBCOMMANDS[] = {
-    {"search", cmd_search, "rank indexed images against a description (default)"},
-    {"status", cmd_status, "show the database, model and daemon state"},
-    {"caption", cmd_caption, "caption image files (no database needed)"},
-    {"detect", cmd_detect, "list the objects the CNN detects in image files"},
-    {"similar", cmd_similar, "find indexed images that look like an image"},
-    {"index", cmd_index, "index folders once, without the daemon"},
-    {"prune", cmd_prune, "remove rows of deleted files or of folders no longer watched"},
-    {"serve", cmd_serve, "serve the photo search web page and the HTTP JSON API"},
+/* Indexed by CLI_CMD_* (cli.h); the names and summaries are in dispatch.c. */
+static int (*const RUN[CLI_N_SUBCOMMANDS])(int argc, char **argv) = {
+    [CLI_CMD_SEARCH] = cmd_search,   [CLI_CMD_STATUS] = cmd_status, [CLI_CMD_CAPTION] = cmd_caption,
+    [CLI_CMD_DETECT] = cmd_detect,   [CLI_CMD_SIMILAR] = cmd_similar, [CLI_CMD_INDEX] = cmd_index,
+    [CLI_CMD_PRUNE] = cmd_prune,     [CLI_CMD_SERVE] = cmd_serve,
 };
-#define N_SUBCOMMANDS (sizeof SUBCOMMANDS / sizeof SUBCOMMANDS[0])
-
-/* The index of the first argument that is neither an option nor an option's value
- * (argc when none), by the option table. */
-static int first_operand(int argc, char **argv)
-{
-    int i = 1;
-    while (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
-        if (!strcmp(argv[i], "--")) return i + 1 < argc ? i + 1 : argc;
-        i += cli_option_takes_value(argv[i]) ? 2 : 1;
-    }
-    return i < argc ? i : argc;
-}
 
 static void print_usage(FILE *out)
 {
@@ -51,44 +27,20 @@ static void print_usage(FILE *out)
                  "       capsearch SUBCOMMAND [OPTIONS] [ARGS...]\n\n"
                  "Find photos by describing them: capsearch \"dog on beach\"\n\n"
                  "Subcommands:\n");
-    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
-        fprintf(out, "  %-8s %s\n", SUBCOMMANDS[i].name, SUBCOMMANDS[i].summary);
+    for (int i = 0; i < CLI_N_SUBCOMMANDS; i++)
+        fprintf(out, "  %-8s %s\n", CLI_SUBCOMMANDS[i].name, CLI_SUBCOMMANDS[i].summary);
     fprintf(out, "\nRun 'capsearch SUBCOMMAND --help' for a subcommand's options.\n"
                  "Exit status: 0 matched, 1 nothing matched, 2 error.\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        print_usage(stderr);
-        return EXIT_TROUBLE;
+    char **sub_argv = NULL;
+    int route = cli_route(argc, argv, &sub_argv);
+    switch (route) {
+    case CLI_ROUTE_USAGE: print_usage(stderr); return EXIT_TROUBLE;
+    case CLI_ROUTE_HELP: print_usage(stdout); return EXIT_MATCH;
+    case CLI_ROUTE_VERSION: printf("capsearch %s\n", CAPSEARCH_VERSION); return EXIT_MATCH;
+    default: return RUN[route](argc - (int)(sub_argv - argv), sub_argv);
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        print_usage(stdout);
-        return EXIT_MATCH;
-    }
-    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-        printf("capsearch %s\n", CAPSEARCH_VERSION);
-        return EXIT_MATCH;
-    }
-    for (size_t i = 0; i < N_SUBCOMMANDS; i++)
-        if (!strcmp(argv[1], SUBCOMMANDS[i].name)) return SUBCOMMANDS[i].run(argc - 1, argv + 1);
-
-    /* "capsearch --db X status": options before a subcommand's name are that subcommand's
-     * options ("capsearch status --db X"); the subcommand accepts or refuses each. */
-    int first = first_operand(argc, argv);
-    if (first > 1 && first < argc) {
-        for (size_t i = 0; i < N_SUBCOMMANDS; i++) {
-            if (strcmp(argv[first], SUBCOMMANDS[i].name)) continue;
-            char *name = argv[first];
-            memmove(argv + 2, argv + 1, (size_t)(first - 1) * sizeof *argv);
-            argv[1] = name;
-            return SUBCOMMANDS[i].run(argc - 1, argv + 1);
-        }
-    }
-
-    /* Anything else is a query: "capsearch dog beach" == "capsearch search dog beach".
-     * A query that happens to equal a subcommand name needs "capsearch search -- WORD". */
-    argv[0] = (char *)"search";
-    return cmd_search(argc, argv);
 }

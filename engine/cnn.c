@@ -14,12 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
+/* Our own 1x1 kernels and the helper threads that split a layer: AVX-512, or AVX2 +
+ * FMA (the same packed weights and the same order of operations per output, so both give
+ * the same bits). Elsewhere OpenBLAS sgemm (blas.h), one thread. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #define CNN_AVX512 1
+#define CNN_SIMD 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define CNN_AVX2 1
+#define CNN_SIMD 1
 #endif
 
+#include "blas.h"
 #include "cnn.h"
 #include "parallel.h"
 
@@ -229,7 +237,7 @@ int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out, ce
         snprintf(err->msg, sizeof err->msg, "empty image");
         return -EINVAL;
     }
-#ifdef CNN_AVX512
+#ifdef CNN_SIMD
     /* The helpers follow ce_set_blas_threads (1 in the daemon's workers: none). */
     if (ce__pool_size(st->pool) != ce__threads()) {
         ce__pool_free(st->pool);
@@ -320,6 +328,101 @@ static void pw_tile16(int mr, const float *in, int cin, const float *w, int cout
     pw_tile(1, mr, in, cin, w, cout, b, m0, 0, relu6, residual, out);
 }
 
+/* One tile of mr pixels against the 32-channel block at w, of which `left` channels
+ * (1..32 and more) are the layer's. */
+static void pw_block(int mr, const float *x, int cin, const float *w, int cout, const float *b,
+                     int left, int relu6, const float *r, float *y)
+{
+    __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+    __mmask16 m1 = left >= 32  ? 0xFFFF
+                   : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
+                               : 0;
+    if (m1) pw_tile32(mr, x, cin, w, cout, b, m0, m1, relu6, r, y);
+    else pw_tile16(mr, x, cin, w, cout, b, m0, relu6, r, y);
+}
+#endif
+
+#ifdef CNN_AVX2
+/* The 1x1 kernel on AVX2: 6 pixels x 16 output channels (one half of a packed 32-channel
+ * block, two 8-lane quarters), all cin inputs: per input, 2 weight loads and 6 broadcasts
+ * feed 12 FMAs into 12 accumulators (15 of the 16 registers). Same packed weights, and
+ * per output the same operations in the same order as the AVX-512 kernel (bias, then
+ * one FMA per input), so the two give identical results. A layer's last channels, when
+ * fewer than 16, run only the quarters they need and are stored through a buffer. */
+#define PW_MR 6
+#define PW_REP(M) M(0) M(1) M(2) M(3) M(4) M(5)
+static inline __attribute__((always_inline)) void
+pw_half(const int quarters, const int full, int mr, const float *restrict in, int cin,
+        const float *restrict w, int cout, const float *restrict b, int left, int relu6,
+        const float *restrict residual, float *restrict out)
+{
+#define PW_INIT(r)                                                                                 \
+    __m256 a##r##_0 = _mm256_loadu_ps(b), a##r##_1 = _mm256_loadu_ps(b + 8);                       \
+    const float *restrict x##r = in + (size_t)((r) < mr ? (r) : mr - 1) * cin;
+    PW_REP(PW_INIT)
+#undef PW_INIT
+    for (int i = 0; i < cin; i++) {
+        const __m256 w0 = _mm256_load_ps(w + (size_t)i * 32);
+        const __m256 w1 = quarters > 1 ? _mm256_load_ps(w + (size_t)i * 32 + 8) : w0;
+#define PW_FMA(r)                                                                                  \
+    {                                                                                              \
+        const __m256 v = _mm256_broadcast_ss(x##r + i);                                            \
+        a##r##_0 = _mm256_fmadd_ps(v, w0, a##r##_0);                                               \
+        if (quarters > 1) a##r##_1 = _mm256_fmadd_ps(v, w1, a##r##_1);                             \
+    }
+        PW_REP(PW_FMA)
+#undef PW_FMA
+    }
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    float edge[16];
+#define PW_Q(r, q)                                                                                 \
+    if (full) {                                                                                    \
+        if (residual)                                                                              \
+            a##r##_##q = _mm256_add_ps(a##r##_##q,                                                 \
+                                       _mm256_loadu_ps(residual + (size_t)(r)*cout + 8 * (q)));    \
+        else if (relu6) a##r##_##q = _mm256_min_ps(_mm256_max_ps(a##r##_##q, zero), six);          \
+        _mm256_storeu_ps(out + (size_t)(r)*cout + 8 * (q), a##r##_##q);                            \
+    } else if (quarters > (q)) {                                                                   \
+        _mm256_storeu_ps(edge + 8 * (q), a##r##_##q);                                              \
+    }
+#define PW_STORE(r)                                                                                \
+    if ((r) < mr) {                                                                                \
+        PW_Q(r, 0) PW_Q(r, 1)                                                                      \
+        for (int k = 0; !full && k < left; k++) {                                                  \
+            float v = edge[k];                                                                     \
+            if (residual) v += residual[(size_t)(r)*cout + k];                                     \
+            else if (relu6) v = relu6f(v);                                                         \
+            out[(size_t)(r)*cout + k] = v;                                                         \
+        }                                                                                          \
+    }
+    PW_REP(PW_STORE)
+#undef PW_STORE
+#undef PW_Q
+}
+#undef PW_REP
+
+/* One tile of mr pixels against the 32-channel block at w, of which `left` channels
+ * (1..32 and more) are the layer's: its two halves in turn. */
+static void pw_block(int mr, const float *x, int cin, const float *w, int cout, const float *b,
+                     int left, int relu6, const float *r, float *y)
+{
+    for (int h = 0; h < 32 && h < left; h += 16) {
+        int n = left - h;
+        const float *rh = r ? r + h : NULL;
+        if (n >= 16) {
+            pw_half(2, 1, mr, x, cin, w + h, cout, b + h, 16, relu6, rh, y + h);
+            continue;
+        }
+        float bias[16] = {0}; /* the kernel reads 16: the layer's, then zeros */
+        memcpy(bias, b + h, sizeof(float) * (size_t)n);
+        if (n > 8) pw_half(2, 0, mr, x, cin, w + h, cout, bias, n, relu6, rh, y + h);
+        else pw_half(1, 0, mr, x, cin, w + h, cout, bias, n, relu6, rh, y + h);
+    }
+}
+#endif
+
+#ifdef CNN_SIMD
+
 /* Pixels [p0, p1): columns in slices whose weights (cin x slice floats) stay in L2
  * while those pixels pass; within a slice, MR pixels at a time over all its 32-channel
  * blocks, so the MR input rows stay in L1. */
@@ -335,16 +438,9 @@ static void pointwise_range(const float *in, int p0, int p1, int cin, const conv
             const float *x = in + (size_t)q * cin;
             const float *res = residual ? residual + (size_t)q * cout : NULL;
             for (int o = o0; o < o1; o += 32) {
-                int left = o1 - o;
-                __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-                __mmask16 m1 = left >= 32  ? 0xFFFF
-                               : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
-                                           : 0;
                 const float *w = p->packed + (size_t)(o / 32) * cin * 32, *b = p->b + o;
                 const float *r = res ? res + o : NULL;
-                float *y = out + (size_t)q * cout + o;
-                if (m1) pw_tile32(mr, x, cin, w, cout, b, m0, m1, relu6, r, y);
-                else pw_tile16(mr, x, cin, w, cout, b, m0, relu6, r, y);
+                pw_block(mr, x, cin, w, cout, b, o1 - o, relu6, r, out + (size_t)q * cout + o);
             }
         }
     }
@@ -366,8 +462,8 @@ static void pw_task(void *ctx, int t)
 
 /* Split by pixels, a few tasks per thread (whole MR tiles) so that a thread the
  * scheduler delays leaves its share to the others. */
-static void pointwise_avx512(ce_pool *pool, const float *in, int pixels, int cin, const conv *p,
-                             int cout, int relu6, const float *residual, float *out)
+static void pointwise_simd(ce_pool *pool, const float *in, int pixels, int cin, const conv *p,
+                           int cout, int relu6, const float *residual, float *out)
 {
     int threads = ce__pool_size(pool);
     int tiles = (pixels + PW_MR - 1) / PW_MR;
@@ -385,8 +481,8 @@ static void pointwise_avx512(ce_pool *pool, const float *in, int pixels, int cin
 static void pointwise(ce_pool *pool, const float *in, int pixels, int cin, const conv *p, int cout,
                       int relu6, const float *residual, float *out)
 {
-#ifdef CNN_AVX512
-    pointwise_avx512(pool, in, pixels, cin, p, cout, relu6, residual, out);
+#ifdef CNN_SIMD
+    pointwise_simd(pool, in, pixels, cin, p, cout, relu6, residual, out);
     return;
 #endif
     (void)pool;
@@ -396,7 +492,7 @@ static void pointwise(ce_pool *pool, const float *in, int pixels, int cin, const
     for (int p0 = 0; p0 < pixels; p0 += chunk) {
         int n = pixels - p0 < chunk ? pixels - p0 : chunk;
         float *restrict o = out + (size_t)p0 * cout;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cout, cin, 1.0f,
+        ce__blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cout, cin, 1.0f,
                     in + (size_t)p0 * cin, cin, p->w, cout, 0.0f, o, cout);
         size_t total = (size_t)n * cout;
         if (residual) {
@@ -715,7 +811,11 @@ int ce__cnn_net_build(const ce_weights *wf, cnn_net **out, ce_err *err)
         return -ENOMEM;
     }
     char p[64];
-    int rc = get_conv(wf, "mnv2/conv0", FULL3X3, 3, CONV0_OUT, &net->conv0, err);
+    int rc = 0;
+#ifndef CNN_SIMD
+    rc = ce__blas_load(err); /* the portable 1x1 convolutions are OpenBLAS sgemm */
+#endif
+    if (rc == 0) rc = get_conv(wf, "mnv2/conv0", FULL3X3, 3, CONV0_OUT, &net->conv0, err);
     int cin = CONV0_OUT;
     for (int i = 0; rc == 0 && i < N_BLOCKS; i++) {
         block *b = &net->blocks[i];
@@ -787,7 +887,7 @@ static int get_conv(const ce_weights *wf, const char *prefix, int kind, int cin,
 /* The packed copy of one 1x1 (or the first conv's [27][32]) weight matrix. */
 static int pack_one(cnn_net *net, conv *c, int cin, int cout, ce_err *err)
 {
-#ifdef CNN_AVX512
+#ifdef CNN_SIMD
     size_t blocks = (size_t)(cout + 31) / 32;
     float *p = net->n_packs < (int)(sizeof net->packs / sizeof *net->packs)
                    ? aligned_alloc(64, blocks * (size_t)cin * 32 * sizeof(float))
@@ -883,7 +983,7 @@ int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
     st->y = malloc(sizeof(float) * max_x);
     st->d = malloc(sizeof(float) * max_d);
     st->e = malloc(sizeof(float) * max_e);
-#ifdef CNN_AVX512
+#ifdef CNN_SIMD
     st->max_e = max_e;
 #endif
     st->h = malloc(sizeof(float) * 19 * 19 * 576);

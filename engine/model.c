@@ -8,8 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 #include "cnn.h"
 #include "model.h"
 #include "parallel.h"
@@ -144,9 +142,6 @@ ce_captioner_scratch *ce__session_captioner_scratch(ce_session *session)
 cnn_state *ce__session_cnn(ce_session *session) { return session->cnn; }
 const cnn_net *ce__session_cnn_net(const ce_session *session) { return session->model->cnn; }
 
-/* OpenBLAS's pool (the portable 1x1 path) and our own helpers (parallel.h). */
-void ce_set_blas_threads(int n)
-{
-    openblas_set_num_threads(n > 0 ? n : 1);
-    ce__set_threads(n);
-}
+/* Our own helpers (parallel.h); OpenBLAS, where the portable path loads it, keeps one
+ * thread (blas.h). */
+void ce_set_blas_threads(int n) { ce__set_threads(n); }

@@ -28,6 +28,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 printf '\n== Fuzzing (libFuzzer, %s s per target) and valgrind memcheck\n' "${CAPSEARCH_FUZZ_SECONDS:-15}"
 CC=clang cmake -S . -B build-fuzz -DCAPSEARCH_FUZZ=ON -DCAPSEARCH_NATIVE=OFF \
       -DCMAKE_C_FLAGS=-gdwarf-4 -DCAPSEARCH_TEST_PHOTOS="$PWD/build/testdata/photos" >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz capsearch capsearchd
+cmake --build build-fuzz -j"$jobs" --target fuzz capsearch capsearch-full capsearchd
 tests/fuzz/run.sh build-fuzz "${CAPSEARCH_FUZZ_SECONDS:-15}"
 ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L valgrind --timeout 900

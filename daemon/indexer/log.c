@@ -56,7 +56,7 @@ void cx_log(int priority, const char *fmt, ...)
     va_end(ap);
     /* one event, one line, no escape sequences: a file name holding a newline or an ESC
      * must neither split the line nor rewrite the reader's terminal */
-    cx_printable(raw, msg, sizeof msg);
+    cu_printable(raw, msg, sizeof msg);
     if (priority <= LOG_ERR) {
         size_t n = strnlen(msg, sizeof LOG.last_error - 1);
         memcpy(LOG.last_error, msg, n);

@@ -27,6 +27,8 @@ static void first_line(char *s);
 int capdb_pg_open(const char *target, int mode, capdb **out, capdb_err *err)
 {
     *out = NULL;
+    char why[CAPDB_ERR_MAX];
+    if (capdb__libpq_load(why, sizeof why) < 0) return capdb__fail(err, -ENOSYS, "%s", why);
     capdb *db = calloc(1, sizeof *db);
     if (db) db->pg = calloc(1, sizeof *db->pg);
     if (!db || !db->pg || !(db->path = strdup(target))) {

@@ -18,7 +18,7 @@
 #ifndef CAPDB_PG_H
 #define CAPDB_PG_H
 
-#include <libpq-fe.h>
+#include "libpq.h" /* libpq by its own names, loaded on first use */
 
 #include "internal.h"
 

@@ -4,7 +4,8 @@
  * Pure computation: image decoding, the SSDLite-MobileNetV2 CNN, the visual-concept
  * head, the LSTM captioner with beam search, and the text side (query -> concepts).
  * No SQLite, no libuv, no global state beyond a loaded model — with one exception,
- * named as such: ce_set_blas_threads sets OpenBLAS's process-wide thread count.
+ * named as such: ce_set_blas_threads sets the process-wide count of the CNN's helper
+ * threads.
  *
  * Threads: a ce_model is read-only once opened and may be shared by any number of
  * threads; each thread uses its own ce_session (scratch buffers).
@@ -118,8 +119,8 @@ typedef struct {
 int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *err);
 
 /* Process-wide: the threads one image's CNN layers are split over, for every session of
- * the process (OpenBLAS's pool where it is used, and the engine's own helper threads,
- * engine/parallel.c; 1 = no thread started). capsearchd and `capsearch index` use 1 per
+ * the process (the engine's own helper threads, engine/parallel.c, on AVX-512 or AVX2
+ * machines; 1 = no thread started; results are the same at any count). capsearchd and `capsearch index` use 1 per
  * worker; the CLI's caption, detect and similar use every core (tests/bench/peers). */
 void ce_set_blas_threads(int n);
 

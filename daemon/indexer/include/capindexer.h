@@ -32,6 +32,7 @@
 #include <uv.h>
 
 #include "capdb.h"
+#include "capprintable.h" /* cu_printable: every line a terminal shows */
 #include "capengine.h"
 #include "capmeta.h"
 
@@ -72,17 +73,6 @@ void cx_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2,
 int cx_log_parse_level(const char *name);
 /* The newest message logged at LOG_ERR or worse ("" when none), for daemon.last_error. */
 const char *cx_log_last_error(void);
-
-/* ------------------------------------------------------------------ terminal safety */
-
-/* printable.c: bytes of the printable character at s (1..4), or 0 when the byte at s
- * must not reach a terminal (a control character or invalid UTF-8). */
-int cx_printable_len(const char *s);
-/* Writes s with each unsafe byte as '?'. */
-void cx_fputs_printable(const char *s, FILE *out);
-/* Copies s into buf (size > 0, always terminated, never cutting a character) with each
- * unsafe byte as '?'; returns buf. */
-char *cx_printable(const char *s, char *buf, size_t size);
 
 /* ------------------------------------------------------------------ settings */
 

@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "capindexer.h"
+#include "capprintable.h"
 #include "caputf8.h"
 
-int cx_printable_len(const char *text)
+int cu_printable_len(const char *text)
 {
     uint32_t cp;
     int len = cu_utf8_decode((const unsigned char *)text, 4, &cp);
@@ -25,10 +25,10 @@ int cx_printable_len(const char *text)
     return len;
 }
 
-void cx_fputs_printable(const char *s, FILE *out)
+void cu_fputs_printable(const char *s, FILE *out)
 {
     while (s && *s) {
-        int len = cx_printable_len(s);
+        int len = cu_printable_len(s);
         if (len == 0) {
             fputc('?', out);
             s++;
@@ -39,12 +39,12 @@ void cx_fputs_printable(const char *s, FILE *out)
     }
 }
 
-char *cx_printable(const char *s, char *buf, size_t size)
+char *cu_printable(const char *s, char *buf, size_t size)
 {
     size_t at = 0;
     if (size == 0) return buf;
     while (s && *s && at + 1 < size) {
-        int len = cx_printable_len(s);
+        int len = cu_printable_len(s);
         if (len == 0) {
             buf[at++] = '?';
             s++;
