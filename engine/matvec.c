@@ -11,8 +11,13 @@
  * Kernel (AVX-512 + F16C, the build's -march=native): blocks of ROWS weight rows times up
  * to BEAMS rows of x, ROWS x BEAMS accumulators of 16 lanes; the x chunks (a few KB) stay
  * in L1. Lane sums are added in a fixed order, so a result depends only on n, the shapes
- * and the data, never on where a row falls in a block. Elsewhere a portable loop with 8
- * partial sums that the compiler can vectorise.
+ * and the data, never on where a row falls in a block.
+ *
+ * AVX2 + FMA + F16C: the same 16 lanes as two 8-lane halves, the same FMAs in the same
+ * order, the same reduction tree and the same 16-wide chunks in the LSTM cell and the
+ * softmax, so the captions are bit for bit those of the AVX-512 kernel (one weight row
+ * per block: the accumulators of 4 beams fill the 16 registers). Elsewhere a portable
+ * loop with 8 partial sums that the compiler can vectorise.
  */
 #include <math.h>
 #include <stddef.h>
@@ -22,6 +27,9 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
 #include <immintrin.h>
 #define MATVEC_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define MATVEC_AVX2 1
 #endif
 
 #include "matvec.h"
@@ -121,9 +129,113 @@ static inline __m512 tanh_avx512(__m512 x)
 }
 #endif
 
+/* ------------------------------------------------------------------ AVX2 */
+
+#ifdef MATVEC_AVX2
+/* _mm512_reduce_add_ps's tree on 16 lanes held as lo (0..7) and hi (8..15): halves, then
+ * quarters, then pairs. */
+static inline float reduce16_avx2(__m256 lo, __m256 hi)
+{
+    __m256 t3 = _mm256_add_ps(hi, lo);
+    __m128 t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
+    __m128 t8 = _mm_add_ps(t6, _mm_shuffle_ps(t6, t6, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps(t8, t8, 1));
+}
+
+/* One weight row against NB rows of x, all `cols` columns (the tail through zeroed
+ * buffers, as the AVX-512 kernel's masked loads give zeros). */
+static inline __attribute__((always_inline)) void row_avx2(const int NB, int cols, const float *x,
+                                                           int ldx, const uint16_t *w, float *y,
+                                                           int ldy)
+{
+    __m256 lo[BEAMS], hi[BEAMS];
+    for (int b = 0; b < NB; b++) lo[b] = hi[b] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= cols; k += 16) {
+        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + k)));
+        const __m256 w1 =
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + k + 8)));
+        for (int b = 0; b < NB; b++) {
+            lo[b] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)b * ldx + k), lo[b]);
+            hi[b] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + (size_t)b * ldx + k + 8), hi[b]);
+        }
+    }
+    if (k < cols) {
+        uint16_t wt[16] = {0};
+        float xt[16] = {0};
+        memcpy(wt, w + k, sizeof(uint16_t) * (size_t)(cols - k));
+        const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)wt));
+        const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(wt + 8)));
+        for (int b = 0; b < NB; b++) {
+            memcpy(xt, x + (size_t)b * ldx + k, sizeof(float) * (size_t)(cols - k));
+            lo[b] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt), lo[b]);
+            hi[b] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt + 8), hi[b]);
+        }
+    }
+    for (int b = 0; b < NB; b++) y[(size_t)b * ldy] += reduce16_avx2(lo[b], hi[b]);
+}
+
+static inline __attribute__((always_inline)) void rows_avx2(const int NB, int rows, int cols,
+                                                            const float *x, int ldx,
+                                                            const uint16_t *w, int ldw, float *y,
+                                                            int ldy)
+{
+    for (int j = 0; j < rows; j++) row_avx2(NB, cols, x, ldx, w + (size_t)j * ldw, y + j, ldy);
+}
+
+/* exp_avx512 on 8 lanes: the same steps; scalef(p, n) as p * 2^(n/2) * 2^(n - n/2), each
+ * factor a normal float, so the one rounding is scalef's. */
+static inline __m256 exp_avx2(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_cvtps_epi32(n), e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+    __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
+    __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+}
+
+static inline __m256 sigmoid_avx2(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+static inline __m256 tanh_avx2(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 e = exp_avx2(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
+    __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    return _mm256_or_ps(t, _mm256_and_ps(x, sign));
+}
+
+/* One LSTM cell on 8 units at j. */
+static inline void lstm8_avx2(const float *g, const float *c_prev, float *h, float *c, int H, int j)
+{
+    __m256 i_g = sigmoid_avx2(_mm256_loadu_ps(g + j));
+    __m256 f_g = sigmoid_avx2(_mm256_loadu_ps(g + H + j));
+    __m256 g_g = tanh_avx2(_mm256_loadu_ps(g + 2 * H + j));
+    __m256 o_g = sigmoid_avx2(_mm256_loadu_ps(g + 3 * H + j));
+    __m256 cj = _mm256_fmadd_ps(f_g, _mm256_loadu_ps(c_prev + j), _mm256_mul_ps(i_g, g_g));
+    _mm256_storeu_ps(c + j, cj);
+    _mm256_storeu_ps(h + j, _mm256_mul_ps(o_g, tanh_avx2(cj)));
+}
+#endif
+
 /* ------------------------------------------------------------------ portable */
 
-#ifndef MATVEC_AVX512
+#if !defined(MATVEC_AVX512) && !defined(MATVEC_AVX2)
 /* One weight row widened once, then a dot product with 8 partial sums per row of x. */
 static void rows_portable(int n, int rows, int cols, const float *x, int ldx, const uint16_t *w,
                           int ldw, float *y, int ldy)
@@ -163,6 +275,17 @@ void ce__matmul_f16(int n, int rows, int cols, const float *x, int ldx, const ui
         default: rows_avx512(4, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
         }
     }
+#elif defined(MATVEC_AVX2)
+    for (int b = 0; b < n; b += BEAMS) {
+        const float *xb = x + (size_t)b * ldx;
+        float *yb = y + (size_t)b * ldy;
+        switch (n - b < BEAMS ? n - b : BEAMS) {
+        case 1: rows_avx2(1, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        case 2: rows_avx2(2, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        case 3: rows_avx2(3, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        default: rows_avx2(4, rows, cols, xb, ldx, w, ldw, yb, ldy); break;
+        }
+    }
 #else
     if (cols > MAX_COLS) {
         /* Wider than the row buffer: in column slices (sums in another order). */
@@ -189,6 +312,21 @@ float ce__log_sum_exp(const float *v, int n)
     for (i = 0; i + 16 <= n; i += 16)
         s16 = _mm512_add_ps(s16, exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(v + i), shift)));
     sum = _mm512_reduce_add_ps(s16);
+#elif defined(MATVEC_AVX2)
+    __m256 m8 = _mm256_set1_ps(v[0]);
+    for (; i + 16 <= n; i += 16)
+        m8 = _mm256_max_ps(m8, _mm256_max_ps(_mm256_loadu_ps(v + i), _mm256_loadu_ps(v + i + 8)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m8, 1), _mm256_castps256_ps128(m8));
+    m4 = _mm_max_ps(m4, _mm_shuffle_ps(m4, m4, _MM_SHUFFLE(1, 0, 3, 2)));
+    m4 = _mm_max_ps(m4, _mm_shuffle_ps(m4, m4, 1));
+    mx = _mm_cvtss_f32(m4);
+    for (; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps(), shift = _mm256_set1_ps(mx);
+    for (i = 0; i + 16 <= n; i += 16) {
+        lo = _mm256_add_ps(lo, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(v + i), shift)));
+        hi = _mm256_add_ps(hi, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(v + i + 8), shift)));
+    }
+    sum = reduce16_avx2(lo, hi);
 #else
     for (i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
     i = 0;
@@ -210,6 +348,11 @@ void ce__lstm_cell(const float *g, const float *c_prev, float *h, float *c, int 
         _mm512_storeu_ps(c + j, cj);
         _mm512_storeu_ps(h + j, _mm512_mul_ps(o_g, tanh_avx512(cj)));
     }
+#elif defined(MATVEC_AVX2)
+    for (; j + 16 <= H; j += 16) { /* 16 at a time: the scalar tail starts where AVX-512's does */
+        lstm8_avx2(g, c_prev, h, c, H, j);
+        lstm8_avx2(g, c_prev, h, c, H, j + 8);
+    }
 #endif
     for (; j < H; j++) {
         float i_g = 1.0f / (1.0f + expf(-g[j]));
@@ -228,6 +371,10 @@ void ce__f16_to_f32(const uint16_t *src, float *dst, size_t n)
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(
             dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + i))));
+#elif defined(MATVEC_AVX2)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i,
+                         _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + i))));
 #endif
     for (; i < n; i++) dst[i] = half_to_float(src[i]);
 }
