@@ -1,6 +1,7 @@
 /*
- * The capsearch command line: one function per subcommand (cmd_*.c), a dispatcher
- * (main.c) and the few helpers every subcommand shares (cli_util.c).
+ * The capsearch command line: one function per subcommand (cmd_*.c), the router both
+ * programs share (dispatch.c), the search front `capsearch` (front.c), the whole program
+ * `capsearch-full` (main.c) and the few helpers every subcommand shares (cli_util.c).
  *
  * Exit status everywhere, like grep: 0 found / done, 1 nothing matched, 2 error.
  */

@@ -10,8 +10,8 @@
  *   capsearch prune [DIR...]      remove rows of deleted files, or of whole folders
  *   capsearch serve               the web page and the JSON API
  *
- * This program runs searches itself and hands every other command line, unchanged, to
- * capsearch-full (main.c), the whole program. Why two: a search is the command people
+ * This program runs searches itself and hands every other command line to capsearch-full
+ * (main.c), the whole program. Why two: a search is the command people
  * type most, and the libraries the other subcommands need (image decoders, the HTTP
  * server, Exempi, libuv, libsystemd: about forty shared objects with what they pull in)
  * cost a process more time to load than the search itself takes (issue 14: a whole
@@ -39,22 +39,25 @@ int main(int argc, char **argv)
     return EXIT_TROUBLE;
 }
 
-/* Runs capsearch-full in this process: the one beside this program when there is one (a
- * build tree, or an installation moved elsewhere), else the one `make install` put in
- * CAPSEARCH_LIBEXEC_DIR. argv stays as it is, so messages and exit status are the same
- * as if one program had read the command line. Returns only after printing why not. */
+/* Runs capsearch-full in this process, the first of: the one beside this program (a build
+ * tree), the one where `make install` puts it relative to this program (an installation
+ * under any prefix, or moved: bin/../libexec/capsearch), the one at the configured
+ * CAPSEARCH_LIBEXEC_DIR. argv is passed on as cli_route left it (options given before a
+ * subcommand's name moved after it, which capsearch-full reads the same way), so messages
+ * and exit status are those of one program. Returns only after printing why not. */
 static void exec_full(char **argv)
 {
-    char self[PATH_MAX], beside[PATH_MAX + sizeof FULL_PROGRAM];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            snprintf(beside, sizeof beside, "%.*s/%s", (int)(slash - self), self, FULL_PROGRAM);
-            execv(beside, argv);
-            if (errno != ENOENT) {
-                cli_error("cannot run %s: %s", beside, strerror(errno));
+    char self[PATH_MAX], path[2 * PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self);
+    char *slash = n > 0 && (size_t)n < sizeof self ? (self[n] = '\0', strrchr(self, '/')) : NULL;
+    if (slash) {
+        const char *relative[] = {".", CAPSEARCH_LIBEXEC_FROM_BIN};
+        for (size_t i = 0; i < sizeof relative / sizeof *relative; i++) {
+            snprintf(path, sizeof path, "%.*s/%s/%s", (int)(slash - self), self, relative[i],
+                     FULL_PROGRAM);
+            execv(path, argv);
+            if (errno != ENOENT && errno != ENOTDIR) {
+                cli_error("cannot run %s: %s", path, strerror(errno));
                 return;
             }
         }

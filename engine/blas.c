@@ -40,6 +40,7 @@ static void load(void)
     if (!ce__blas.sgemm || !set_num_threads) {
         snprintf(load_error, sizeof load_error, "%s lacks cblas_sgemm or openblas_set_num_threads",
                  OPENBLAS_SONAME);
+        dlclose(lib);
         return;
     }
     set_num_threads(1);

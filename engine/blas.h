@@ -4,13 +4,15 @@
  *
  * Why: linked the ordinary way, OpenBLAS starts its thread pool in every process at load
  * time, before main: about 4 ms and some spinning CPU in each `capsearch` search, and
- * threads in a daemon whose CNN runs on our own AVX-512 kernels (engine/cnn.c) and never
- * calls BLAS. So no binary links it; ce__blas_load dlopens Debian's libopenblas0 (soname
- * libopenblas.so.0) when a CNN is built for the portable path.
+ * threads in a daemon whose CNN runs on our own AVX-512 / AVX2 kernels (engine/cnn.c) and
+ * never calls BLAS. So no binary links it; ce__blas_load dlopens Debian's libopenblas0
+ * (soname libopenblas.so.0) when a CNN is built for the portable path (a build without
+ * AVX2 + FMA: an old CPU, or CAPSEARCH_NATIVE=OFF). Debian's default pthread variant
+ * still starts its pool when loaded; set to one thread, its helpers then sleep.
  *
  * Invariants: ce__blas.sgemm is called only after ce__blas_load returned 0 (the CNN's
  * build step does that); loading is thread-safe and happens at most once per process;
- * OpenBLAS runs one thread.
+ * OpenBLAS computes on one thread.
  */
 #ifndef CE_BLAS_H
 #define CE_BLAS_H

@@ -70,7 +70,7 @@ static const int HEAD_ANCHORS[N_HEADS] = {3, 6, 6, 6, 6, 6};
 
 typedef struct {
     const float *w, *b;
-    /* 1x1 and the first conv on AVX-512: w repacked by blocks of 32 output channels,
+    /* 1x1 and the first conv on AVX-512 / AVX2: w repacked by blocks of 32 output channels,
      * [cout/32][cin][32], zero-padded past cout (weights read in order, no masks). */
     const float *packed;
 } conv; /* weights, bias (batch norm folded) */

@@ -202,7 +202,11 @@ static inline __m256 exp_avx2(__m256 x)
     __m256i e = _mm256_cvtps_epi32(n), e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
     __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
     __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+    /* scalef's result is final: the compiler must not fuse this multiply into the add
+     * that uses it (-ffp-contract=fast), which AVX-512 cannot do with scalef. */
+    __asm__("" : "+x"(y));
+    return y;
 }
 
 static inline __m256 sigmoid_avx2(__m256 x)

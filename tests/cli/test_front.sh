@@ -5,9 +5,10 @@
 # libpq (engine/blas.h, db/pg/libpq.h: loaded when first needed); every other command
 # line reaches capsearch-full unchanged, and a front without it says so.
 #
-# usage: test_front.sh CAPSEARCH CAPSEARCH_FULL CAPSEARCHD LIBEXEC_DIR WORK_DIR
+# usage: test_front.sh CAPSEARCH CAPSEARCH_FULL CAPSEARCHD LIBEXEC_DIR LIBEXEC_FROM_BIN WORK_DIR
+#   LIBEXEC_FROM_BIN: where capsearch-full is installed relative to capsearch's folder
 set -euo pipefail
-front=$1 full=$2 daemon=$3 libexec=$4 work=$5
+front=$1 full=$2 daemon=$3 libexec=$4 from_bin=$5 work=$6
 fail=0
 bad() { echo "FAIL: $*" >&2; fail=1; }
 
@@ -37,6 +38,11 @@ rc=0; "$front" caption >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || bad "capsearch caption without files: exit $rc, expected 2"
 rc=0; "$front" --no-such-option status >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || bad "an unknown option before status: exit $rc, expected 2"
+# every subcommand --help lists, reached through the front, answers its own --help
+for sub in $("$front" --help | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
+    "$front" "$sub" --help >/dev/null 2>&1 || bad "capsearch $sub --help failed"
+    "$front" "$sub" --help 2>&1 | grep -q "Usage: capsearch" || bad "capsearch $sub --help: no usage"
+done
 
 # 4. A front alone (capsearch-full neither beside it nor installed) still searches, and
 #    says what is missing for the rest.
@@ -49,6 +55,14 @@ if [ ! -x "$libexec/capsearch-full" ]; then   # (an installed copy would be foun
     [ "$rc" = 2 ] && grep -q "cannot run .*capsearch-full" "$work/status.err" ||
         bad "status without capsearch-full: exit $rc: $(cat "$work/status.err")"
 fi
+
+# 5. An installation under another prefix, or moved: capsearch-full is found relative to
+#    the front (bin/ and its libexec/capsearch/).
+mkdir -p "$work/moved/bin" "$work/moved/bin/$from_bin"
+cp "$front" "$work/moved/bin/capsearch"
+cp "$full" "$work/moved/bin/$from_bin/capsearch-full"
+[ "$("$work/moved/bin/capsearch" --version 2>&1)" = "$("$full" --version)" ] ||
+    bad "a moved installation does not find capsearch-full: $("$work/moved/bin/capsearch" --version 2>&1)"
 
 [ "$fail" = 0 ] && echo "ok: capsearch links $(needed "$front" | tr '\n' ' ')"
 exit "$fail"
