@@ -377,12 +377,15 @@ def scenario_bad_files(args, d, img):
 
 
 def scenario_time_limit(args, d, img):
-    """An image slower than the per-image time limit (a 20000x20000 PNG, several seconds
-    of inflate with a 1 s limit) is recorded failed; the slot gets a fresh session and
-    the next files are indexed while the old worker is still busy."""
-    d.start("--time-limit", "1", "--max-pixels", "500000000", "--workers", "1")
+    """An image slower than the per-image time limit (a 28000x28000 PNG: about 6 s of
+    inflate in a release build here, 15 s under ASan, with a 2 s limit) is recorded failed;
+    the slot gets a fresh session and the next files are indexed while the old worker is
+    still busy. The margins go both ways: the PNG must outlast the limit on a fast machine,
+    and the next photo must beat it under ASan on a loaded one, beside the stuck worker
+    (with a 1 s limit it once did not: 2026-12-02)."""
+    d.start("--time-limit", "2", "--max-pixels", "1000000000", "--workers", "1")
     slow = os.path.join(d.root, "slow.png")
-    big_png(slow, 20000, 20000)
+    big_png(slow, 28000, 28000)
     d.wait_indexed([slow], 120, status=1)
     err = d.rows()[slow][2] or ""
     if "time limit" not in err:
