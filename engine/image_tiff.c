@@ -45,6 +45,8 @@ static int src_close(thandle_t h);
 static toff_t src_size(thandle_t h);
 static int src_map(thandle_t h, tdata_t *base, toff_t *size);
 static void src_unmap(thandle_t h, tdata_t base, toff_t size);
+/* fmt is libtiff's own printf format; the attribute lets the compiler check it as one */
+__attribute__((format(printf, 4, 0)))
 static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap);
 static int on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap);
 static int read_raster(TIFF *tif, tiff_src *src, uint32_t w, uint32_t h,
