@@ -245,7 +245,7 @@ int ce_cnn_run_tapped(ce_session *s, const ce_image *img, ce_cnn_output *out, ce
     }
 #endif
     tap t = {fn, ctx};
-    ce__resize_input(img, st->input);
+    ce__resize_input(st->pool, img, st->input);
     forward(net, st, out, &t);
     ce__postprocess(st->box, st->logits, net->anchors, net->box_scales, out);
     return 0;
@@ -814,32 +814,48 @@ static void depthwise_rows(const float *in, int row0, int h, int w, int c, int s
     }
 }
 
-/* The first layer, 3x3 stride 2 from 3 channels: im2col then one sgemm. */
-static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *cols, float *out)
+/* The first layer, 3x3 stride 2 from 3 channels: im2col (by bands of rows over the
+ * pool's threads) then one 1x1 convolution over the 27 columns. */
+typedef struct {
+    const float *in;
+    float *cols;
+    int pt, pl, oh, ow;
+} im2col_job;
+
+#define IM2COL_ROWS 15 /* output rows per task: 10 tasks */
+
+static void im2col_rows(void *ctx, int task)
 {
+    const im2col_job *j = ctx;
     const int ih = CE_INPUT_SIZE, iw = CE_INPUT_SIZE;
-    int oh, ow;
-    int pt = same_pad_before(ih, 2, &oh);
-    int pl = same_pad_before(iw, 2, &ow);
-    for (int oy = 0; oy < oh; oy++) {
-        for (int ox = 0; ox < ow; ox++) {
-            float *col = cols + ((size_t)oy * ow + ox) * 27;
+    const int oy1 = (task + 1) * IM2COL_ROWS < j->oh ? (task + 1) * IM2COL_ROWS : j->oh;
+    for (int oy = task * IM2COL_ROWS; oy < oy1; oy++) {
+        for (int ox = 0; ox < j->ow; ox++) {
+            float *col = j->cols + ((size_t)oy * j->ow + ox) * 27;
             for (int ky = 0; ky < 3; ky++) {
-                int iy = oy * 2 - pt + ky;
+                int iy = oy * 2 - j->pt + ky;
                 for (int kx = 0; kx < 3; kx++) {
-                    int ix = ox * 2 - pl + kx;
+                    int ix = ox * 2 - j->pl + kx;
                     float *dst = col + (ky * 3 + kx) * 3;
                     if (iy < 0 || iy >= ih || ix < 0 || ix >= iw) {
                         dst[0] = dst[1] = dst[2] = 0.0f;
                     } else {
-                        const float *src = in + ((size_t)iy * iw + ix) * 3;
+                        const float *src = j->in + ((size_t)iy * iw + ix) * 3;
                         dst[0] = src[0], dst[1] = src[1], dst[2] = src[2];
                     }
                 }
             }
         }
     }
-    pointwise(pool, cols, oh * ow, 27, p, CONV0_OUT, 1, NULL, out);
+}
+
+static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *cols, float *out)
+{
+    im2col_job j = {in, cols, 0, 0, 0, 0};
+    j.pt = same_pad_before(CE_INPUT_SIZE, 2, &j.oh);
+    j.pl = same_pad_before(CE_INPUT_SIZE, 2, &j.ow);
+    ce__parallel_for(pool, (j.oh + IM2COL_ROWS - 1) / IM2COL_ROWS, im2col_rows, &j);
+    pointwise(pool, cols, j.oh * j.ow, 27, p, CONV0_OUT, 1, NULL, out);
 }
 
 /* One box predictor: depthwise 3x3 (ReLU6) then a linear 1x1 for the box encodings and

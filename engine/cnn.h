@@ -7,6 +7,7 @@
 
 #include "capengine.h"
 #include "capengine_debug.h"
+#include "parallel.h"
 #include "weights.h"
 
 #define CE_INPUT_SIZE 300
@@ -37,8 +38,9 @@ cnn_state *ce__session_cnn(ce_session *session);
 /* ------------------------------------------------------------------ input (resize.c) */
 
 /* Bilinear resize to 300x300 exactly as TensorFlow's ResizeBilinear (align_corners and
- * half_pixel_centers false), then x * (2/255) - 1: out is 300*300*3 floats, HWC. */
-void ce__resize_input(const ce_image *img, float *out);
+ * half_pixel_centers false), then x * (2/255) - 1: out is 300*300*3 floats, HWC. Rows
+ * are split over the pool's threads (NULL: the caller alone); the result is the same. */
+void ce__resize_input(ce_pool *pool, const ce_image *img, float *out);
 
 /* ------------------------------------------------------------------ output (postprocess.c) */
 

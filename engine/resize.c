@@ -8,30 +8,49 @@
 #include <math.h>
 
 #include "cnn.h"
+#include "parallel.h"
 
 typedef struct {
     int lo, hi;  /* source rows (or columns) */
     double frac; /* weight of hi */
 } sample;
 
-static void plan_axis(int in, sample *out);
-
-void ce__resize_input(const ce_image *img, float *out)
-{
+typedef struct {
+    const ce_image *img;
+    float *out;
     sample ys[CE_INPUT_SIZE], xs[CE_INPUT_SIZE];
-    plan_axis(img->height, ys);
-    plan_axis(img->width, xs);
+} resize_job;
+
+#define ROWS_PER_TASK 25 /* 12 tasks: a share for each thread, whoever is scheduled */
+
+static void plan_axis(int in, sample *out);
+static void resize_rows(void *ctx, int task);
+
+void ce__resize_input(ce_pool *pool, const ce_image *img, float *out)
+{
+    resize_job j;
+    j.img = img;
+    j.out = out;
+    plan_axis(img->height, j.ys);
+    plan_axis(img->width, j.xs);
+    ce__parallel_for(pool, (CE_INPUT_SIZE + ROWS_PER_TASK - 1) / ROWS_PER_TASK, resize_rows, &j);
+}
+
+static void resize_rows(void *ctx, int task)
+{
+    const resize_job *j = ctx;
     const float scale = 2.0f / 255.0f;
-    const uint8_t *px = img->pixels;
-    const size_t stride = (size_t)img->width * 3;
-    for (int y = 0; y < CE_INPUT_SIZE; y++) {
-        const uint8_t *top = px + (size_t)ys[y].lo * stride;
-        const uint8_t *bottom = px + (size_t)ys[y].hi * stride;
-        double fy = ys[y].frac;
-        float *o = out + (size_t)y * CE_INPUT_SIZE * 3;
+    const uint8_t *px = j->img->pixels;
+    const size_t stride = (size_t)j->img->width * 3;
+    const int y1 = (task + 1) * ROWS_PER_TASK < CE_INPUT_SIZE ? (task + 1) * ROWS_PER_TASK : CE_INPUT_SIZE;
+    for (int y = task * ROWS_PER_TASK; y < y1; y++) {
+        const uint8_t *top = px + (size_t)j->ys[y].lo * stride;
+        const uint8_t *bottom = px + (size_t)j->ys[y].hi * stride;
+        double fy = j->ys[y].frac;
+        float *o = j->out + (size_t)y * CE_INPUT_SIZE * 3;
         for (int x = 0; x < CE_INPUT_SIZE; x++) {
-            const int l = xs[x].lo * 3, r = xs[x].hi * 3;
-            double fx = xs[x].frac;
+            const int l = j->xs[x].lo * 3, r = j->xs[x].hi * 3;
+            double fx = j->xs[x].frac;
             for (int c = 0; c < 3; c++) {
                 double t = top[l + c] + (top[r + c] - top[l + c]) * fx;
                 double b = bottom[l + c] + (bottom[r + c] - bottom[l + c]) * fx;

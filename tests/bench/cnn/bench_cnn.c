@@ -150,25 +150,31 @@ int main(int argc, char **argv)
     printf("\n%s", results);
 
     if (want_profile) {
-        /* Where the time goes, one thread, median of the per-stage times. */
-        ce_set_blas_threads(1);
+        /* Where the time goes: median per-stage times at 1 and at 2 threads, side by side
+         * (what does not get faster with the second thread is the serial part). */
         enum { RUNS = 21 };
-        static profile runs[RUNS];
-        for (int r = 0; r < RUNS; r++) {
-            runs[r].last = now_ms();
-            runs[r].n = 0;
-            if (ce_cnn_run_tapped(s, &small, out, on_tap, &runs[r], &err) < 0) goto fail;
+        static profile runs[2][RUNS];
+        for (int tc = 0; tc < 2; tc++) {
+            ce_set_blas_threads(tc + 1);
+            for (int r = 0; r < RUNS; r++) {
+                runs[tc][r].last = now_ms();
+                runs[tc][r].n = 0;
+                if (ce_cnn_run_tapped(s, &small, out, on_tap, &runs[tc][r], &err) < 0) goto fail;
+            }
         }
-        printf("\nstage times (1 thread, median of %d runs; each stage ends at the named tap):\n",
-               RUNS);
-        double col[RUNS], total = 0;
-        for (int k = 0; k < runs[0].n; k++) {
-            for (int r = 0; r < RUNS; r++) col[r] = runs[r].ms[k];
-            stats st = summarise(col, RUNS);
-            total += st.median;
-            printf("  %-14s %7.3f ms\n", runs[0].names[k], st.median);
+        printf("\nstage times (median of %d runs; each stage ends at the named tap):\n", RUNS);
+        printf("  %-14s %9s %9s\n", "stage", "1 thread", "2 threads");
+        double col[RUNS], total[2] = {0, 0};
+        for (int k = 0; k < runs[0][0].n; k++) {
+            double med[2];
+            for (int tc = 0; tc < 2; tc++) {
+                for (int r = 0; r < RUNS; r++) col[r] = runs[tc][r].ms[k];
+                med[tc] = summarise(col, RUNS).median;
+                total[tc] += med[tc];
+            }
+            printf("  %-14s %6.3f ms %6.3f ms\n", runs[0][0].names[k], med[0], med[1]);
         }
-        printf("  %-14s %7.3f ms\n", "sum", total);
+        printf("  %-14s %6.3f ms %6.3f ms\n", "sum", total[0], total[1]);
     }
     free(ms);
     free(cpu);
