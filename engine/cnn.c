@@ -263,6 +263,11 @@ int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *e
  * finds the sgemm's output still in cache instead of reading it back from memory. */
 #define CHUNK_FLOATS (64 * 1024)
 
+/* The 1x1 kernels read their packed weight rows (128 bytes per input channel) from L2,
+ * once per tile of pixels: each is prefetched this many input channels ahead (CNN
+ * 23.8 -> 21.7 ms at 1 thread, A/B runs of bench_cnn). */
+#define PW_PREFETCH 8
+
 #ifdef CNN_AVX512
 /* The 1x1 kernel: 12 pixels x 32 output channels (two 16-lane halves, masked at the
  * layer's last channels), all cin inputs; each weight row W[i][o..o+32) is loaded once
@@ -284,6 +289,8 @@ pw_tile(const int halves, int mr, const float *restrict in, int cin, const float
     PW_REP(PW_INIT)
 #undef PW_INIT
     for (int i = 0; i < cin; i++) {
+        _mm_prefetch((const char *)(w + (size_t)(i + PW_PREFETCH) * 32), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + (size_t)(i + PW_PREFETCH) * 32 + 16), _MM_HINT_T0);
         const __m512 w0 = _mm512_load_ps(w + (size_t)i * 32);
         const __m512 w1 = _mm512_load_ps(w + (size_t)i * 32 + 16);
 #define PW_FMA(r)                                                                                  \
@@ -362,6 +369,7 @@ pw_half(const int quarters, const int full, int mr, const float *restrict in, in
     PW_REP(PW_INIT)
 #undef PW_INIT
     for (int i = 0; i < cin; i++) {
+        _mm_prefetch((const char *)(w + (size_t)(i + PW_PREFETCH) * 32), _MM_HINT_T0);
         const __m256 w0 = _mm256_load_ps(w + (size_t)i * 32);
         const __m256 w1 = quarters > 1 ? _mm256_load_ps(w + (size_t)i * 32 + 8) : w0;
 #define PW_FMA(r)                                                                                  \
