@@ -41,6 +41,8 @@ cnn_state *ce__session_cnn(ce_session *session);
  * half_pixel_centers false), then x * (2/255) - 1: out is 300*300*3 floats, HWC. Rows
  * are split over the pool's threads (NULL: the caller alone); the result is the same. */
 void ce__resize_input(ce_pool *pool, const ce_image *img, float *out);
+/* The same with the scalar loop only (test_resize compares the two). */
+void ce__resize_input_scalar(const ce_image *img, float *out);
 
 /* ------------------------------------------------------------------ output (postprocess.c) */
 
