@@ -40,8 +40,7 @@
 
 /* The weights stream from L3 or memory once per step (8.5 MB, more than L2): each row
  * is prefetched this many rows ahead, so its lines arrive while earlier rows are used
- * (the hardware prefetcher alone left the kernel waiting on L3). A prefetch past the
- * end of a matrix is a hint that is dropped, never a fault. */
+ * (the hardware prefetcher alone left the kernel waiting on L3). */
 #define PREFETCH_ROWS 16
 
 #define ROWS 4  /* weight rows per block */
@@ -49,6 +48,16 @@
 #define MAX_COLS 8192
 
 static float half_to_float(uint16_t h);
+
+#if defined(MATVEC_AVX512) || defined(MATVEC_AVX2)
+/* A prefetch hint `bytes` after p. The address is made as an integer: near a matrix's
+ * end it lies past the array, where a pointer may not point; a hint there never faults
+ * (at worst it loads a line nobody uses). */
+static inline void prefetch_at(const void *p, size_t bytes)
+{
+    _mm_prefetch((const char *)((uintptr_t)p + bytes), _MM_HINT_T0);
+}
+#endif
 
 /* ------------------------------------------------------------------ AVX-512 */
 
@@ -68,7 +77,7 @@ static inline __attribute__((always_inline)) void block_avx512(const int R, cons
         __m512 xv[BEAMS];
         UNROLL for (int b = 0; b < NB; b++) xv[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k);
         UNROLL for (int r = 0; r < R; r++) {
-            _mm_prefetch((const char *)(w + (size_t)(r + PREFETCH_ROWS) * ldw + k), _MM_HINT_T0);
+            prefetch_at(w, ((size_t)(r + PREFETCH_ROWS) * ldw + k) * sizeof *w);
             __m512 wv = _mm512_cvtph_ps(
                 _mm256_loadu_si256((const __m256i *)(const void *)(w + (size_t)r * ldw + k)));
             UNROLL for (int b = 0; b < NB; b++) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
@@ -163,7 +172,7 @@ static inline __attribute__((always_inline)) void row_avx2(const int NB, int col
     UNROLL for (int b = 0; b < NB; b++) lo[b] = hi[b] = _mm256_setzero_ps();
     int k = 0;
     for (; k + 16 <= cols; k += 16) {
-        _mm_prefetch((const char *)(w + (size_t)PREFETCH_ROWS * ldw + k), _MM_HINT_T0);
+        prefetch_at(w, ((size_t)PREFETCH_ROWS * ldw + k) * sizeof *w);
         const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + k)));
         const __m256 w1 =
             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + k + 8)));

@@ -11,6 +11,7 @@
  * the same bits on images of many sizes.
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__AVX512F__)
@@ -35,14 +36,14 @@ typedef struct {
     sample ys[CE_INPUT_SIZE], xs[CE_INPUT_SIZE];
     /* per output value k = x * 3 + c: byte offsets of its two source pixels' channel in a
      * row, and the weight of the second */
-    int lo3[OUT_VALUES], hi3[OUT_VALUES];
+    int lo3[OUT_VALUES], hi3[OUT_VALUES]; /* int: the gathers' offsets (vector only) */
     double fx3[OUT_VALUES];
     /* values [0, safe) whose 4-byte gathers end inside their row (the bytes after a row
      * are the next row's, except after the image's last) */
     int safe;
 } resize_job;
 
-#define ROWS_PER_TASK 25 /* 12 tasks: a share for each thread, whoever is scheduled */
+#define ROWS_PER_TASK 25 /* 12 tasks of 25 output rows, claimed by whichever thread is free */
 
 static void plan(const ce_image *img, float *out, int vector, resize_job *j);
 static void plan_axis(int in, sample *out);
@@ -68,9 +69,12 @@ static void plan(const ce_image *img, float *out, int vector, resize_job *j)
 {
     j->img = img;
     j->out = out;
-    j->vector = vector;
+    /* the gathers take 32-bit offsets: rows up to 2^31 bytes (700 M pixels wide) */
+    j->vector = vector && (int64_t)img->width * 3 + 4 <= INT32_MAX;
     plan_axis(img->height, j->ys);
     plan_axis(img->width, j->xs);
+    j->safe = 0;
+    if (!j->vector) return;
     const int stride = img->width * 3;
     j->safe = OUT_VALUES / 8 * 8;
     for (int k = 0; k < OUT_VALUES; k++) {
@@ -78,6 +82,7 @@ static void plan(const ce_image *img, float *out, int vector, resize_job *j)
         j->lo3[k] = sx->lo * 3 + k % 3;
         j->hi3[k] = sx->hi * 3 + k % 3;
         j->fx3[k] = sx->frac;
+        /* hi3 never decreases: the first value whose gather ends past the row sets it */
         if (j->hi3[k] + 4 > stride && k / 8 * 8 < j->safe) j->safe = k / 8 * 8;
     }
 }
@@ -97,8 +102,9 @@ static void resize_rows(void *ctx, int task)
         const int last_row = j->ys[y].hi == j->img->height - 1;
         int k = j->vector ? row_vector(j, top, bottom, fy, last_row ? j->safe : OUT_VALUES / 8 * 8, o) : 0;
         for (; k < OUT_VALUES; k++) {
-            const int l = j->lo3[k], r = j->hi3[k];
-            double fx = j->fx3[k];
+            const sample *sx = &j->xs[k / 3];
+            const size_t l = (size_t)sx->lo * 3 + (size_t)(k % 3), r = (size_t)sx->hi * 3 + (size_t)(k % 3);
+            double fx = sx->frac;
             double t = top[l] + (top[r] - top[l]) * fx;
             double b = bottom[l] + (bottom[r] - bottom[l]) * fx;
             float v = (float)(t + (b - t) * fy);
