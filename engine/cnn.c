@@ -273,7 +273,7 @@ int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *e
  * row it lies outside the weights, where a pointer may not point; a hint never faults. */
 static inline void prefetch_at(const void *p, size_t bytes)
 {
-    _mm_prefetch((const char *)((uintptr_t)p + bytes), _MM_HINT_T0);
+    __builtin_prefetch((const void *)((uintptr_t)p + bytes), 0, 3); /* read, keep in all levels */
 }
 #endif
 

@@ -55,7 +55,7 @@ static float half_to_float(uint16_t h);
  * (at worst it loads a line nobody uses). */
 static inline void prefetch_at(const void *p, size_t bytes)
 {
-    _mm_prefetch((const char *)((uintptr_t)p + bytes), _MM_HINT_T0);
+    __builtin_prefetch((const void *)((uintptr_t)p + bytes), 0, 3); /* read, keep in all levels */
 }
 #endif
 
