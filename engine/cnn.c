@@ -30,6 +30,7 @@
 #include "blas.h"
 #include "cnn.h"
 #include "parallel.h"
+#include "prefetch.h"
 
 /* ------------------------------------------------------------------ architecture */
 
@@ -268,15 +269,6 @@ int ce_cnn_run(ce_session *s, const ce_image *img, ce_cnn_output *out, ce_err *e
  * 23.8 -> 21.7 ms at 1 thread, A/B runs of bench_cnn). */
 #define PW_PREFETCH 8
 
-#ifdef CNN_SIMD
-/* A prefetch hint `bytes` after p, the address made as an integer: past a layer's last
- * row it lies outside the weights, where a pointer may not point; a hint never faults. */
-static inline void prefetch_at(const void *p, size_t bytes)
-{
-    __builtin_prefetch((const void *)((uintptr_t)p + bytes), 0, 3); /* read, keep in all levels */
-}
-#endif
-
 #ifdef CNN_AVX512
 /* The 1x1 kernel: 12 pixels x 32 output channels (two 16-lane halves, masked at the
  * layer's last channels), all cin inputs; each weight row W[i][o..o+32) is loaded once
@@ -298,8 +290,8 @@ pw_tile(const int halves, int mr, const float *restrict in, int cin, const float
     PW_REP(PW_INIT)
 #undef PW_INIT
     for (int i = 0; i < cin; i++) {
-        prefetch_at(w, (size_t)(i + PW_PREFETCH) * 32 * sizeof *w);
-        if (halves == 2) prefetch_at(w, ((size_t)(i + PW_PREFETCH) * 32 + 16) * sizeof *w);
+        ce__prefetch(w, (size_t)(i + PW_PREFETCH) * 32 * sizeof *w);
+        if (halves == 2) ce__prefetch(w, ((size_t)(i + PW_PREFETCH) * 32 + 16) * sizeof *w);
         const __m512 w0 = _mm512_load_ps(w + (size_t)i * 32);
         const __m512 w1 = _mm512_load_ps(w + (size_t)i * 32 + 16);
 #define PW_FMA(r)                                                                                  \
@@ -378,7 +370,7 @@ pw_half(const int quarters, const int full, int mr, const float *restrict in, in
     PW_REP(PW_INIT)
 #undef PW_INIT
     for (int i = 0; i < cin; i++) {
-        prefetch_at(w, (size_t)(i + PW_PREFETCH) * 32 * sizeof *w);
+        ce__prefetch(w, (size_t)(i + PW_PREFETCH) * 32 * sizeof *w);
         const __m256 w0 = _mm256_load_ps(w + (size_t)i * 32);
         const __m256 w1 = quarters > 1 ? _mm256_load_ps(w + (size_t)i * 32 + 8) : w0;
 #define PW_FMA(r)                                                                                  \

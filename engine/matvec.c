@@ -33,6 +33,7 @@
 #endif
 
 #include "matvec.h"
+#include "prefetch.h"
 
 /* The loops over a block's rows and beams must be unrolled completely, or GCC -O2 keeps
  * the accumulators in memory (a load and a store around every FMA: 1.75x slower). */
@@ -48,16 +49,6 @@
 #define MAX_COLS 8192
 
 static float half_to_float(uint16_t h);
-
-#if defined(MATVEC_AVX512) || defined(MATVEC_AVX2)
-/* A prefetch hint `bytes` after p. The address is made as an integer: near a matrix's
- * end it lies past the array, where a pointer may not point; a hint there never faults
- * (at worst it loads a line nobody uses). */
-static inline void prefetch_at(const void *p, size_t bytes)
-{
-    __builtin_prefetch((const void *)((uintptr_t)p + bytes), 0, 3); /* read, keep in all levels */
-}
-#endif
 
 /* ------------------------------------------------------------------ AVX-512 */
 
@@ -77,7 +68,7 @@ static inline __attribute__((always_inline)) void block_avx512(const int R, cons
         __m512 xv[BEAMS];
         UNROLL for (int b = 0; b < NB; b++) xv[b] = _mm512_loadu_ps(x + (size_t)b * ldx + k);
         UNROLL for (int r = 0; r < R; r++) {
-            prefetch_at(w, ((size_t)(r + PREFETCH_ROWS) * ldw + k) * sizeof *w);
+            ce__prefetch(w, ((size_t)(r + PREFETCH_ROWS) * ldw + k) * sizeof *w);
             __m512 wv = _mm512_cvtph_ps(
                 _mm256_loadu_si256((const __m256i *)(const void *)(w + (size_t)r * ldw + k)));
             UNROLL for (int b = 0; b < NB; b++) acc[r][b] = _mm512_fmadd_ps(wv, xv[b], acc[r][b]);
@@ -172,7 +163,7 @@ static inline __attribute__((always_inline)) void row_avx2(const int NB, int col
     UNROLL for (int b = 0; b < NB; b++) lo[b] = hi[b] = _mm256_setzero_ps();
     int k = 0;
     for (; k + 16 <= cols; k += 16) {
-        prefetch_at(w, ((size_t)PREFETCH_ROWS * ldw + k) * sizeof *w);
+        ce__prefetch(w, ((size_t)PREFETCH_ROWS * ldw + k) * sizeof *w);
         const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + k)));
         const __m256 w1 =
             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + k + 8)));

@@ -12,7 +12,6 @@
  */
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
