@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -280,7 +281,8 @@ static int get_text(XmpPtr x, const char *ns, const char *name, char *out, size_
     uint32_t options = 0;
     int ok = xmp_get_localized_text(x, ns, name, "", "x-default", lang, value, &options);
     if (!ok) ok = xmp_get_property(x, ns, name, value, &options) && XMP_IS_PROP_SIMPLE(options);
-    if (ok && valid_text(xmp_string_cstr(value))) snprintf(out, size, "%s", xmp_string_cstr(value));
+    /* cut to size at a character boundary: a byte cut could split one (found by fuzz_xmp) */
+    if (ok && valid_text(xmp_string_cstr(value))) cut_characters(xmp_string_cstr(value), SIZE_MAX, out, size);
     /* other control characters become spaces (a newline or a tab may stay: descriptions
      * run over lines); cameras fill ImageDescription with spaces: blank is no text */
     for (char *c = out; *c; c++)
@@ -299,7 +301,7 @@ static int get_item(XmpPtr x, const char *ns, const char *name, int i, char *out
     out[0] = '\0';
     XmpStringPtr value = xmp_string_new();
     if (xmp_get_array_item(x, ns, name, i, value, NULL) && valid_text(xmp_string_cstr(value)))
-        snprintf(out, size, "%s", xmp_string_cstr(value));
+        cut_characters(xmp_string_cstr(value), SIZE_MAX, out, size);
     xmp_string_free(value);
     return out[0] != '\0';
 }
