@@ -43,6 +43,7 @@ struct ce_captioner_scratch {
     float *raw, *features, *hidden1, *probs, *cond, *cvec, *cond_gates;
     float *h, *c, *h_next, *c_next, *gates, *inputs, *logits;
     float *evidence, *bias; /* n_concepts, n_words: grounded search */
+    float *search, *complete_h; /* n_concepts, complete_hidden: the completion */
     hypothesis *live, *next_live;
 };
 
@@ -51,6 +52,7 @@ static int load_strings(const ce_weights *w, const char *name, int expect, const
                         char **storage, ce_err *err);
 static int load_vocabularies(ce_captioner *cap, ce_err *err);
 static int load_tensors(ce_captioner *cap, ce_err *err);
+static int load_completion(ce_captioner *cap, ce_err *err);
 static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s,
                          const ce_cnn_output *cnn);
 static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts);
@@ -64,6 +66,7 @@ static void mark_objects(ce_captioner *cap);
 static void find_compounds(ce_captioner *cap);
 static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
                              float *evidence);
+static void raise_to_detections(const ce_captioner *cap, const ce_cnn_output *cnn, float *v);
 static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *once);
 static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token);
 static int compound_of(const ce_captioner *cap, int first, int second);
@@ -124,6 +127,12 @@ int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn,
         bias = s->bias;
     }
     set_condition(cap, s, s->probs);
+    /* The search vector: what the evidence implies (the completion), and never less than
+     * the detector's confidence in an object it found (a dog beside a car stays a dog
+     * however rarely captions name the two together). Without a completion: the head's
+     * probabilities as they are. */
+    ce__caption_complete_concepts(cap, s, s->probs, s->search);
+    if (cap->complete_hidden) raise_to_detections(cap, cnn, s->search);
     decoder_start(cap, s);
     int tokens[CE_MAX_CAPTION], n = 0;
     float score = 0, raw = 0;
@@ -132,7 +141,7 @@ int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn,
     out->log_prob = raw;
     out->confidence = ce__caption_confidence(cap, s->evidence, tokens, n, raw);
     out->n_concepts = cap->n_concepts;
-    out->concepts = s->probs;
+    out->concepts = s->search;
     fill_tags(cap, cnn, s->probs, out);
     return 0;
 }
@@ -160,6 +169,7 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
     }
     if ((rc = load_config(cap, err)) < 0 || (rc = load_vocabularies(cap, err)) < 0 ||
         (!text_only && (rc = load_tensors(cap, err)) < 0) ||
+        (!text_only && (rc = load_completion(cap, err)) < 0) ||
         (rc = ce__caption_text_init(cap, err)) < 0) {
         /* Prefix the message with the file name, truncating its end if need be. */
         const size_t prefix = sizeof CAPTIONER_FILE + 1;
@@ -226,6 +236,8 @@ void ce__captioner_close(ce_captioner *cap)
     free(cap->concepts);
     free(cap->concept_storage);
     free(cap->vectors);
+    free(cap->complete_b1);
+    free(cap->complete_b2);
     ce__weights_close(cap->weights);
     free(cap);
 }
@@ -261,7 +273,9 @@ int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **ou
     s->next_live = malloc(sizeof(hypothesis) * B);
     s->evidence = malloc(sizeof(float) * (size_t)cap->n_concepts);
     s->bias = malloc(sizeof(float) * V);
-    if (!s->evidence || !s->bias || !s->raw || !s->cvec || !s->features || !s->hidden1 ||
+    s->search = malloc(sizeof(float) * (size_t)cap->n_concepts);
+    s->complete_h = malloc(sizeof(float) * (size_t)(cap->complete_hidden ? cap->complete_hidden : 1));
+    if (!s->search || !s->complete_h || !s->evidence || !s->bias || !s->raw || !s->cvec || !s->features || !s->hidden1 ||
         !s->probs || !s->cond || !s->cond_gates || !s->h || !s->c || !s->h_next || !s->c_next ||
         !s->gates || !s->inputs || !s->logits || !s->live || !s->next_live)
         goto oom;
@@ -294,6 +308,8 @@ void ce__captioner_scratch_free(ce_captioner_scratch *s)
     free(s->next_live);
     free(s->evidence);
     free(s->bias);
+    free(s->search);
+    free(s->complete_h);
     free(s);
 }
 
@@ -312,6 +328,25 @@ int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scr
     ce__matmul_f16(1, K, Hh, s->hidden1, Hh, cap->head_w2, Hh, probs, K);
     sigmoid_inplace(probs, K);
     return 0;
+}
+
+void ce__caption_complete_concepts(const ce_captioner *cap, ce_captioner_scratch *s,
+                                   const float *probs, float *search)
+{
+    const int K = cap->n_concepts, Hc = cap->complete_hidden;
+    if (!Hc) {
+        memcpy(search, probs, sizeof(float) * (size_t)K);
+        return;
+    }
+    /* The input is what the decoder sees (set_condition): the text-trained completion
+     * learnt from the same corrupted caption vectors as the decoder. */
+    set_condition(cap, s, probs);
+    memcpy(s->complete_h, cap->complete_b1, sizeof(float) * (size_t)Hc);
+    ce__matmul_f16(1, Hc, K, s->cond, K, cap->complete_w1, K, s->complete_h, Hc);
+    for (int i = 0; i < Hc; i++) s->complete_h[i] = s->complete_h[i] > 0 ? s->complete_h[i] : 0;
+    memcpy(search, cap->complete_b2, sizeof(float) * (size_t)K);
+    ce__matmul_f16(1, K, Hc, s->complete_h, Hc, cap->complete_w2, Hc, search, K);
+    sigmoid_inplace(search, K);
 }
 
 int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s,
@@ -444,6 +479,40 @@ static int load_tensors(ce_captioner *cap, ce_err *err)
             snprintf(err->msg, sizeof err->msg, "concepts/class_concepts out of range");
             return -EBADMSG;
         }
+    return 0;
+}
+
+/* The completion's four tensors, all or none: a file without them (older captioners,
+ * test models) stores the head's probabilities for search. */
+static int load_completion(ce_captioner *cap, ce_err *err)
+{
+    const ce_weights *w = cap->weights;
+    const int K = cap->n_concepts;
+    const ce_tensor *b1 = ce__weights_find(w, "complete/b1");
+    if (!b1 && !ce__weights_find(w, "complete/w1") && !ce__weights_find(w, "complete/w2") &&
+        !ce__weights_find(w, "complete/b2"))
+        return 0;
+    if (!b1 || b1->rank != 1 || b1->count < 1 || b1->count > 4096) {
+        snprintf(err->msg, sizeof err->msg, "complete/b1 missing or not a vector of 1..4096");
+        return -EBADMSG;
+    }
+    const int Hc = (int)b1->count;
+    const ce_tensor *w1 = ce__weights_get(w, "complete/w1", CE_DT_F16, err, 2, Hc, K);
+    const ce_tensor *w2 = w1 ? ce__weights_get(w, "complete/w2", CE_DT_F16, err, 2, K, Hc) : NULL;
+    const ce_tensor *tb1 = w2 ? ce__weights_get(w, "complete/b1", CE_DT_F16, err, 1, Hc) : NULL;
+    const ce_tensor *tb2 = tb1 ? ce__weights_get(w, "complete/b2", CE_DT_F16, err, 1, K) : NULL;
+    if (!tb2) return -EBADMSG;
+    cap->complete_b1 = malloc(sizeof(float) * (size_t)Hc);
+    cap->complete_b2 = malloc(sizeof(float) * (size_t)K);
+    if (!cap->complete_b1 || !cap->complete_b2) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -ENOMEM;
+    }
+    ce__f16_to_f32(tb1->data, cap->complete_b1, (size_t)Hc);
+    ce__f16_to_f32(tb2->data, cap->complete_b2, (size_t)K);
+    cap->complete_w1 = w1->data;
+    cap->complete_w2 = w2->data;
+    cap->complete_hidden = Hc;
     return 0;
 }
 
@@ -615,10 +684,16 @@ static void concept_evidence(const ce_captioner *cap, const ce_cnn_output *cnn, 
                              float *evidence)
 {
     memcpy(evidence, probs, sizeof(float) * (size_t)cap->n_concepts);
+    raise_to_detections(cap, cnn, evidence);
+}
+
+/* Each concept a COCO class names is at least the detector's best score for that class. */
+static void raise_to_detections(const ce_captioner *cap, const ce_cnn_output *cnn, float *v)
+{
     for (int k = 1; k < CE_NUM_CLASSES; k++)
         for (int j = 0; j < 2; j++) {
             int c = cap->class_concepts[2 * k + j];
-            if (c >= 0 && cnn->class_max[k] > evidence[c]) evidence[c] = cnn->class_max[k];
+            if (c >= 0 && cnn->class_max[k] > v[c]) v[c] = cnn->class_max[k];
         }
 }
 

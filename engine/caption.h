@@ -42,6 +42,13 @@ struct ce_captioner {
     const uint16_t *head_w1, *head_w2, *cin_w, *init_h_w, *init_c_w, *emb_w, *w_ih, *w_hh, *out_w;
     const float *feat_mean, *feat_scale, *head_b1, *head_b2, *cin_b, *init_h_b, *init_c_b;
     const float *lstm_b, *out_b;
+    /* The concept completion (optional: complete_hidden 0 = none, the search stores the
+     * head's probabilities): q = sigmoid(w2 relu(w1 p^gamma + b1) + b2), trained on caption
+     * text (models/train/train_completion.py); q raised to the detector's scores is the
+     * image's search vector (ce_caption.concepts). */
+    int complete_hidden;
+    const uint16_t *complete_w1, *complete_w2;
+    float *complete_b1, *complete_b2; /* widened at open, owned */
     float *vectors;
     caption_lookup *lookup; /* concept words and aliases, sorted by word */
     int n_lookup;
@@ -71,6 +78,10 @@ int ce__caption_text_lookup(const ce_captioner *cap, const char *word);
 void ce__caption_head_features(const ce_cnn_output *cnn, float *features);
 int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
                                        const float *features, float *probs);
+/* The search vector of a concept vector (n_concepts each): the completion of probs^gamma,
+ * or probs itself when the model has no completion. */
+void ce__caption_complete_concepts(const ce_captioner *cap, ce_captioner_scratch *s,
+                                   const float *probs, float *search);
 /* Beam search from a concept vector; first_logits (n_words, may be NULL) receives the raw
  * logits of the first step. Returns the token count written to tokens. */
 int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s,

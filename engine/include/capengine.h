@@ -144,8 +144,11 @@ typedef struct {
     int n_tags;
     ce_tag tags[CE_MAX_TAGS]; /* detections' labels and top concepts, best first */
     int n_concepts;           /* ce_model_concept_count() */
-    float *concepts;          /* concept probabilities; owned by the session,
-                                        valid until the next call on it */
+    float *concepts;          /* the image's concept vector for search, 0..1: the head's
+                                        probabilities completed by what captions name
+                                        together, at least the detector's score for each
+                                        object it found (models/README.md); owned by the
+                                        session, valid until the next call on it */
 } ce_caption;
 
 typedef struct {

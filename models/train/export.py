@@ -3,7 +3,7 @@
 vectors that tests/caption/test_golden.c checks the C inference against.
 
 The golden vectors are computed by the PyTorch twins (decoder.Decoder, train_concepts.Head,
-decoder.beam_search) on the fp16-rounded weights, i.e. on exactly what the C code loads.
+train_completion.Completion, decoder.beam_search) on the fp16-rounded weights, i.e. on exactly what the C code loads.
 Inputs are synthetic (seeded), never data from ../shared/data.
 """
 import argparse
@@ -17,6 +17,7 @@ import torch
 import decoder as dec
 import textproc
 from features import FEAT_DIM
+from train_completion import Completion
 from train_concepts import Head
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -39,6 +40,8 @@ def main():
     ap.add_argument("--work", default=os.path.join(here, "work"))
     ap.add_argument("--decoder", default="decoder.pt")
     ap.add_argument("--head", default="head.pt")
+    ap.add_argument("--completion", default="completion.pt",
+                    help="the concept completion (train_completion.py); 'none': leave it out")
     ap.add_argument("--out", default=os.path.join(here, "..", "captioner.csw"))
     ap.add_argument("--golden", default=os.path.join(here, "..", "..", "tests", "caption", "golden.csw"))
     ap.add_argument("--gamma", type=float, default=None,
@@ -65,10 +68,16 @@ def main():
     head.load_state_dict(hck["model"])
     model.eval()
     head.eval()
+    completion = None
+    if args.completion != "none":
+        cck = torch.load(os.path.join(args.work, args.completion))
+        completion = Completion(len(concepts), cck["hidden"])
+        completion.load_state_dict(cck["model"])
+        completion.eval()
 
     # Round every weight to fp16 and use the rounded values from here on.
     with torch.no_grad():
-        for m in (model, head):
+        for m in (model, head) + ((completion,) if completion else ()):
             for p in m.parameters():
                 p.copy_(p.half().float())
 
@@ -120,6 +129,9 @@ def main():
         f16("dec/b", (lstm.bias_ih_l0 + lstm.bias_hh_l0).half().float()),
         f16("dec/out_w", model.out.weight), f16("dec/out_b", model.out.bias),
     ]
+    if completion:
+        tensors += [f16("complete/w1", completion.fc1.weight), f16("complete/b1", completion.fc1.bias),
+                    f16("complete/w2", completion.fc2.weight), f16("complete/b2", completion.fc2.bias)]
     with torch.no_grad():
         lstm.bias_ih_l0.copy_((lstm.bias_ih_l0 + lstm.bias_hh_l0).half().float())
         lstm.bias_hh_l0.zero_()
@@ -146,6 +158,9 @@ def main():
         c, state = model.start(x)
         logits, _ = model.step(c, state, torch.full((len(conds),), dec.EOS, dtype=torch.long))
     gold.append(f32("golden/first_logits", logits.numpy()))
+    if completion:
+        with torch.no_grad():
+            gold.append(f32("golden/completed", torch.sigmoid(completion(x)).numpy()))
     for w in GOLDEN_WIDTHS:
         toks = np.full((len(conds), GOLDEN_MAX_LEN + 1), -1, np.int32)
         scores = np.zeros(len(conds), np.float32)

@@ -9,7 +9,8 @@
 # tests/caption/golden.csw and work/baseline/captioner.csw (the Show-and-Tell baseline).
 # HEAD_ONLY=1 FROM_CSW=FILE [DECODER_MORE=...]: the decoder and vocabulary are taken from
 # FILE (see below) and only the concept head is retrained; CONCEPT_ARGS / CALIBRATE_ARGS
-# pass options to train_concepts.py / calibrate.py (models/README.md has the committed run's).
+# pass options to train_concepts.py / calibrate.py, COMPLETION_ARGS to train_completion.py
+# (models/README.md has the committed run's).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: train.sh BUILD_DIR}" && pwd)
@@ -33,9 +34,10 @@ fi
 step extract ./extract_all.sh "$build"
 step concepts "$py" train_concepts.py ${CONCEPT_ARGS:-}
 step calibrate "$py" calibrate.py ${CALIBRATE_ARGS:-}
+step completion "$py" train_completion.py ${COMPLETION_ARGS:-}
 step export "$py" export.py --head head_cal.pt
 [ "${HEAD_ONLY:-0}" = 1 ] && exit 0
 step baseline "$py" train_baseline.py
 ln -sf "$here/../ssdlite_mobilenet_v2_coco.csw" work/baseline/ssdlite_mobilenet_v2_coco.csw
-step export_baseline "$py" export.py --decoder baseline_decoder.pt --head baseline_head.pt \
+step export_baseline "$py" export.py --decoder baseline_decoder.pt --head baseline_head.pt --completion none \
     --gamma 1 --out work/baseline/captioner.csw --golden work/baseline/golden.csw

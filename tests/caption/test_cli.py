@@ -1,15 +1,21 @@
 #!/usr/bin/python3
 """`capsearch caption` end to end on the Debian sample photos: a caption and tags per
 image, JSON Lines with --json, --beam honoured, a bad file reported while the others are
-still captioned (exit 2). Skips (77) without the backbone weights or the photos.
+still captioned (exit 2); a captioner file whose concept completion is incomplete is refused
+with a message naming the tensor, one without a completion still captions. Skips (77)
+without the backbone weights or the photos.
 
 usage: test_cli.py CAPSEARCH MODELS_DIR PHOTOS_DIR
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models"))
+import csw  # noqa: E402
 
 
 def main():
@@ -68,6 +74,22 @@ def main():
 
     usage = subprocess.run([capsearch, "caption", "--beam", "0", dog], capture_output=True, text=True)
     check(usage.returncode == 2, "--beam 0 refused")
+
+    # The completion's tensors are all or none (engine/caption.c load_completion).
+    tensors = csw.read(os.path.join(models, "captioner.csw"))
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(os.path.join(models, "ssdlite_mobilenet_v2_coco.csw"),
+                        os.path.join(tmp, "ssdlite_mobilenet_v2_coco.csw"))
+        for drop, ok in (("complete/b2", False), ("complete/", True)):
+            kept = [(n, t, d, raw) for n, (t, d, raw) in tensors.items() if not n.startswith(drop)]
+            csw.write(os.path.join(tmp, "captioner.csw"), kept)
+            r = subprocess.run([capsearch, "caption", "--models", tmp, dog], capture_output=True, text=True)
+            if ok:
+                check(r.returncode == 0 and r.stdout.startswith(dog + ": "),
+                      f"a captioner without a completion still captions: {r.returncode} {r.stderr!r}")
+            else:
+                check(r.returncode != 0 and "complete/b2" in r.stderr,
+                      f"a completion without complete/b2 is refused by name: {r.returncode} {r.stderr!r}")
     return 1 if failures else 0
 
 

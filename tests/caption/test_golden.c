@@ -1,7 +1,8 @@
 /*
  * The C captioner against the PyTorch golden vectors (tests/caption/golden.csw, written by
  * models/train/export.py together with models/captioner.csw): concept head probabilities
- * and first-step logits within 1e-3, and the same beam-search tokens at widths 1, 3, 5
+ * first-step logits and the concept completion (the search vector) within 1e-3, and the
+ * same beam-search tokens at widths 1, 3, 5
  * (the plain search: grounding off). Then the grounded search (not in the PyTorch twin):
  * weight 0 gives the plain search, and a concept without evidence is not named.
  *
@@ -71,6 +72,21 @@ int main(int argc, char **argv)
         size_t at;
         float d = max_abs_diff(l, (const float *)logits->data + (size_t)i * V, (size_t)V, &at);
         check(d <= TOL, "first-step logits", (int)i, d);
+    }
+    /* The completion: in the golden file exactly when in the captioner. */
+    const ce_tensor *completed = ce__weights_find(gold, "golden/completed");
+    if (!completed != !cap->complete_hidden ||
+        (completed && (completed->rank != 2 || completed->dims[0] != conds->dims[0] ||
+                       completed->dims[1] != (uint32_t)K))) {
+        fprintf(stderr, "test_golden: golden/completed does not match the captioner's completion"
+                        " (re-export both)\n");
+        return 1;
+    }
+    for (uint32_t i = 0; completed && i < conds->dims[0]; i++) {
+        ce__caption_complete_concepts(cap, s, (const float *)conds->data + (size_t)i * K, p);
+        size_t at;
+        float d = max_abs_diff(p, (const float *)completed->data + (size_t)i * K, (size_t)K, &at);
+        check(d <= TOL, "concept completion", (int)i, d);
     }
     static const int widths[] = {1, 3, 5};
     for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
@@ -150,6 +166,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 8 && worst_seen[i].what; i++)
         if (strcmp(worst_seen[i].what, "concept probabilities") == 0 ||
             strcmp(worst_seen[i].what, "first-step logits") == 0 ||
+            strcmp(worst_seen[i].what, "concept completion") == 0 ||
             strcmp(worst_seen[i].what, "beam score") == 0)
             printf(" %s %.2e;", worst_seen[i].what, worst_seen[i].worst);
     printf("\n");
