@@ -71,6 +71,9 @@ static int blocked(const hypothesis *hyp, int token, int ngram, const uint8_t *o
 static int names_again(const ce_captioner *cap, const hypothesis *hyp, int token);
 static int compound_of(const ce_captioner *cap, int first, int second);
 static void log_softmax(float *v, int n);
+static void two_layer_sigmoid(int n_in, const float *x, int n_hidden, const uint16_t *w1,
+                              const float *b1, float *hidden, int n_out, const uint16_t *w2,
+                              const float *b2, float *out);
 static void sigmoid_inplace(float *v, int n);
 static void fill_tags(const ce_captioner *cap, const ce_cnn_output *cnn, const float *probs,
                       ce_caption *out);
@@ -318,15 +321,11 @@ void ce__captioner_scratch_free(ce_captioner_scratch *s)
 int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scratch *s,
                                        const float *features, float *probs)
 {
-    const int F = cap->feat_dim, Hh = cap->head_hidden, K = cap->n_concepts;
+    const int F = cap->feat_dim;
     for (int i = 0; i < F; i++)
         s->features[i] = (features[i] - cap->feat_mean[i]) * cap->feat_scale[i];
-    memcpy(s->hidden1, cap->head_b1, sizeof(float) * (size_t)Hh);
-    ce__matmul_f16(1, Hh, F, s->features, F, cap->head_w1, F, s->hidden1, Hh);
-    for (int i = 0; i < Hh; i++) s->hidden1[i] = s->hidden1[i] > 0 ? s->hidden1[i] : 0;
-    memcpy(probs, cap->head_b2, sizeof(float) * (size_t)K);
-    ce__matmul_f16(1, K, Hh, s->hidden1, Hh, cap->head_w2, Hh, probs, K);
-    sigmoid_inplace(probs, K);
+    two_layer_sigmoid(F, s->features, cap->head_hidden, cap->head_w1, cap->head_b1, s->hidden1,
+                      cap->n_concepts, cap->head_w2, cap->head_b2, probs);
     return 0;
 }
 
@@ -341,12 +340,22 @@ void ce__caption_complete_concepts(const ce_captioner *cap, ce_captioner_scratch
     /* The input is what the decoder sees (set_condition): the text-trained completion
      * learnt from the same corrupted caption vectors as the decoder. */
     set_condition(cap, s, probs);
-    memcpy(s->complete_h, cap->complete_b1, sizeof(float) * (size_t)Hc);
-    ce__matmul_f16(1, Hc, K, s->cond, K, cap->complete_w1, K, s->complete_h, Hc);
-    for (int i = 0; i < Hc; i++) s->complete_h[i] = s->complete_h[i] > 0 ? s->complete_h[i] : 0;
-    memcpy(search, cap->complete_b2, sizeof(float) * (size_t)K);
-    ce__matmul_f16(1, K, Hc, s->complete_h, Hc, cap->complete_w2, Hc, search, K);
-    sigmoid_inplace(search, K);
+    two_layer_sigmoid(K, s->cond, Hc, cap->complete_w1, cap->complete_b1, s->complete_h, K,
+                      cap->complete_w2, cap->complete_b2, search);
+}
+
+/* out = sigmoid(w2 relu(w1 x + b1) + b2), the shape of the head and of the completion;
+ * hidden: n_hidden floats of scratch. */
+static void two_layer_sigmoid(int n_in, const float *x, int n_hidden, const uint16_t *w1,
+                              const float *b1, float *hidden, int n_out, const uint16_t *w2,
+                              const float *b2, float *out)
+{
+    memcpy(hidden, b1, sizeof(float) * (size_t)n_hidden);
+    ce__matmul_f16(1, n_hidden, n_in, x, n_in, w1, n_in, hidden, n_hidden);
+    for (int i = 0; i < n_hidden; i++) hidden[i] = hidden[i] > 0 ? hidden[i] : 0;
+    memcpy(out, b2, sizeof(float) * (size_t)n_out);
+    ce__matmul_f16(1, n_out, n_hidden, hidden, n_hidden, w2, n_hidden, out, n_out);
+    sigmoid_inplace(out, n_out);
 }
 
 int ce__caption_decode_concepts(const ce_captioner *cap, ce_captioner_scratch *s,

@@ -2,7 +2,7 @@
  * extract_features: runs OUR C CNN over a list of images and writes the features the
  * captioner trains on, so that training and inference see identical numbers.
  *
- *   extract_features [--models DIR] LIST OUT
+ *   extract_features [--models DIR] [--grid GRID] [--crop CROP] LIST OUT
  *
  * LIST holds one image path per line. OUT is a binary file of fixed-size records
  * (read by models/train/features.py):
@@ -11,6 +11,10 @@
  *           f32 pooled[1280], f32 conv1_max[1280], f32 mid_pooled[576],
  *           f32 class_max[91], u32 n_det, then CE_MAX_DETECTIONS x
  *           { i32 class_id, f32 score, f32 ymin, xmin, ymax, xmax }
+ * GRID (optional, for the spatial concept head): the Conv_1 map of every record in the
+ * same order, f32 [10][10][1280] (HWC) each, zeros for a failed image; no header.
+ * CROP (optional): records like OUT's, of the CNN run again on the crop around the
+ * image's most confident person or animal detection (ok = 0 when there is none).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -38,19 +42,25 @@ typedef struct {
     } det[CE_MAX_DETECTIONS];
 } record;
 
-static int extract_one(ce_session *s, const char *path, record *rec, float *map, ce_err *err);
+static int extract_one(ce_session *s, const char *path, record *rec, float *map, record *crop_rec,
+                       ce_err *err);
+static void fill_record(record *rec, const ce_cnn_output *cnn, const float *map);
+static int subject_crop(const ce_image *img, const ce_cnn_output *cnn, ce_image *crop);
 static const char *base_name(const char *path);
 
 int main(int argc, char **argv)
 {
-    const char *models = NULL;
+    const char *models = NULL, *grid_path = NULL, *crop_path = NULL;
     int argi = 1;
-    if (argc > 2 && strcmp(argv[1], "--models") == 0) {
-        models = argv[2];
-        argi = 3;
+    while (argc - argi > 2 && argv[argi][0] == '-') {
+        if (strcmp(argv[argi], "--models") == 0) models = argv[argi + 1];
+        else if (strcmp(argv[argi], "--grid") == 0) grid_path = argv[argi + 1];
+        else if (strcmp(argv[argi], "--crop") == 0) crop_path = argv[argi + 1];
+        else break;
+        argi += 2;
     }
     if (argc - argi != 2) {
-        fprintf(stderr, "usage: extract_features [--models DIR] LIST OUT\n");
+        fprintf(stderr, "usage: extract_features [--models DIR] [--grid GRID] LIST OUT\n");
         return 2;
     }
     FILE *list = fopen(argv[argi], "r");
@@ -59,8 +69,11 @@ int main(int argc, char **argv)
         return 2;
     }
     FILE *out = fopen(argv[argi + 1], "wb");
-    if (!out) {
-        perror(argv[argi + 1]);
+    FILE *grid = grid_path ? fopen(grid_path, "wb") : NULL;
+    FILE *crop = crop_path ? fopen(crop_path, "wb") : NULL;
+    if (!out || (grid_path && !grid) || (crop_path && !crop)) {
+        perror(!out ? argv[argi + 1] : grid_path && !grid ? grid_path : crop_path);
+        if (out) fclose(out);
         fclose(list);
         return 2;
     }
@@ -77,29 +90,44 @@ int main(int argc, char **argv)
         fclose(out);
         return 2;
     }
-    record *rec = malloc(sizeof *rec);
+    record *rec = malloc(sizeof *rec), *crop_rec = malloc(sizeof *crop_rec);
     float *map = malloc(sizeof(float) * CONV1_CELLS * CE_POOLED_DIM);
+    int rc_crop_failed = 0;
     uint32_t count = 0, rec_bytes = (uint32_t)sizeof *rec, failed = 0;
     fwrite("CAPFEAT1", 1, 8, out);
     fwrite(&count, 4, 1, out);
     fwrite(&rec_bytes, 4, 1, out);
+    if (crop) {
+        fwrite("CAPFEAT1", 1, 8, crop);
+        fwrite(&count, 4, 1, crop);
+        fwrite(&rec_bytes, 4, 1, crop);
+    }
     char line[4096];
-    while (rec && map && fgets(line, sizeof line, list)) {
+    while (rec && crop_rec && map && fgets(line, sizeof line, list)) {
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0]) continue;
-        if (extract_one(session, line, rec, map, &err) < 0) {
+        if (extract_one(session, line, rec, map, crop ? crop_rec : NULL, &err) < 0) {
             fprintf(stderr, "extract_features: %s: %s\n", line, err.msg);
             failed++;
         }
+        if (crop) fwrite(crop_rec, sizeof *crop_rec, 1, crop);
         fwrite(rec, sizeof *rec, 1, out);
+        if (grid) fwrite(map, sizeof(float), CONV1_CELLS * CE_POOLED_DIM, grid);
         if (++count % 500 == 0) fprintf(stderr, "%u images\n", count);
     }
     fseek(out, 8, SEEK_SET);
     fwrite(&count, 4, 1, out);
-    int rc = ferror(out) || !rec || !map ? 2 : 0;
+    if (crop) {
+        fseek(crop, 8, SEEK_SET);
+        fwrite(&count, 4, 1, crop);
+        if (ferror(crop) || fclose(crop) != 0) rc_crop_failed = 1;
+    }
+    int rc = ferror(out) || !rec || !crop_rec || !map || rc_crop_failed ? 2 : 0;
     if (fclose(out) != 0) rc = 2;
+    if (grid && (ferror(grid) || fclose(grid) != 0)) rc = 2;
     fclose(list);
     free(rec);
+    free(crop_rec);
     free(map);
     ce_session_free(session);
     ce_model_close(model);
@@ -113,12 +141,15 @@ static void keep_conv_1(void *ctx, const char *name, const float *data, int h, i
     if (!strcmp(name, "fm1")) memcpy(ctx, data, sizeof(float) * (size_t)(h * w * c));
 }
 
-static int extract_one(ce_session *s, const char *path, record *rec, float *map, ce_err *err)
+static int extract_one(ce_session *s, const char *path, record *rec, float *map, record *crop_rec,
+                       ce_err *err)
 {
     memset(rec, 0, sizeof *rec);
+    memset(map, 0, sizeof(float) * CONV1_CELLS * CE_POOLED_DIM);
     const char *name = base_name(path);
     size_t len = strlen(name);
     memcpy(rec->name, name, len < NAME_BYTES - 1 ? len : NAME_BYTES - 1);
+    if (crop_rec) *crop_rec = *rec;
     ce_image img;
     int rc = ce_image_load_file(path, NULL, &img, err);
     if (rc < 0) return rc;
@@ -129,32 +160,76 @@ static int extract_one(ce_session *s, const char *path, record *rec, float *map,
         return -ENOMEM;
     }
     rc = ce_cnn_run_tapped(s, &img, cnn, keep_conv_1, map, err);
-    ce_image_free(&img);
-    if (rc == 0) {
-        rec->ok = 1;
-        memcpy(rec->pooled, cnn->pooled, sizeof rec->pooled);
-        memcpy(rec->mid_pooled, cnn->mid_pooled, sizeof rec->mid_pooled);
-        memcpy(rec->class_max, cnn->class_max, sizeof rec->class_max);
-        /* Max over the 10x10 cells: the strongest local evidence for each channel, which
-           average pooling dilutes for small objects. */
-        for (int ch = 0; ch < CE_POOLED_DIM; ch++) rec->conv1_max[ch] = map[ch];
-        for (int cell = 1; cell < CONV1_CELLS; cell++)
-            for (int ch = 0; ch < CE_POOLED_DIM; ch++)
-                if (map[cell * CE_POOLED_DIM + ch] > rec->conv1_max[ch])
-                    rec->conv1_max[ch] = map[cell * CE_POOLED_DIM + ch];
-        rec->n_det = (uint32_t)cnn->n_detections;
-        for (int i = 0; i < cnn->n_detections; i++) {
-            const ce_detection *d = &cnn->detections[i];
-            rec->det[i].class_id = d->class_id;
-            rec->det[i].score = d->score;
-            rec->det[i].ymin = d->ymin;
-            rec->det[i].xmin = d->xmin;
-            rec->det[i].ymax = d->ymax;
-            rec->det[i].xmax = d->xmax;
-        }
+    if (rc == 0) fill_record(rec, cnn, map);
+    ce_image crop;
+    if (rc == 0 && crop_rec && subject_crop(&img, cnn, &crop) == 0) {
+        /* The crop's own Conv_1 map goes to a scratch copy: map keeps the whole image's. */
+        float *crop_map = malloc(sizeof(float) * CONV1_CELLS * CE_POOLED_DIM);
+        ce_cnn_output *crop_cnn = calloc(1, sizeof *crop_cnn);
+        if (crop_map && crop_cnn && ce_cnn_run_tapped(s, &crop, crop_cnn, keep_conv_1, crop_map, err) == 0)
+            fill_record(crop_rec, crop_cnn, crop_map);
+        free(crop_map);
+        free(crop_cnn);
+        free(crop.pixels);
     }
+    ce_image_free(&img);
     free(cnn);
     return rc;
+}
+
+static void fill_record(record *rec, const ce_cnn_output *cnn, const float *map)
+{
+    rec->ok = 1;
+    memcpy(rec->pooled, cnn->pooled, sizeof rec->pooled);
+    memcpy(rec->mid_pooled, cnn->mid_pooled, sizeof rec->mid_pooled);
+    memcpy(rec->class_max, cnn->class_max, sizeof rec->class_max);
+    /* Max over the 10x10 cells: the strongest local evidence for each channel, which
+       average pooling dilutes for small objects. */
+    for (int ch = 0; ch < CE_POOLED_DIM; ch++) rec->conv1_max[ch] = map[ch];
+    for (int cell = 1; cell < CONV1_CELLS; cell++)
+        for (int ch = 0; ch < CE_POOLED_DIM; ch++)
+            if (map[cell * CE_POOLED_DIM + ch] > rec->conv1_max[ch])
+                rec->conv1_max[ch] = map[cell * CE_POOLED_DIM + ch];
+    rec->n_det = (uint32_t)cnn->n_detections;
+    for (int i = 0; i < cnn->n_detections; i++) {
+        const ce_detection *d = &cnn->detections[i];
+        rec->det[i].class_id = d->class_id;
+        rec->det[i].score = d->score;
+        rec->det[i].ymin = d->ymin;
+        rec->det[i].xmin = d->xmin;
+        rec->det[i].ymax = d->ymax;
+        rec->det[i].xmax = d->xmax;
+    }
+}
+
+/* The subject: the most confident detection of a person (COCO 1) or an animal (16..25),
+ * score >= 0.3, its box grown by 15% a side; at least 32x32 pixels. */
+static int subject_crop(const ce_image *img, const ce_cnn_output *cnn, ce_image *crop)
+{
+    const ce_detection *best = NULL;
+    for (int i = 0; i < cnn->n_detections; i++) {
+        const ce_detection *d = &cnn->detections[i];
+        int subject = d->class_id == 1 || (d->class_id >= 16 && d->class_id <= 25);
+        if (subject && d->score >= 0.3f && (!best || d->score > best->score)) best = d;
+    }
+    if (!best) return -1;
+    float gy = 0.15f * (best->ymax - best->ymin), gx = 0.15f * (best->xmax - best->xmin);
+    int x0 = (int)((best->xmin - gx) * img->width), x1 = (int)((best->xmax + gx) * img->width);
+    int y0 = (int)((best->ymin - gy) * img->height), y1 = (int)((best->ymax + gy) * img->height);
+    x0 = x0 < 0 ? 0 : x0;
+    y0 = y0 < 0 ? 0 : y0;
+    x1 = x1 > img->width ? img->width : x1;
+    y1 = y1 > img->height ? img->height : y1;
+    if (x1 - x0 < 32 || y1 - y0 < 32) return -1;
+    *crop = *img;
+    crop->width = x1 - x0;
+    crop->height = y1 - y0;
+    crop->pixels = malloc((size_t)crop->width * crop->height * 3);
+    if (!crop->pixels) return -1;
+    for (int y = 0; y < crop->height; y++)
+        memcpy(crop->pixels + (size_t)y * crop->width * 3,
+               img->pixels + ((size_t)(y0 + y) * img->width + x0) * 3, (size_t)crop->width * 3);
+    return 0;
 }
 
 static const char *base_name(const char *path)

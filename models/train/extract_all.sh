@@ -5,6 +5,9 @@
 # FLIP=1 also writes work/feat_{visual7w,flowers}_flip.bin: the same photos flipped
 # left-right (lossless `jpegtran -flip horizontal -trim` copies under work/flip/), for
 # train_concepts.py --flip.
+# GRID=1 / CROP=1 also write work/grid_<set>.f32 (every photo's 10x10x1280 Conv_1 map, 4 GB
+# for both sets) / work/crop_<set>.bin (the CNN run again on each photo's most confident
+# person or animal), for compare_head_inputs.py; visual7w and flowers only.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: extract_all.sh BUILD_DIR}
@@ -18,9 +21,25 @@ extract() {   # extract NAME LIST_SOURCE_DIR
     "$build/models/extract_features" "$here/work/list_$1.txt" "$out.tmp"
     mv "$out.tmp" "$out"
 }
+extract_extra() {   # extract_extra NAME SOURCE_DIR: the grid and crop files of one set
+    list="$here/work/list_$1.txt"
+    find "$2" -maxdepth 1 -name '*.jpg' | sort > "$list"
+    grid=/dev/null
+    [ "${GRID:-0}" = 1 ] && grid="$here/work/grid_$1.f32"
+    crop="$here/work/crop_$1.bin"
+    "$build/models/extract_features" --grid "$grid" --crop "$crop.tmp" "$list" "$here/work/feat_$1.extra.tmp"
+    mv "$crop.tmp" "$crop"
+    rm -f "$here/work/feat_$1.extra.tmp"
+}
 for set in visual7w flowers coco_mini; do
     extract "$set" "$data/images/$set"
 done
+if [ "${GRID:-0}" = 1 ] || [ "${CROP:-0}" = 1 ]; then
+    # Both sets at once, one core each; a failure of either fails the step.
+    extract_extra visual7w "$data/images/visual7w" & first=$!
+    extract_extra flowers "$data/images/flowers" || exit 1
+    wait "$first" || exit 1
+fi
 if [ "${FLIP:-0}" = 1 ]; then
     for set in visual7w flowers; do
         mkdir -p "$here/work/flip/$set"

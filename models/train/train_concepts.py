@@ -53,6 +53,29 @@ class Head(nn.Module):
         return self.fc2(self.drop(torch.relu(self.fc1(self.drop(x)))))
 
 
+def class_label_concepts(cmap):
+    """{COCO class id: the concept indices its label words name}."""
+    out = {}
+    for cid, label in enumerate(textproc.COCO_LABELS_BY_ID):
+        if label:
+            out[cid] = [cmap.index[w] for w in (textproc.SYNONYMS.get(x, x) for x in textproc.label_words(label))
+                        if w in cmap.index]
+    return out
+
+
+def image_texts():
+    """{image file: [text, ...]}. Visual7W: each question with its true answer, the template
+    words removed; flowers: each caption and the word "flower"."""
+    texts = {}
+    for split in ("train", "dev", "test"):
+        for row in textproc.read_tsv(os.path.join(textproc.DATA, "images/visual7w", f"qa_{split}.tsv")):
+            qa = textproc.tokenize(row["question"] + " " + row["answer"])
+            texts.setdefault(row["image"], []).append(" ".join(w for w in qa if w not in QUESTION_WORDS))
+    for row in textproc.read_tsv(os.path.join(textproc.DATA, "images/flowers/captions.tsv")):
+        texts.setdefault(row["image"], []).append(row["caption"] + " flower")
+    return texts
+
+
 def labels_for(names, recs, texts, cmap, label_words_by_class):
     K = len(cmap.concepts)
     Y = np.zeros((len(names), K), np.float32)
@@ -112,21 +135,8 @@ def main():
         vocab = json.load(f)
     cmap = textproc.ConceptMap(vocab["concepts"], vocab["words"][3:])
     K = len(cmap.concepts)
-    label_words_by_class = {}
-    for cid, label in enumerate(textproc.COCO_LABELS_BY_ID):
-        if label:
-            label_words_by_class[cid] = [cmap.index[w] for w in
-                                         (textproc.SYNONYMS.get(x, x) for x in textproc.label_words(label))
-                                         if w in cmap.index]
-
-    # Text per image. Visual7W: the question and its true answer, template words removed.
-    texts = {}
-    for split in ("train", "dev", "test"):
-        for row in textproc.read_tsv(os.path.join(textproc.DATA, "images/visual7w", f"qa_{split}.tsv")):
-            qa = textproc.tokenize(row["question"] + " " + row["answer"])
-            texts.setdefault(row["image"], []).append(" ".join(w for w in qa if w not in QUESTION_WORDS))
-    for row in textproc.read_tsv(os.path.join(textproc.DATA, "images/flowers/captions.tsv")):
-        texts.setdefault(row["image"], []).append(row["caption"] + " flower")
+    label_words_by_class = class_label_concepts(cmap)
+    texts = image_texts()
 
     sets = []
     for name in args.sets.split(","):
