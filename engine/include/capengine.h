@@ -144,11 +144,13 @@ typedef struct {
     int n_tags;
     ce_tag tags[CE_MAX_TAGS]; /* detections' labels and top concepts, best first */
     int n_concepts;           /* ce_model_concept_count() */
-    float *concepts;          /* the image's concept vector for search, 0..1: the head's
-                                        probabilities completed by what captions name
-                                        together, at least the detector's score for each
-                                        object it found (models/README.md); owned by the
-                                        session, valid until the next call on it */
+    float *concepts;          /* the image's concept vector for search, 0..1: when the
+                                        model has a completion, the head's probabilities
+                                        completed by what captions name together, each
+                                        COCO class's concepts at least the detector's best
+                                        score for it (models/README.md); else the head's
+                                        probabilities. Owned by the session, valid until
+                                        the next call on it */
 } ce_caption;
 
 typedef struct {

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
         argi += 2;
     }
     if (argc - argi != 2) {
-        fprintf(stderr, "usage: extract_features [--models DIR] [--grid GRID] LIST OUT\n");
+        fprintf(stderr, "usage: extract_features [--models DIR] [--grid GRID] [--crop CROP] LIST OUT\n");
         return 2;
     }
     FILE *list = fopen(argv[argi], "r");
@@ -161,12 +161,18 @@ static int extract_one(ce_session *s, const char *path, record *rec, float *map,
     }
     rc = ce_cnn_run_tapped(s, &img, cnn, keep_conv_1, map, err);
     if (rc == 0) fill_record(rec, cnn, map);
+    else memset(map, 0, sizeof(float) * CONV1_CELLS * CE_POOLED_DIM); /* the tap may have run */
     ce_image crop;
     if (rc == 0 && crop_rec && subject_crop(&img, cnn, &crop) == 0) {
         /* The crop's own Conv_1 map goes to a scratch copy: map keeps the whole image's. */
         float *crop_map = malloc(sizeof(float) * CONV1_CELLS * CE_POOLED_DIM);
         ce_cnn_output *crop_cnn = calloc(1, sizeof *crop_cnn);
-        if (crop_map && crop_cnn && ce_cnn_run_tapped(s, &crop, crop_cnn, keep_conv_1, crop_map, err) == 0)
+        ce_err crop_err = {{0}};
+        if (!crop_map || !crop_cnn)
+            fprintf(stderr, "extract_features: %s: crop: out of memory\n", path);
+        else if (ce_cnn_run_tapped(s, &crop, crop_cnn, keep_conv_1, crop_map, &crop_err) < 0)
+            fprintf(stderr, "extract_features: %s: crop: %s\n", path, crop_err.msg);
+        else
             fill_record(crop_rec, crop_cnn, crop_map);
         free(crop_map);
         free(crop_cnn);

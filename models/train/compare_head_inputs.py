@@ -162,9 +162,14 @@ def main():
         recs = features.read(os.path.join(args.work, f"feat_{name}.bin"))
         crops = (features.read(os.path.join(args.work, f"crop_{name}.bin"))
                  if args.inputs == "crop" else None)
+        if crops is not None and not np.array_equal(crops["name"], recs["name"]):
+            sys.exit(f"crop_{name}.bin does not list the photos of feat_{name}.bin (rerun extract_all.sh)")
         if args.inputs == "mil":
             grid = np.memmap(os.path.join(args.work, f"grid_{name}.f32"), np.float32, "r")
-            grids.append(grid.reshape(-1, CELLS, CELL_DIM))
+            if grid.size != len(recs) * CELLS * CELL_DIM:
+                sys.exit(f"grid_{name}.f32 does not hold one map per photo of feat_{name}.bin")
+            # float16 one set at a time: the two sets' float32 cells would take 4 GB more.
+            grids.append(torch.from_numpy(np.asarray(grid.reshape(-1, CELLS, CELL_DIM), np.float16)))
         ok = recs["ok"] == 1
         n = [x.decode() for x in recs["name"]]
         if name == "visual7w":
@@ -192,7 +197,7 @@ def main():
     cells = None
     if args.inputs == "mil":
         t0 = time.time()
-        cells = torch.from_numpy(np.concatenate(grids).astype(np.float16))  # 2 GB
+        cells = torch.cat(grids)  # float16, 2 GB
         sample = cells[torch.from_numpy(tr[::7])].float().reshape(-1, CELL_DIM)
         cmean, cscale = sample.mean(0), 1.0 / (sample.std(0) + 1e-3)
         del sample

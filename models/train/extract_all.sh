@@ -21,15 +21,19 @@ extract() {   # extract NAME LIST_SOURCE_DIR
     "$build/models/extract_features" "$here/work/list_$1.txt" "$out.tmp"
     mv "$out.tmp" "$out"
 }
-extract_extra() {   # extract_extra NAME SOURCE_DIR: the grid and crop files of one set
-    list="$here/work/list_$1.txt"
-    find "$2" -maxdepth 1 -name '*.jpg' | sort > "$list"
-    grid=/dev/null
-    [ "${GRID:-0}" = 1 ] && grid="$here/work/grid_$1.f32"
-    crop="$here/work/crop_$1.bin"
-    "$build/models/extract_features" --grid "$grid" --crop "$crop.tmp" "$list" "$here/work/feat_$1.extra.tmp"
-    mv "$crop.tmp" "$crop"
-    rm -f "$here/work/feat_$1.extra.tmp"
+extract_extra() {   # extract_extra NAME SOURCE_DIR: the grid and/or crop file of one set
+    # Every step checked by hand: set -e does not hold inside a function called from a list.
+    name=$1 src=$2
+    list="$here/work/list_$name.txt"
+    find "$src" -maxdepth 1 -name '*.jpg' | sort > "$list" || return 1
+    set --
+    [ "${GRID:-0}" = 1 ] && set -- "$@" --grid "$here/work/grid_$name.f32.tmp"
+    [ "${CROP:-0}" = 1 ] && set -- "$@" --crop "$here/work/crop_$name.bin.tmp"
+    "$build/models/extract_features" "$@" "$list" "$here/work/feat_$name.extra.tmp" || return 1
+    rm -f "$here/work/feat_$name.extra.tmp"
+    if [ "${GRID:-0}" = 1 ]; then mv "$here/work/grid_$name.f32.tmp" "$here/work/grid_$name.f32" || return 1; fi
+    if [ "${CROP:-0}" = 1 ]; then mv "$here/work/crop_$name.bin.tmp" "$here/work/crop_$name.bin" || return 1; fi
+    return 0
 }
 for set in visual7w flowers coco_mini; do
     extract "$set" "$data/images/$set"
@@ -37,7 +41,10 @@ done
 if [ "${GRID:-0}" = 1 ] || [ "${CROP:-0}" = 1 ]; then
     # Both sets at once, one core each; a failure of either fails the step.
     extract_extra visual7w "$data/images/visual7w" & first=$!
-    extract_extra flowers "$data/images/flowers" || exit 1
+    if ! extract_extra flowers "$data/images/flowers"; then
+        kill "$first" 2>/dev/null
+        exit 1
+    fi
     wait "$first" || exit 1
 fi
 if [ "${FLIP:-0}" = 1 ]; then
