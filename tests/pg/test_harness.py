@@ -137,15 +137,27 @@ def test_with_pg():
     check(not os.path.exists(d), f"with_pg.sh left {d}")
 
     # Killed without a chance to clean up (a ctest timeout): the reaper does it.
+    # stderr to /dev/null: nothing started under the killed with_pg.sh (its command, the
+    # server, the reaper) may hold ctest's output pipe, which ctest waits on. A clean-clone
+    # CI run under ASan once timed out at 300 s after every check here had passed.
     p = subprocess.Popen([WITH_PG, "sh", "-c", 'echo "$CAPSEARCH_TEST_PG_DIR"; exec sleep 600'],
-                         stdout=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     d = p.stdout.readline().strip()
     check(d.startswith("/tmp/capsearch-pg."), d)
-    # Only our own sleep: the child of this with_pg.sh.
-    for pid, cmd in processes_mentioning("sleep 600"):
-        with open(f"/proc/{pid}/stat") as f:
-            if int(f.read().rsplit(")", 1)[1].split()[1]) == p.pid:
-                os.kill(pid, 9)
+    # Only our own sleep (or the sh about to exec it): the child of this with_pg.sh, looked
+    # for until it is there.
+    deadline = time.monotonic() + 10
+    ours = []
+    while not ours and time.monotonic() < deadline:
+        for pid, cmd in processes_mentioning("sleep 600"):
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == p.pid:
+                    ours.append(pid)
+        if not ours:
+            time.sleep(0.05)
+    check(ours, "the command of the killed with_pg.sh never started")
+    for pid in ours:
+        os.kill(pid, 9)
     p.kill()
     p.wait()
     check(not wait_gone(d, 20), f"server left after with_pg.sh was killed: {processes_mentioning(d)}")
