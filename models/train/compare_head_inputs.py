@@ -145,7 +145,7 @@ def main():
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    epochs = args.epochs or (10 if args.inputs == "mil" else 20)
+    epochs = args.epochs if args.epochs is not None else (10 if args.inputs == "mil" else 20)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
