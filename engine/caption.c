@@ -57,6 +57,7 @@ static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s,
                          const ce_cnn_output *cnn);
 static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts);
 static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s);
+static void complete_condition(const ce_captioner *cap, ce_captioner_scratch *s, float *search);
 static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n_beams,
                          const int *tokens);
 static int beam_search(const ce_captioner *cap, ce_captioner_scratch *s, int width, int max_len,
@@ -134,8 +135,12 @@ int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn,
      * the detector's confidence in an object it found (a dog beside a car stays a dog
      * however rarely captions name the two together). Without a completion: the head's
      * probabilities as they are. */
-    ce__caption_complete_concepts(cap, s, s->probs, s->search);
-    if (cap->complete_hidden) raise_to_detections(cap, cnn, s->search);
+    if (cap->complete_hidden) {
+        complete_condition(cap, s, s->search);
+        raise_to_detections(cap, cnn, s->search);
+    } else {
+        memcpy(s->search, s->probs, sizeof(float) * (size_t)cap->n_concepts);
+    }
     decoder_start(cap, s);
     int tokens[CE_MAX_CAPTION], n = 0;
     float score = 0, raw = 0;
@@ -332,16 +337,22 @@ int ce__caption_concepts_from_features(const ce_captioner *cap, ce_captioner_scr
 void ce__caption_complete_concepts(const ce_captioner *cap, ce_captioner_scratch *s,
                                    const float *probs, float *search)
 {
-    const int K = cap->n_concepts, Hc = cap->complete_hidden;
-    if (!Hc) {
-        memcpy(search, probs, sizeof(float) * (size_t)K);
+    if (!cap->complete_hidden) {
+        memcpy(search, probs, sizeof(float) * (size_t)cap->n_concepts);
         return;
     }
-    /* The input is what the decoder sees (set_condition): the text-trained completion
-     * learnt from the same corrupted caption vectors as the decoder. */
     set_condition(cap, s, probs);
-    two_layer_sigmoid(K, s->cond, Hc, cap->complete_w1, cap->complete_b1, s->complete_h, K,
-                      cap->complete_w2, cap->complete_b2, search);
+    complete_condition(cap, s, search);
+}
+
+/* The completion of s->cond (set_condition's output): the text-trained completion learnt
+ * from the same corrupted caption vectors as the decoder, so it reads what the decoder
+ * reads. Needs a completion. */
+static void complete_condition(const ce_captioner *cap, ce_captioner_scratch *s, float *search)
+{
+    const int K = cap->n_concepts;
+    two_layer_sigmoid(K, s->cond, cap->complete_hidden, cap->complete_w1, cap->complete_b1,
+                      s->complete_h, K, cap->complete_w2, cap->complete_b2, search);
 }
 
 /* out = sigmoid(w2 relu(w1 x + b1) + b2), the shape of the head and of the completion;

@@ -43,9 +43,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    with open(os.path.join(args.work, "vocab.json")) as f:
-        vocab = json.load(f)
-    cmap = textproc.ConceptMap(vocab["concepts"], vocab["words"][3:])
+    cmap = textproc.work_concept_map(args.work)
     K = len(cmap.concepts)
 
     groups = textproc.text_corpus()

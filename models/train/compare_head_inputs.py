@@ -28,7 +28,6 @@ of `CROP=1 GRID=1 extract_all.sh` (work/crop_<set>.bin, work/grid_<set>.f32, 4 G
   compare_head_inputs.py --inputs base --seed 2
 """
 import argparse
-import json
 import os
 import random
 import sys
@@ -149,9 +148,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    with open(os.path.join(args.work, "vocab.json")) as f:
-        vocab = json.load(f)
-    cmap = textproc.ConceptMap(vocab["concepts"], vocab["words"][3:])
+    cmap = textproc.work_concept_map(args.work)
     K = len(cmap.concepts)
     label_words_by_class = class_label_concepts(cmap)
     texts = image_texts()

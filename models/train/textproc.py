@@ -6,6 +6,7 @@ word -> concept mapping (plurals, synonyms) that is exported into captioner.csw 
 C text side maps queries exactly like training mapped captions.
 """
 import csv
+import json
 import os
 import re
 import zlib
@@ -105,6 +106,13 @@ def text_corpus():
         for row in read_tsv(os.path.join(DATA, "text", rel)):
             groups.setdefault(f"{tag}:{row[key]}", []).append(row["caption"])
     return groups
+
+
+def work_concept_map(work):
+    """The ConceptMap of a training work folder's vocab.json (build_vocab.py, from_csw.py)."""
+    with open(os.path.join(work, "vocab.json")) as f:
+        vocab = json.load(f)
+    return ConceptMap(vocab["concepts"], vocab["words"][3:])
 
 
 class ConceptMap:

@@ -66,9 +66,7 @@ def main():
     torch.manual_seed(1)
     rng = np.random.default_rng(1)
 
-    with open(os.path.join(args.work, "vocab.json")) as f:
-        vocab = json.load(f)
-    cmap = textproc.ConceptMap(vocab["concepts"], vocab["words"][3:])
+    cmap = textproc.work_concept_map(args.work)
     K = len(cmap.concepts)
     if args.report_only:
         ck = torch.load(os.path.join(args.work, args.out))

@@ -19,7 +19,6 @@ FOCUS (issue 10) by W.
 Writes work/head.pt and logs per-epoch losses and held-out mAP / precision@5.
 """
 import argparse
-import json
 import os
 import random
 
@@ -131,9 +130,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    with open(os.path.join(args.work, "vocab.json")) as f:
-        vocab = json.load(f)
-    cmap = textproc.ConceptMap(vocab["concepts"], vocab["words"][3:])
+    cmap = textproc.work_concept_map(args.work)
     K = len(cmap.concepts)
     label_words_by_class = class_label_concepts(cmap)
     texts = image_texts()
