@@ -282,8 +282,10 @@ int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **ou
     s->evidence = malloc(sizeof(float) * (size_t)cap->n_concepts);
     s->bias = malloc(sizeof(float) * V);
     s->search = malloc(sizeof(float) * (size_t)cap->n_concepts);
-    s->complete_h = malloc(sizeof(float) * (size_t)(cap->complete_hidden ? cap->complete_hidden : 1));
-    if (!s->search || !s->complete_h || !s->evidence || !s->bias || !s->raw || !s->cvec || !s->features || !s->hidden1 ||
+    s->complete_h =
+        malloc(sizeof(float) * (size_t)(cap->complete_hidden ? cap->complete_hidden : 1));
+    if (!s->search || !s->complete_h || !s->evidence || !s->bias || !s->raw || !s->cvec ||
+        !s->features || !s->hidden1 ||
         !s->probs || !s->cond || !s->cond_gates || !s->h || !s->c || !s->h_next || !s->c_next ||
         !s->gates || !s->inputs || !s->logits || !s->live || !s->next_live)
         goto oom;
