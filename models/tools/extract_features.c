@@ -60,7 +60,8 @@ int main(int argc, char **argv)
         argi += 2;
     }
     if (argc - argi != 2) {
-        fprintf(stderr, "usage: extract_features [--models DIR] [--grid GRID] [--crop CROP] LIST OUT\n");
+        fprintf(stderr,
+                "usage: extract_features [--models DIR] [--grid GRID] [--crop CROP] LIST OUT\n");
         return 2;
     }
     FILE *list = fopen(argv[argi], "r");
