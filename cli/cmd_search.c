@@ -36,8 +36,11 @@ int cmd_search(int argc, char **argv)
         return EXIT_TROUBLE;
     }
     char *text = join_words(argc - first, argv + first);
+    capdb_reserve_page_cache(); /* one search, then exit (capdb.h); a hint: never fails it */
     capdb *db = NULL;
     int rc = text ? cli_open_db(o.db_path, &db, NULL, 0) : cli_error("out of memory");
+    /* one search, then exit: a few hundred pages, read once (capdb.h says why) */
+    if (rc == 0) capdb_map_pages(db, 0);
     if (rc == 0) {
         struct capdb_concept_term terms[MAX_QUERY_CONCEPTS];
         capdb_query q = {

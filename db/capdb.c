@@ -76,6 +76,11 @@ const char *capdb_target_display(const char *target, char *buf, size_t size)
 const char *capdb_backend_name(const capdb *db) { return db->backend->name; }
 int capdb_is_shared(const capdb *db) { return db->backend->shared; }
 void capdb_set_busy_timeout(capdb *db, int ms) { db->backend->set_busy_timeout(db, ms); }
+
+void capdb_map_pages(capdb *db, int on)
+{
+    if (db->backend->map_pages) db->backend->map_pages(db, on);
+}
 int capdb_damaged(capdb *db) { return db->backend->damaged(db); }
 int capdb_schema_version(capdb *db) { return db->backend->schema_version(db); }
 

@@ -28,6 +28,7 @@ typedef struct capdb_backend {
     int (*open)(const char *target, int mode, capdb **out, capdb_err *err);
     void (*close)(capdb *db);
     void (*set_busy_timeout)(capdb *db, int ms);
+    void (*map_pages)(capdb *db, int on); /* NULL: nothing to choose */
     int (*damaged)(capdb *db);
     int (*schema_version)(capdb *db);
     int (*begin)(capdb *db, capdb_err *err);
@@ -110,6 +111,7 @@ struct capdb {
     /* SQLite */
     sqlite3 *sql;
     sqlite3_stmt *stmts[STMT__COUNT];
+    fts5_api *fts5; /* the connection's FTS5, for the highlighter's tokenizer */
     /* PostgreSQL */
     struct capdb_pg *pg;
 };
@@ -124,8 +126,20 @@ int capdb__fail(capdb_err *err, int code, const char *fmt, ...)
 int capdb__sqlfail(capdb *db, capdb_err *err, int rc, const char *what);
 /* The cached statement, reset and unbound, ready to bind. */
 int capdb__stmt(capdb *db, enum capdb_stmt_id id, sqlite3_stmt **out, capdb_err *err);
-/* Registers capdb_rank(), the FTS5 ranking function searches use, on a connection. */
-int capdb__register_functions(sqlite3 *sql);
+/* Registers capdb_rank(), the FTS5 ranking function searches use, on a connection;
+ * *fts5 is the connection's FTS5 API. */
+int capdb__register_functions(sqlite3 *sql, fts5_api **fts5);
+/* Marks a query's words in a caption as FTS5's highlight() does (sqlite/highlight.c):
+ * one highlighter per search, made from the query's words. */
+typedef struct capdb_highlighter capdb_highlighter;
+/* 0, -ENOMEM, or -EIO when FTS5 has not the index's tokenizer. */
+int capdb__highlighter_new(fts5_api *fts5, char *const *words, int n_words,
+                           capdb_highlighter **out);
+/* The text with each coalesced run of phrase instances between open and close;
+ * malloc'd, NULL when out of memory. */
+char *capdb__highlight(capdb_highlighter *h, const char *text, const char *open,
+                       const char *close);
+void capdb__highlighter_free(capdb_highlighter *h);
 /* Migrations: step i takes a database from user_version i to i + 1. */
 int capdb__migrate(sqlite3 *sql, int from, int to, capdb_err *err);
 /* The FTS5 MATCH expression for words: "w1" JOINER "w2" ... (each a string literal;
@@ -212,9 +226,14 @@ void capdb__heap_offer(top_heap *h, double score, int64_t id);
 int capdb__by_score_desc(const void *a, const void *b);
 /* The folder and date filters of q, for a candidate found by concept only. */
 int capdb__passes_filters(const capdb_query *q, const char *path, int64_t taken, int64_t mtime_ns);
-/* The fused order of a search's candidates (text and concept sides each scaled by their
- * best and added; text alone when there are no concepts): a malloc'd array of map->n,
- * or NULL when out of memory or empty (*n = 0). */
+/* The fused scores of a search's candidates (text and concept sides each scaled by their
+ * best and added; text alone when there are no concepts): a malloc'd array of map->n in
+ * no particular order, or NULL when out of memory or empty (*n = 0). */
 scored *capdb__fuse(const candidate_map *map, int with_concepts, size_t *n);
+/* Puts the best `need` of order[0..n) first, sorted by capdb__by_score_desc, given that
+ * order[0..sorted) already holds the best `sorted`, sorted; returns the new sorted count
+ * (min(need, n)). A search shows 20 of a few thousand candidates: selecting them costs
+ * a fraction of sorting all (issue 14), and the order shown is the same. */
+size_t capdb__sort_prefix(scored *order, size_t n, size_t sorted, size_t need);
 
 #endif

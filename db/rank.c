@@ -105,8 +105,36 @@ scored *capdb__fuse(const candidate_map *map, int with_concepts, size_t *n)
                 (concept_max > 0 ? c->concept / concept_max : 0);
         order[(*n)++] = (scored){s, c->id};
     }
-    qsort(order, *n, sizeof *order, capdb__by_score_desc);
     return order;
+}
+
+/* Quickselect (Hoare's partition, lower-middle pivot) of the best `need`, then one qsort
+ * of just those. Invariant of the loop: order[0..lo) is better than order[lo..n),
+ * order[hi..n) worse than order[0..hi), and lo <= need <= hi. The scans are bounded as
+ * well, so that even a comparator made inconsistent (a NaN score) cannot leave the
+ * array. */
+size_t capdb__sort_prefix(scored *order, size_t n, size_t sorted, size_t need)
+{
+    if (need > n) need = n;
+    if (need <= sorted) return sorted;
+    size_t lo = sorted, hi = n;
+    while (hi - lo > 1 && lo < need) {
+        scored pivot = order[lo + (hi - 1 - lo) / 2];
+        size_t i = lo, j = hi - 1;
+        for (;;) {
+            while (i < hi - 1 && capdb__by_score_desc(&order[i], &pivot) < 0) i++;
+            while (j > lo && capdb__by_score_desc(&order[j], &pivot) > 0) j--;
+            if (i >= j) break;
+            scored t = order[i];
+            order[i++] = order[j];
+            order[j--] = t;
+        }
+        /* order[lo..j] are all better than or equal to order[j+1..hi) */
+        if (need <= j + 1) hi = j + 1;
+        else lo = j + 1;
+    }
+    qsort(order + sorted, need - sorted, sizeof *order, capdb__by_score_desc);
+    return need;
 }
 
 const char *capdb__count_sql(const char *group)

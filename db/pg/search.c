@@ -55,7 +55,7 @@ static int text_candidates(capdb *db, const capdb_query *q, const query_words *w
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err);
 static int exact_concept_scores(capdb *db, const capdb_query *q, candidate_map *map,
                                 capdb_err *err);
-static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, const scored *order,
+static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, scored *order,
                      size_t n, candidate_map *map, int limit, capdb_results *out, capdb_err *err);
 static int scan_pooled(const PGresult *r, const int8_t *qv, float qnorm, int n, int8_t *buf,
                        top_heap *heap);
@@ -284,7 +284,7 @@ static int by_id(const void *a, const void *b)
  * chunk at a time (one statement per chunk). Candidates found only by concept have not
  * met the folder and date filters, nor status OK, yet: checked here. w is NULL for a
  * similar-image search (no snippets). */
-static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, const scored *order,
+static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, scored *order,
                      size_t n, candidate_map *map, int limit, capdb_results *out, capdb_err *err)
 {
     if (n == 0) return 0;
@@ -302,6 +302,7 @@ static int emit_hits(capdb *db, const capdb_query *q, const query_words *w, cons
         if (size < missing) size = missing;
         if (size > HITS_CHUNK_MAX) size = HITS_CHUNK_MAX;
         size_t m = n - next < size ? n - next : size, n_texts = 0;
+        capdb__sort_prefix(order, n, next, next + m); /* the best first, sorted as read */
         for (size_t i = 0; i < m; i++) {
             chunk[i] = order[next + i].id;
             const candidate *c = capdb__map_get(map, chunk[i]);

@@ -29,9 +29,9 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, ca
                     int *found, capdb_err *err);
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err);
 static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err);
-static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const scored *order,
-                     size_t n, const candidate_map *map, int limit, capdb_results *out,
-                     capdb_err *err);
+static int emit_hits(capdb *db, const capdb_query *q, capdb_highlighter *marker,
+                     scored *order, size_t n, const candidate_map *map, int limit,
+                     capdb_results *out, capdb_err *err);
 static void filter_sql(const capdb_query *q, char *sql, size_t size, const char *id_column);
 static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi);
 
@@ -65,11 +65,15 @@ static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results
     if (n_words < 0) return n_words;
     char *expr = capdb__fts_expression(words, n_words, " OR ");
     char *all = n_words > 1 ? capdb__fts_expression(words, n_words, " AND ") : NULL;
+    capdb_highlighter *marker = NULL;
+    int marker_rc = q->with_snippet ? capdb__highlighter_new(db->fts5, words, n_words, &marker) : 0;
     capdb__free_words(words, n_words);
-    if (!expr || (n_words > 1 && !all)) {
+    if (!expr || (n_words > 1 && !all) || marker_rc) {
         free(expr);
         free(all);
-        return capdb__fail(err, -ENOMEM, "out of memory");
+        capdb__highlighter_free(marker);
+        return marker_rc == -EIO ? capdb__fail(err, -EIO, "this SQLite's FTS5 has no porter tokenizer (snippets)")
+                                 : capdb__fail(err, -ENOMEM, "out of memory");
     }
 
     int fuse = q->concepts && q->n_concepts > 0;
@@ -85,11 +89,12 @@ static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results
     }
     if (rc == 0 && map.n && !(order = capdb__fuse(&map, fuse, &n)))
         rc = capdb__fail(err, -ENOMEM, "out of memory");
-    if (rc == 0) rc = emit_hits(db, q, expr, order, n, &map, limit, out, err);
+    if (rc == 0) rc = emit_hits(db, q, marker, order, n, &map, limit, out, err);
     free(order);
     free(map.slots);
     free(expr);
     free(all);
+    capdb__highlighter_free(marker);
     if (rc) capdb_results_free(out);
     return rc;
 }
@@ -209,28 +214,22 @@ static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, ca
 }
 
 /* Fills out with the best `limit` candidates, reading each row once. Candidates found
- * only by concept have not met the folder and date filters yet: checked here. */
-static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const scored *order,
-                     size_t n, const candidate_map *map, int limit, capdb_results *out,
-                     capdb_err *err)
+ * only by concept have not met the folder and date filters yet: checked here. The order
+ * is sorted as far as it is read: `want` first, twice as many more each time filtered
+ * rows use them up. */
+static int emit_hits(capdb *db, const capdb_query *q, capdb_highlighter *marker,
+                     scored *order, size_t n, const candidate_map *map, int limit,
+                     capdb_results *out, capdb_err *err)
 {
     if (n == 0) return 0;
     size_t want = n < (size_t)limit ? n : (size_t)limit;
+    size_t sorted = capdb__sort_prefix(order, n, 0, want);
     out->hits = calloc(want, sizeof *out->hits);
     if (!out->hits) return capdb__fail(err, -ENOMEM, "out of memory");
 
-    sqlite3_stmt *snip = NULL;
     int rc = 0;
-    if (q->with_snippet) {
-        int prc =
-            sqlite3_prepare_v2(db->sql,
-                               "SELECT highlight(images_fts, 0, char(1), char(2)) FROM images_fts"
-                               " WHERE images_fts MATCH ?1 AND rowid = ?2",
-                               -1, &snip, NULL);
-        if (prc != SQLITE_OK) return capdb__sqlfail(db, err, prc, "preparing snippets");
-        sqlite3_bind_text(snip, 1, expr, -1, SQLITE_STATIC);
-    }
     for (size_t i = 0; rc == 0 && i < n && (size_t)out->n < want; i++) {
+        if (i == sorted) sorted = capdb__sort_prefix(order, n, sorted, 2 * sorted);
         const candidate *c = capdb__map_get((candidate_map *)map, order[i].id);
         sqlite3_stmt *st;
         if ((rc = capdb__stmt(db, STMT_ROW_FOR_HIT, &st, err))) break;
@@ -270,19 +269,11 @@ static int emit_hits(capdb *db, const capdb_query *q, const char *expr, const sc
         sqlite3_reset(st);
         if (!h->path || (caption && !h->caption) || (tags && !h->tags))
             rc = capdb__fail(err, -ENOMEM, "out of memory");
-        if (rc == 0 && snip && c->from_fts) {
-            sqlite3_reset(snip);
-            sqlite3_bind_int64(snip, 2, h->id);
-            step = sqlite3_step(snip);
-            if (step == SQLITE_ROW && sqlite3_column_text(snip, 0)) {
-                h->snippet = strdup((const char *)sqlite3_column_text(snip, 0));
-                if (!h->snippet) rc = capdb__fail(err, -ENOMEM, "out of memory");
-            } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
-                rc = capdb__sqlfail(db, err, step, "making a snippet");
-            }
-        }
+        /* what highlight(images_fts, 0, char(1), char(2)) gives, from the caption */
+        if (rc == 0 && marker && c->from_fts && h->caption &&
+            !(h->snippet = capdb__highlight(marker, h->caption, "\x01", "\x02")))
+            rc = capdb__fail(err, -ENOMEM, "out of memory");
     }
-    sqlite3_finalize(snip);
     return rc;
 }
 
@@ -397,7 +388,7 @@ typedef struct {
 
 static int count_row(const Fts5ExtensionApi *api, Fts5Context *fts, void *ctx);
 
-int capdb__register_functions(sqlite3 *sql)
+int capdb__register_functions(sqlite3 *sql, fts5_api **fts5)
 {
     fts5_api *api = NULL;
     sqlite3_stmt *st = NULL;
@@ -406,6 +397,7 @@ int capdb__register_functions(sqlite3 *sql)
     sqlite3_step(st);
     sqlite3_finalize(st);
     if (!api || api->iVersion < 2) return -EIO;
+    *fts5 = api;
     return api->xCreateFunction(api, "capdb_rank", NULL, rank_function, NULL) == SQLITE_OK ? 0
                                                                                            : -EIO;
 }

@@ -11,6 +11,7 @@
 int capdb_sq_open(const char *path, int mode, capdb **out, capdb_err *err);
 void capdb_sq_close(capdb *db);
 void capdb_sq_set_busy_timeout(capdb *db, int ms);
+void capdb_sq_map_pages(capdb *db, int on);
 int capdb_sq_damaged(capdb *db);
 int capdb_sq_schema_version(capdb *db);
 int capdb_sq_begin(capdb *db, capdb_err *err);

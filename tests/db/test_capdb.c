@@ -53,6 +53,8 @@ static void test_filters(void);
 static void test_migrations(void);
 static void test_errors(void);
 static void test_words(void);
+static void test_sort_prefix(void);
+static void test_highlight(void);
 static void test_pg_migrations(void);
 static void test_pg_foreign_schema(void);
 static void test_pg_errors(void);
@@ -79,6 +81,8 @@ int main(int argc, char **argv)
     test_migrations();
     test_errors();
     test_words();
+    test_sort_prefix();
+    test_highlight();
     const char *uri = getenv("CAPSEARCH_TEST_PG");
     if (uri && *uri) {
         pg_uri = uri;
@@ -1100,4 +1104,102 @@ static void test_pg_similar_scan(void)
     put(db, "/sim/after.jpg", "after", NULL);
     CHECK(capdb_commit(db, &err) == 0);
     capdb_close(db);
+}
+
+/* capdb__sort_prefix, extended step by step as emit_hits does, gives exactly qsort's
+ * order: random scores with many ties (the id breaks them), sizes around the steps. */
+static void test_sort_prefix(void)
+{
+    unsigned state = 12345;
+    for (size_t n = 0; n < 300; n += n < 40 ? 1 : 37) {
+        for (int round = 0; round < 4; round++) {
+            scored *a = malloc((n + 1) * sizeof *a), *b = malloc((n + 1) * sizeof *b);
+            for (size_t i = 0; i < n; i++) {
+                state = state * 1103515245u + 12345u;
+                /* round 0: all equal; 1: 8 distinct values; else: spread */
+                double score = round == 0 ? 1.0 : round == 1 ? (state >> 16) % 8 : (state >> 8) / 7.0;
+                a[i] = b[i] = (scored){score, (int64_t)(n - i)};
+            }
+            qsort(b, n, sizeof *b, capdb__by_score_desc);
+            size_t sorted = 0, step = 1 + (size_t)round * 3;
+            while (sorted < n) {
+                size_t got = capdb__sort_prefix(a, n, sorted, sorted + step);
+                CHECK(got == (sorted + step < n ? sorted + step : n));
+                sorted = got;
+                step *= 2;
+            }
+            CHECK(capdb__sort_prefix(a, n, sorted, n + 5) == n);
+            for (size_t i = 0; i < n; i++)
+                CHECK(a[i].id == b[i].id && a[i].score == b[i].score);
+            free(a);
+            free(b);
+        }
+    }
+}
+
+/* The snippet marker gives what FTS5's own highlight() gives, row by row: stems, case,
+ * diacritics, repeated and adjacent words, punctuation, words in tags only. */
+static void test_highlight(void)
+{
+    static const char *const captions[] = {
+        "a dog running on the beach",
+        "Dogs and dogs: a DOG's day at the BEACHES",
+        "two dogs running, a dog running",
+        "caf\xC3\xA9 au lait pr\xC3\xA8s de la plage",
+        "beach beach beach",
+        "the dog-beach sign",
+        "no match here",
+        "a running dog runs past a runner",
+        "na\xC3\xAFve dog\xE2\x80\x99s beaches",
+        "\xE6\x97\xA5\xE6\x9C\xAC dog \xE7\x8A\xAC",
+        "",
+    };
+    static const char *const queries[] = {
+        "dog", "dog beach", "dogs running", "running dog", "cafe plage", "Beaches",
+        "run", "\xE7\x8A\xAC", "naive", "dog dog beach beach", "sign the",
+    };
+    capdb *db = fresh_db("highlight.db");
+    char path[1200];
+    for (size_t i = 0; i < sizeof captions / sizeof *captions; i++) {
+        snprintf(path, sizeof path, "/h/%zu.jpg", i);
+        put(db, path, captions[i], i == 6 ? "dog" : "tag");
+    }
+    capdb_close(db);
+    snprintf(path, sizeof path, "%s/highlight.db", workdir);
+    sqlite3 *sql = NULL;
+    fts5_api *fts5 = NULL;
+    CHECK(sqlite3_open_v2(path, &sql, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(capdb__register_functions(sql, &fts5) == 0);
+    int compared = 0;
+    for (size_t qi = 0; qi < sizeof queries / sizeof *queries; qi++) {
+        char **words;
+        int n = capdb__query_words(queries[qi], &words, &err);
+        CHECK(n > 0);
+        if (n <= 0) continue;
+        char *expr = capdb__fts_expression(words, n, " OR ");
+        capdb_highlighter *marker = NULL;
+        CHECK(capdb__highlighter_new(fts5, words, n, &marker) == 0);
+        capdb__free_words(words, n);
+        sqlite3_stmt *st = NULL;
+        CHECK(sqlite3_prepare_v2(sql,
+                                 "SELECT caption, highlight(images_fts, 0, char(1), char(2))"
+                                 " FROM images_fts WHERE images_fts MATCH ?1",
+                                 -1, &st, NULL) == SQLITE_OK);
+        sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
+        while (marker && sqlite3_step(st) == SQLITE_ROW) {
+            const char *caption = (const char *)sqlite3_column_text(st, 0);
+            const char *want = (const char *)sqlite3_column_text(st, 1);
+            char *got = capdb__highlight(marker, caption ? caption : "", "\x01", "\x02");
+            CHECK(got && want && strcmp(got, want) == 0);
+            if (got && want && strcmp(got, want) != 0)
+                fprintf(stderr, "  query '%s': got '%s', FTS5 '%s'\n", queries[qi], got, want);
+            free(got);
+            compared++;
+        }
+        sqlite3_finalize(st);
+        capdb__highlighter_free(marker);
+        free(expr);
+    }
+    CHECK(compared >= 20);
+    sqlite3_close(sql);
 }

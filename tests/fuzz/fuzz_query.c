@@ -5,7 +5,8 @@
  * words, line 2 (optional) the --dir folder, the rest (optional) (index, weight) byte
  * pairs. Promises checked: user text never reaches FTS5 as syntax (any error other than
  * "no words" / "too long" is a failure: an FTS5 syntax error means the quoting leaked);
- * results respect the limit and the folder.
+ * results respect the limit and the folder; a snippet is exactly what FTS5's own
+ * highlight() makes of that row (sqlite/highlight.c marks words without it).
  */
 #include <errno.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #define MAX_TERMS 16
 
 static capdb *open_index(void);
+static void check_snippet(capdb *db, const char *text, const capdb_hit *hit);
 
 static const struct {
     const char *path, *caption, *tags;
@@ -80,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!p) fuzz_fail("hit %d has no path", i);
             if (q.under_dir && (strncmp(p, q.under_dir, dlen) != 0 || p[dlen] != '/'))
                 fuzz_fail("hit %s is not under %s", p, q.under_dir);
+            if (res.hits[i].snippet) check_snippet(db, buf, &res.hits[i]);
         }
         capdb_results_free(&res);
     }
@@ -123,4 +126,29 @@ static capdb *open_index(void)
         }
     }
     return db;
+}
+
+/* The snippet against highlight(images_fts, 0, char(1), char(2)) of the same row. */
+static void check_snippet(capdb *db, const char *text, const capdb_hit *hit)
+{
+    char **words;
+    capdb_err err = {{0}, 0};
+    int n = capdb__query_words(text, &words, &err);
+    if (n <= 0) fuzz_fail("a snippet for words that do not parse");
+    char *expr = capdb__fts_expression(words, n, " OR ");
+    capdb__free_words(words, n);
+    sqlite3_stmt *st = NULL;
+    if (!expr || sqlite3_prepare_v2(db->sql,
+                                    "SELECT highlight(images_fts, 0, char(1), char(2))"
+                                    " FROM images_fts WHERE images_fts MATCH ?1 AND rowid = ?2",
+                                    -1, &st, NULL) != SQLITE_OK)
+        fuzz_fail("preparing highlight(): %s", sqlite3_errmsg(db->sql));
+    sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, hit->id);
+    const char *want = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
+                                                      : NULL;
+    if (!want || strcmp(want, hit->snippet) != 0)
+        fuzz_fail("snippet '%s', highlight() '%s'", hit->snippet, want ? want : "(none)");
+    sqlite3_finalize(st);
+    free(expr);
 }

@@ -13,7 +13,9 @@
  *   - in process, words only (capdb_search, what capsearch does without a model),
  *   - in process, words + the query's two concepts (the fusion path),
  *   - whole process: fork/exec of `capsearch --db TARGET dog beach`, output to /dev/null
- *     (wall time, and the child's CPU time, which a busy machine does not inflate),
+ *     (wall time, and the child's CPU time, which a busy machine does not inflate), with
+ *     what the process read: read(2)/pread(2) calls and bytes (its /proc/PID/io, read
+ *     while it is a zombie) and page faults (a memory-mapped index reads by faulting),
  *   - in process, a similar-image scan over every pooled vector (fewer runs),
  * and prints one Markdown table of median and p99 latencies, a row per size and backend.
  *
@@ -152,6 +154,11 @@ typedef struct {
     double median, p99;
 } figures;
 
+/* What a whole search process read, medians over the runs. */
+typedef struct {
+    double read_calls, kib_read, page_faults;
+} reads;
+
 typedef struct {
     const char *name; /* "sqlite" or "postgresql", as capdb_backend_name says */
     int is_pg;
@@ -164,7 +171,8 @@ static void make_row(int i, capdb_image *img, char *caption, char *tags, char *p
 static int pg_vacuum_analyze(const char *uri);
 static figures time_in_process(capdb *db, const capdb_query *q, int runs);
 static figures time_whole_process(const char *capsearch, const char *target, int runs,
-                                  figures *cpu);
+                                  figures *cpu, reads *read);
+static int process_io(pid_t pid, double *read_calls, double *kib_read);
 static void seed(uint64_t s);
 static uint64_t rng(void);
 static double uniform(void);
@@ -220,8 +228,9 @@ int main(int argc, char **argv)
      * the table by them. */
     printf("| rows | backend | DB size | in-process words median / p99 | in-process"
            " words+concepts median / p99 | whole process median / p99 | whole process CPU"
-           " (user+sys) median / p99 | similar scan median / p99 | built in |\n");
-    printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n");
+           " (user+sys) median / p99 | similar scan median / p99 | built in | whole process"
+           " reads: calls / KiB / page faults |\n");
+    printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     fflush(stdout);
     for (int s = 0; s < n_sizes; s++) {
         for (int b = 0; b < n_backends; b++) {
@@ -258,15 +267,17 @@ int main(int argc, char **argv)
             figures sim = time_in_process(db, &similar, sim_runs);
             capdb_close(db);
             figures cpu;
-            figures p = time_whole_process(capsearch, target, runs, &cpu);
+            reads io;
+            figures p = time_whole_process(capsearch, target, runs, &cpu, &io);
             char built_text[64] = "(kept)";
             if (added > 0)
                 snprintf(built_text, sizeof built_text, "%.0f s, %lld rows (%.0f rows/s)", built,
                          (long long)added, added / built);
             printf("| %d | %s | %.0f MiB | %.2f / %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms |"
-                   " %.2f / %.2f ms | %.1f / %.1f ms | %s |\n",
+                   " %.2f / %.2f ms | %.1f / %.1f ms | %s | %.0f / %.0f / %.0f |\n",
                    sizes[s], be->name, counts.db_bytes / 1048576.0, w.median, w.p99, f.median,
-                   f.p99, p.median, p.p99, cpu.median, cpu.p99, sim.median, sim.p99, built_text);
+                   f.p99, p.median, p.p99, cpu.median, cpu.p99, sim.median, sim.p99, built_text,
+                   io.read_calls, io.kib_read, io.page_faults);
             fflush(stdout);
         }
     }
@@ -293,10 +304,13 @@ static figures time_in_process(capdb *db, const capdb_query *q, int runs)
 /* Wall time from fork to reaped child, and the child's CPU time: on a busy machine the
  * wall time includes waiting for a core, the CPU time does not. With PostgreSQL the
  * server's CPU time is not the child's: compare wall times across backends. */
-static figures time_whole_process(const char *capsearch, const char *target, int runs, figures *cpu)
+static figures time_whole_process(const char *capsearch, const char *target, int runs,
+                                  figures *cpu, reads *read)
 {
     double *t = malloc((size_t)runs * sizeof *t);
     double *c = malloc((size_t)runs * sizeof *c);
+    double *calls = calloc((size_t)runs, sizeof *calls), *kib = calloc((size_t)runs, sizeof *kib);
+    double *faults = malloc((size_t)runs * sizeof *faults);
     for (int i = -3; i < runs; i++) {
         double t0 = now_ms();
         pid_t pid = fork();
@@ -306,23 +320,49 @@ static figures time_whole_process(const char *capsearch, const char *target, int
             execl(capsearch, capsearch, "--db", target, "dog", "beach", (char *)NULL);
             _exit(127);
         }
+        /* exited but not reaped: its /proc/PID/io is still there */
+        siginfo_t info;
+        waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT);
+        double dt = now_ms() - t0;
+        if (i >= 0) process_io(pid, &calls[i], &kib[i]);
         int status = 0;
         struct rusage ru;
         wait4(pid, &status, 0, &ru);
-        double dt = now_ms() - t0;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             fprintf(stderr, "bench_query: capsearch exited with status %d\n", status);
         if (i >= 0) {
             t[i] = dt;
             c[i] = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
                    (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+            faults[i] = (double)ru.ru_minflt + (double)ru.ru_majflt;
         }
     }
     figures f = summarise(t, runs);
     *cpu = summarise(c, runs);
+    *read = (reads){summarise(calls, runs).median, summarise(kib, runs).median,
+                    summarise(faults, runs).median};
     free(t);
     free(c);
+    free(calls);
+    free(kib);
+    free(faults);
     return f;
+}
+
+/* read(2)-family calls and bytes of a finished, unreaped child (0 where unreadable). */
+static int process_io(pid_t pid, double *read_calls, double *kib_read)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long long v;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "syscr: %lld", &v) == 1) *read_calls = (double)v;
+        if (sscanf(line, "rchar: %lld", &v) == 1) *kib_read = v / 1024.0;
+    }
+    fclose(f);
+    return 0;
 }
 
 /* How many of the benchmark's rows the index holds: the META_ROWS count when the index
