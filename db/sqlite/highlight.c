@@ -184,6 +184,7 @@ static void free_tokens(token_list *list)
 
 static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
+    if (n == 0) return 1; /* buf may still be NULL */
     if (*len + n > *cap) {
         size_t want = *cap ? *cap : 128;
         while (want < *len + n) want *= 2;
