@@ -3,6 +3,7 @@
  * by either side of a search), the bounded top-k heap, the final order, and the folder
  * and date filters for candidates that did not pass through SQL.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,10 +64,14 @@ void capdb__heap_offer(top_heap *h, double score, int64_t id)
     h->items[i] = (scored){score, id};
 }
 
+/* A total order even with NaN scores (a damaged vector blob can make one): NaN last.
+ * Without it a NaN compares unequal to itself, and a partition on it never ends. */
 int capdb__by_score_desc(const void *a, const void *b)
 {
     const scored *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    int x_nan = isnan(x->score), y_nan = isnan(y->score);
+    if (x_nan != y_nan) return x_nan - y_nan;
+    if (!x_nan && x->score != y->score) return x->score < y->score ? 1 : -1;
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
@@ -110,14 +115,15 @@ scored *capdb__fuse(const candidate_map *map, int with_concepts, size_t *n)
 
 /* Quickselect (Hoare's partition, lower-middle pivot) of the best `need`, then one qsort
  * of just those. Invariant of the loop: order[0..lo) is better than order[lo..n),
- * order[hi..n) worse than order[0..hi), and lo <= need <= hi. The scans are bounded as
- * well, so that even a comparator made inconsistent (a NaN score) cannot leave the
- * array. */
+ * order[hi..n) worse than order[0..hi), and lo <= need <= hi; it needs the comparator's
+ * total order (NaN included). The scans are bounded as well: nothing can make them leave
+ * the array. */
 size_t capdb__sort_prefix(scored *order, size_t n, size_t sorted, size_t need)
 {
     if (need > n) need = n;
     if (need <= sorted) return sorted;
     size_t lo = sorted, hi = n;
+    if (need == n) hi = lo; /* everything left is wanted: just sort it */
     while (hi - lo > 1 && lo < need) {
         scored pivot = order[lo + (hi - 1 - lo) / 2];
         size_t i = lo, j = hi - 1;

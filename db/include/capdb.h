@@ -58,8 +58,8 @@ void capdb_close(capdb *db);
  * offers one, so that the few hundred pages a search reads cost one page fault rather
  * than one each (issue 14: 4.9 -> 3.9 ms CPU for a whole search process at 100k rows;
  * 4.4 without huge pages). Process-wide, for the process's life; call before the first
- * capdb_open. Returns 0, -ENOMEM, or -EBUSY when SQLite is already in use (nothing
- * changed: the cache allocates as before). */
+ * capdb_open. Returns 0, -ENOMEM, or -EBUSY when SQLite is already in use or the build
+ * runs under AddressSanitizer (nothing changed: the cache allocates as before). */
 int capdb_reserve_page_cache(void);
 /* 1 when target selects the PostgreSQL backend ("postgresql://", "postgres://"). */
 int capdb_is_pg_target(const char *target);

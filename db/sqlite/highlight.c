@@ -50,8 +50,7 @@ static int phrase_at(const token_list *doc, int at, const token_list *phrase);
 static void free_tokens(token_list *list);
 static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 
-int capdb__highlighter_new(fts5_api *fts5, char *const *words, int n_words,
-                           capdb_highlighter **out)
+int capdb__highlighter_new(fts5_api *fts5, char *const *words, int n_words, capdb_highlighter **out)
 {
     *out = NULL;
     capdb_highlighter *h = calloc(1, sizeof *h);
@@ -81,8 +80,7 @@ int capdb__highlighter_new(fts5_api *fts5, char *const *words, int n_words,
     return 0;
 }
 
-char *capdb__highlight(capdb_highlighter *h, const char *text, const char *open,
-                       const char *close)
+char *capdb__highlight(capdb_highlighter *h, const char *text, const char *open, const char *close)
 {
     token_list doc = {0};
     if (tokenize(h, FTS5_TOKENIZE_DOCUMENT, text, &doc) != 0) {
@@ -138,11 +136,16 @@ static int tokenize(capdb_highlighter *h, int flags, const char *text, token_lis
     return rc == SQLITE_OK ? 0 : -EIO;
 }
 
+/* FTS5 keeps at most this many bytes of a token, in the index and in queries alike
+ * (FTS5_MAX_TOKEN_SIZE in fts5Int.h). */
+#define FTS5_TOKEN_BYTES 32768
+
 /* Positions are FTS5's: a colocated token (a synonym at the same place) takes none. */
 static int collect_token(void *ctx, int flags, const char *text, int size, int start, int end)
 {
     token_list *list = ctx;
     if (flags & FTS5_TOKEN_COLOCATED) return SQLITE_OK;
+    if (size > FTS5_TOKEN_BYTES) size = FTS5_TOKEN_BYTES;
     if (list->n == list->cap) {
         int cap = list->cap ? 2 * list->cap : 32;
         token *items = realloc(list->items, (size_t)cap * sizeof *items);

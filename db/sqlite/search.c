@@ -29,9 +29,9 @@ static int fts_pass(capdb *db, const capdb_query *q, const char *expr, int k, ca
                     int *found, capdb_err *err);
 static int concept_candidates(capdb *db, const capdb_query *q, candidate_map *map, capdb_err *err);
 static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, capdb_err *err);
-static int emit_hits(capdb *db, const capdb_query *q, capdb_highlighter *marker,
-                     scored *order, size_t n, const candidate_map *map, int limit,
-                     capdb_results *out, capdb_err *err);
+static int emit_hits(capdb *db, const capdb_query *q, capdb_highlighter *marker, scored *order,
+                     size_t n, const candidate_map *map, int limit, capdb_results *out,
+                     capdb_err *err);
 static void filter_sql(const capdb_query *q, char *sql, size_t size, const char *id_column);
 static int bind_filters(sqlite3_stmt *st, const capdb_query *q, char **lo, char **hi);
 
@@ -72,8 +72,9 @@ static int search_text(capdb *db, const capdb_query *q, int limit, capdb_results
         free(expr);
         free(all);
         capdb__highlighter_free(marker);
-        return marker_rc == -EIO ? capdb__fail(err, -EIO, "this SQLite's FTS5 has no porter tokenizer (snippets)")
-                                 : capdb__fail(err, -ENOMEM, "out of memory");
+        if (marker_rc == -EIO)
+            return capdb__fail(err, -EIO, "marking matched words: FTS5's tokenizer failed");
+        return capdb__fail(err, -ENOMEM, "out of memory");
     }
 
     int fuse = q->concepts && q->n_concepts > 0;
@@ -217,9 +218,9 @@ static int exact_concept_score(capdb *db, const capdb_query *q, candidate *c, ca
  * only by concept have not met the folder and date filters yet: checked here. The order
  * is sorted as far as it is read: `want` first, twice as many more each time filtered
  * rows use them up. */
-static int emit_hits(capdb *db, const capdb_query *q, capdb_highlighter *marker,
-                     scored *order, size_t n, const candidate_map *map, int limit,
-                     capdb_results *out, capdb_err *err)
+static int emit_hits(capdb *db, const capdb_query *q, capdb_highlighter *marker, scored *order,
+                     size_t n, const candidate_map *map, int limit, capdb_results *out,
+                     capdb_err *err)
 {
     if (n == 0) return 0;
     size_t want = n < (size_t)limit ? n : (size_t)limit;

@@ -145,8 +145,8 @@ static void check_snippet(capdb *db, const char *text, const capdb_hit *hit)
         fuzz_fail("preparing highlight(): %s", sqlite3_errmsg(db->sql));
     sqlite3_bind_text(st, 1, expr, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, hit->id);
-    const char *want = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
-                                                      : NULL;
+    const char *want =
+        sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
     if (!want || strcmp(want, hit->snippet) != 0)
         fuzz_fail("snippet '%s', highlight() '%s'", hit->snippet, want ? want : "(none)");
     sqlite3_finalize(st);

@@ -170,8 +170,8 @@ static void make_row(int i, capdb_image *img, char *caption, char *tags, char *p
                      float *concepts, float *pooled);
 static int pg_vacuum_analyze(const char *uri);
 static figures time_in_process(capdb *db, const capdb_query *q, int runs);
-static figures time_whole_process(const char *capsearch, const char *target, int runs,
-                                  figures *cpu, reads *read);
+static figures time_whole_process(const char *capsearch, const char *target, int runs, figures *cpu,
+                                  reads *read);
 static int process_io(pid_t pid, double *read_calls, double *kib_read);
 static void seed(uint64_t s);
 static uint64_t rng(void);
@@ -304,8 +304,8 @@ static figures time_in_process(capdb *db, const capdb_query *q, int runs)
 /* Wall time from fork to reaped child, and the child's CPU time: on a busy machine the
  * wall time includes waiting for a core, the CPU time does not. With PostgreSQL the
  * server's CPU time is not the child's: compare wall times across backends. */
-static figures time_whole_process(const char *capsearch, const char *target, int runs,
-                                  figures *cpu, reads *read)
+static figures time_whole_process(const char *capsearch, const char *target, int runs, figures *cpu,
+                                  reads *read)
 {
     double *t = malloc((size_t)runs * sizeof *t);
     double *c = malloc((size_t)runs * sizeof *c);
