@@ -450,7 +450,7 @@ static int search_similar(capdb *db, const capdb_query *q, int limit, capdb_resu
     free(buf);
 
     if (rc == 0) {
-        if (heap.n) qsort(heap.items, (size_t)heap.n, sizeof *heap.items, capdb__by_score_desc);
+        /* emit_hits sorts the heap's items as it reads them */
         candidate_map map = {0};
         for (int i = 0; i < heap.n && rc == 0; i++) {
             candidate *c = capdb__map_get(&map, heap.items[i].id);
