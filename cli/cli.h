@@ -108,6 +108,7 @@ enum {
     CLI_OPT_WRITE_XMP,
     CLI_OPT_DB,
     CLI_OPT_MODELS,
+    CLI_OPT_CNN,
     CLI_OPT_HELP,
 };
 #define CLI_MAX_ALLOW_HOSTS 32
@@ -126,6 +127,7 @@ typedef struct {
     int beam, max_length; /* 0 = the engine's defaults */
     int tags;             /* default CLI_DEFAULT_TAGS */
     int jobs;             /* default: the cores */
+    int open_flags;       /* --cnn int8: CE_OPEN_CNN_INT8, else CE_OPEN_DEFAULT */
     /* serve */
     const char *listen, *socket_path, *token_file, *cache_dir;
     const char *allow_hosts[CLI_MAX_ALLOW_HOSTS];
@@ -169,11 +171,11 @@ int cli_run_query(capdb *db, const capdb_query *q, const cli_options *o, const c
  * its last second. 0 ok, -1 invalid. */
 int cli_parse_date(const char *s, int end_of_day, int64_t *out);
 
-/* Opens the model (models_dir NULL = the default) and one session for the image
- * subcommands, with the CNN's layers split over every core; need_captioner: refuse a
- * model folder without captioner.csw. Prints the error and returns EXIT_TROUBLE on
- * failure, 0 on success. */
-int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
+/* Opens the model (models_dir NULL = the default; open_flags from --cnn) and one session
+ * for the image subcommands, with the CNN's layers split over every core;
+ * need_captioner: refuse a model folder without captioner.csw. Prints the error and
+ * returns EXIT_TROUBLE on failure, 0 on success. */
+int cli_open_engine(const char *models_dir, int open_flags, int need_captioner, ce_model **model,
                     ce_session **session);
 
 #endif

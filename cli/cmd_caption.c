@@ -1,5 +1,5 @@
 /*
- * capsearch caption [--json] [--beam N] [--max-length N] [--tags N] [--models DIR] IMAGE...
+ * capsearch caption [--json] [--beam N] [--max-length N] [--tags N] [--models DIR] [--cnn P] IMAGE...
  *
  * Captions image files with the CNN + concept head + LSTM, and lists the top tags
  * (detected objects and visual concepts). Needs no database or daemon. A file that cannot
@@ -21,6 +21,7 @@ static const int ACCEPTED[] = {CLI_OPT_JSON,
                                CLI_OPT_TAGS,
                                CLI_OPT_WRITE_XMP,
                                CLI_OPT_MODELS,
+                               CLI_OPT_CNN,
                                0};
 
 static void usage(FILE *out);
@@ -48,7 +49,7 @@ int cmd_caption(int argc, char **argv)
     ce_err err;
     ce_model *model;
     ce_session *session;
-    if (cli_open_engine(o.models_dir, 1, &model, &session) != 0) return EXIT_TROUBLE;
+    if (cli_open_engine(o.models_dir, o.open_flags, 1, &model, &session) != 0) return EXIT_TROUBLE;
 
     ce_cnn_output *cnn = calloc(1, sizeof *cnn);
     ce_caption *cap = calloc(1, sizeof *cap);

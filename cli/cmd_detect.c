@@ -1,5 +1,5 @@
 /*
- * capsearch detect [--json] [--models DIR] IMAGE...
+ * capsearch detect [--json] [--models DIR] [--cnn P] IMAGE...
  *
  * Runs the CNN on each file and prints its COCO detections: label, score and box.
  * Needs no database or daemon. A file that cannot be read is reported and skipped;
@@ -14,7 +14,7 @@
 #include "capindexer.h"
 
 /* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
-static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, 0};
+static const int ACCEPTED[] = {CLI_OPT_JSON, CLI_OPT_MODELS, CLI_OPT_CNN, 0};
 
 static void usage(FILE *out);
 static void print_text(const char *path, const ce_image *img, const ce_cnn_output *o);
@@ -35,7 +35,7 @@ int cmd_detect(int argc, char **argv)
     ce_err err;
     ce_model *model;
     ce_session *session;
-    if (cli_open_engine(o.models_dir, 0, &model, &session) != 0) return EXIT_TROUBLE;
+    if (cli_open_engine(o.models_dir, o.open_flags, 0, &model, &session) != 0) return EXIT_TROUBLE;
 
     ce_cnn_output *out = calloc(1, sizeof *out);
     if (!out) {

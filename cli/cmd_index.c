@@ -1,5 +1,5 @@
 /*
- * capsearch index [--db PATH] [--models DIR] [--jobs N] DIR...
+ * capsearch index [--db PATH] [--models DIR] [--cnn P] [--jobs N] DIR...
  *
  * Runs the daemon's scan-and-caption pipeline (libcapindexer) once over the folders:
  * unchanged files are skipped, moved ones keep their rows, vanished ones are removed.
@@ -28,8 +28,8 @@ typedef struct {
 } index_run;
 
 /* The options this subcommand takes (rows of cli/options.c), for parsing and help. */
-static const int ACCEPTED[] = {CLI_OPT_DB,    CLI_OPT_MODELS,    CLI_OPT_JOBS,
-                               CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
+static const int ACCEPTED[] = {
+    CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_CNN, CLI_OPT_JOBS, CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
 
 static void usage(FILE *out);
 static void on_progress(uv_timer_t *t);
@@ -83,7 +83,7 @@ int cmd_index(int argc, char **argv)
     ce_model *model = NULL;
     ce_err cerr = {{0}};
     if (!models) models = ce_default_models_dir();
-    if (ce_model_open(models, CE_OPEN_DEFAULT, &model, &cerr) < 0) {
+    if (ce_model_open(models, o.open_flags, &model, &cerr) < 0) {
         cx_settings_free(&cfg);
         return cli_error("index: cannot load the model from %s: %s", models, cerr.msg);
     }

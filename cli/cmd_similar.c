@@ -79,7 +79,7 @@ static int image_vector(capdb *db, const char *path, const char *models_dir, flo
 
     ce_model *model = NULL;
     ce_session *session = NULL;
-    if (cli_open_engine(models_dir, 0, &model, &session) != 0) return EXIT_TROUBLE;
+    if (cli_open_engine(models_dir, CE_OPEN_DEFAULT, 0, &model, &session) != 0) return EXIT_TROUBLE;
     ce_image img = {0};
     ce_cnn_output *cnn = calloc(1, sizeof *cnn);
     ce_err err = {{0}};

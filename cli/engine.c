@@ -3,7 +3,7 @@
 
 #include "cli.h"
 
-int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model,
+int cli_open_engine(const char *models_dir, int open_flags, int need_captioner, ce_model **model,
                     ce_session **session)
 {
     /* One image at a time: latency matters, so the CNN splits each layer over every core
@@ -12,7 +12,7 @@ int cli_open_engine(const char *models_dir, int need_captioner, ce_model **model
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     ce_set_blas_threads(cores > 0 ? (int)cores : 1);
     ce_err err;
-    if (ce_model_open(models_dir, CE_OPEN_DEFAULT, model, &err) < 0)
+    if (ce_model_open(models_dir, open_flags, model, &err) < 0)
         return cli_error("cannot load the model: %s", err.msg);
     if (need_captioner && !ce_model_has_captioner(*model)) {
         ce_model_close(*model);

@@ -65,6 +65,10 @@ static const cli_option OPTIONS[] = {
      "index, then /var/lib/capsearch/index.db)"},
     {CLI_OPT_MODELS, "models", 'm', "DIR",
      "model folder (default: $CAPSEARCH_MODELS or the installed one)"},
+    {CLI_OPT_CNN, "cnn", 0, "PRECISION",
+     "the CNN's arithmetic: float (default) or int8 (CPUs\n"
+     "with AVX-512 VNNI: about 1.9x faster, captions slightly\n"
+     "different; an index is captioned again when it changes)"},
     {CLI_OPT_HELP, "help", 'h', NULL, "show this help"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
@@ -249,6 +253,14 @@ static int set_value(cli_options *o, const cli_option *opt, const char *value)
     case CLI_OPT_WRITE_XMP: o->write_xmp = 1; return 0;
     case CLI_OPT_DB: o->db_path = value; return 0;
     case CLI_OPT_MODELS: o->models_dir = value; return 0;
+    case CLI_OPT_CNN:
+        if (!strcmp(value, "float")) o->open_flags = CE_OPEN_DEFAULT;
+        else if (!strcmp(value, "int8")) o->open_flags = CE_OPEN_CNN_INT8;
+        else {
+            cli_error("--cnn wants float or int8, not '%s'", value);
+            return -1;
+        }
+        return 0;
     case CLI_OPT_DIR:
         free(o->under_dir);
         if (!(o->under_dir = absolute_dir(value, &o->dir_missing))) {

@@ -11,6 +11,8 @@
  *   log_level = info            debug info notice warning error crit
  *   write_xmp = no              yes: each caption also goes into the image's XMP sidecar
  *   database = PATH, models = DIR
+ *   cnn = float                 int8: the CNN's 1x1 convolutions in int8 (AVX-512 VNNI
+ *                               CPUs; elsewhere a warning and float)
  *                               PATH may be a PostgreSQL URI (postgresql://...): a
  *                               shared index that several nodes fill
  *   role = all                  on a shared index: all, scan (watch and queue only) or
@@ -224,6 +226,12 @@ static int set_key(cd_config *cfg, const char *key, const char *value, cx_err *e
                            "(debug, info, notice, warning, error, crit)",
                            value);
         cfg->log_level = level;
+        return 0;
+    }
+    if (!strcmp(key, "cnn")) {
+        if (!strcmp(value, "float")) cfg->cnn_int8 = 0;
+        else if (!strcmp(value, "int8")) cfg->cnn_int8 = 1;
+        else return cx_fail(err, -EINVAL, "cnn: expected float or int8, got '%.64s'", value);
         return 0;
     }
     if (!strcmp(key, "role")) {

@@ -98,7 +98,12 @@ int main(int argc, char **argv)
 
     ce_err cerr = {{0}};
     const char *models = d.cfg.models_dir ? d.cfg.models_dir : ce_default_models_dir();
-    rc = ce_model_open(models, CE_OPEN_DEFAULT, &d.model, &cerr);
+    int open_flags = CE_OPEN_DEFAULT;
+    if (d.cfg.cnn_int8 && ce_cnn_int8_supported()) open_flags = CE_OPEN_CNN_INT8;
+    else if (d.cfg.cnn_int8)
+        cx_log(LOG_WARNING, "cnn = int8: this CPU (or build) has no AVX-512 VNNI; "
+                            "using the float CNN");
+    rc = ce_model_open(models, open_flags, &d.model, &cerr);
     if (rc < 0) {
         cx_log(LOG_ERR, "cannot load the model from %s: %s", models, cerr.msg);
         cd_config_free(&d.cfg);
@@ -251,6 +256,7 @@ static const struct option LONG_OPTIONS[] = {
     {"write-xmp", no_argument, NULL, 11},
     {"role", required_argument, NULL, 12},
     {"node", required_argument, NULL, 13},
+    {"cnn", required_argument, NULL, 14},
     {"once", no_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -282,6 +288,7 @@ static int apply_flags(cd_config *cfg, int argc, char **argv, daemon_state *d, c
         case 11: key = "write_xmp"; break;
         case 12: key = "role"; break;
         case 13: key = "node"; break;
+        case 14: key = "cnn"; break;
         case 'x': key = "exclude"; break;
         case 'e': key = "extensions"; break;
         case 1: key = "batch_size"; break;
@@ -327,6 +334,8 @@ static void print_usage(FILE *out)
             "  -r, --root DIR           watch DIR (repeatable; adds to the config's roots)\n"
             "  -d, --db PATH            index database\n"
             "  -m, --models DIR         model directory\n"
+            "      --cnn PRECISION      float (default) or int8 (AVX-512 VNNI CPUs: faster,\n"
+            "                           captions slightly different)\n"
             "      --workers N          images captioned in parallel\n"
             "  -x, --exclude GLOB       skip matching names (repeatable)\n"
             "  -e, --extensions LIST    file extensions to index (\"jpg jpeg png\")\n"
@@ -529,6 +538,8 @@ static void reload(daemon_state *d)
         cx_log(LOG_WARNING, "reload: a new database path takes effect after a restart");
     if (fresh.index.workers != d->cfg.index.workers)
         cx_log(LOG_WARNING, "reload: a new worker count takes effect after a restart");
+    if (fresh.cnn_int8 != d->cfg.cnn_int8)
+        cx_log(LOG_WARNING, "reload: a new cnn precision takes effect after a restart");
     free(fresh.db_path);
     fresh.db_path = d->cfg.db_path;
     d->cfg.db_path = NULL;

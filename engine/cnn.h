@@ -22,7 +22,9 @@
 typedef struct cnn_net cnn_net;     /* weights: pointers into the mapped file */
 typedef struct cnn_state cnn_state; /* per-session scratch buffers */
 
-int ce__cnn_net_build(const ce_weights *w, cnn_net **out, ce_err *err);
+/* int8: the 1x1 convolutions also get int8 copies and run on them (cnn_int8.h);
+ * -ENOTSUP where ce_cnn_int8_supported() is 0. */
+int ce__cnn_net_build(const ce_weights *w, int int8, cnn_net **out, ce_err *err);
 void ce__cnn_net_free(cnn_net *net);
 int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err);
 void ce__cnn_state_free(cnn_state *st);

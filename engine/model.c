@@ -44,7 +44,7 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
     if (!err) err = &scratch_err;
     *out = NULL;
     if (!models_dir) models_dir = ce_default_models_dir();
-    if (flags & ~CE_OPEN_TEXT_ONLY) {
+    if (flags & ~(CE_OPEN_TEXT_ONLY | CE_OPEN_CNN_INT8)) {
         snprintf(err->msg, sizeof err->msg, "unknown model open flags %#x", (unsigned)flags);
         return -EINVAL;
     }
@@ -71,7 +71,8 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
             goto fail;
         }
         if (rc < 0) goto fail;
-        if ((rc = ce__cnn_net_build(m->backbone, &m->cnn, err)) < 0) goto fail;
+        if ((rc = ce__cnn_net_build(m->backbone, !!(flags & CE_OPEN_CNN_INT8), &m->cnn, err)) < 0)
+            goto fail;
     }
     rc = ce__captioner_open(models_dir, flags & CE_OPEN_TEXT_ONLY, &m->captioner, err);
     if (rc == -ENOENT) {
@@ -80,10 +81,11 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
     } else if (rc < 0) {
         goto fail;
     }
+    const char *precision = m->cnn && (flags & CE_OPEN_CNN_INT8) ? "-int8" : "";
     if (m->captioner)
-        snprintf(m->version, sizeof m->version, "%s+%s", BACKBONE_NAME,
+        snprintf(m->version, sizeof m->version, "%s%s+%s", BACKBONE_NAME, precision,
                  ce__captioner_version(m->captioner));
-    else snprintf(m->version, sizeof m->version, "%s", BACKBONE_NAME);
+    else snprintf(m->version, sizeof m->version, "%s%s", BACKBONE_NAME, precision);
     *out = m;
     return 0;
 fail:

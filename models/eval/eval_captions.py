@@ -50,8 +50,8 @@ def references(data, name):
     return refs
 
 
-def run_captions(capsearch, models, beam, paths):
-    cmd = [capsearch, "caption", "--json", "--tags", "16"]
+def run_captions(capsearch, models, beam, paths, cnn="float"):
+    cmd = [capsearch, "caption", "--json", "--tags", "16", "--cnn", cnn]
     if models:
         cmd += ["--models", models]
     if beam:
@@ -129,6 +129,7 @@ def main():
     ap.add_argument("--capsearch", required=True)
     ap.add_argument("--models", default=None)
     ap.add_argument("--beam", type=int, default=0)
+    ap.add_argument("--cnn", default="float", choices=["float", "int8"], help="capsearch --cnn")
     ap.add_argument("--data", default=textproc.DATA)
     ap.add_argument("--sets", default="coco_mini,flickr_mini", help=f"comma-separated: {', '.join(SETS)}")
     ap.add_argument("--subset", type=int, default=0, help="first N images of each set only")
@@ -156,7 +157,8 @@ def main():
         names = sorted(refs)[: args.subset or None]
         refs = {k: refs[k] for k in names}
         folder = set_folder(args.data, s)
-        captions = run_captions(args.capsearch, args.models, args.beam, [os.path.join(folder, n) for n in names])
+        captions = run_captions(args.capsearch, args.models, args.beam, [os.path.join(folder, n) for n in names],
+                                args.cnn)
         failed = [k for k in names if k not in captions or "caption" not in captions[k]]
         result, per = score(captions, refs)
         result["set"] = s

@@ -106,6 +106,7 @@ def main():
     ap.add_argument("--sets", default="coco_mini,flickr_mini")
     ap.add_argument("--queries", default=os.path.join(HERE, "short_queries.txt"))
     ap.add_argument("--per-query", action="store_true", help="print each query's hits")
+    ap.add_argument("--cnn", default="float", choices=["float", "int8"], help="capsearch index --cnn")
     ap.add_argument("--min-p10", type=float, default=None)
     args = ap.parse_args()
 
@@ -125,7 +126,8 @@ def main():
         names = sorted(refs)
         tmp = tempfile.mkdtemp(prefix="capsearch-short-")
         try:
-            db = build_index(args.capsearch, models, set_folder(args.data, s), names, tmp)
+            db = build_index(args.capsearch, models + ["--cnn", args.cnn], set_folder(args.data, s),
+                             names, tmp)
             p10 = []
             cap = []
             ceiling = []

@@ -74,6 +74,34 @@ def main():
 
     usage = subprocess.run([capsearch, "caption", "--beam", "0", dog], capture_output=True, text=True)
     check(usage.returncode == 2, "--beam 0 refused")
+    usage = subprocess.run([capsearch, "caption", "--cnn", "fp16", dog], capture_output=True, text=True)
+    check(usage.returncode == 2 and "--cnn wants float or int8, not 'fp16'" in usage.stderr,
+          f"--cnn fp16 refused by name: {usage.returncode} {usage.stderr!r}")
+
+    # The optional int8 CNN, end to end: caption, detect and index (its model version);
+    # a CPU without AVX-512 VNNI and BF16 gets a clear refusal instead.
+    q = subprocess.run([capsearch, "caption", "--json", "--cnn", "int8", "--models", models, dog],
+                       capture_output=True, text=True)
+    if q.returncode != 0 and "AVX-512 VNNI" in q.stderr:
+        print(f"note: no int8 CNN here ({q.stderr.strip()})")
+    else:
+        row = json.loads(q.stdout) if q.returncode == 0 else {}
+        check("dog" in [t["word"] for t in row.get("tags", [])],
+              f"caption --cnn int8 tags dog.jpg dog: {q.returncode} {q.stdout!r} {q.stderr!r}")
+        d = subprocess.run([capsearch, "detect", "--json", "--cnn", "int8", "--models", models, dog],
+                           capture_output=True, text=True)
+        check(d.returncode == 0 and any(x["label"] == "dog" for x in json.loads(d.stdout)["detections"]),
+              f"detect --cnn int8 finds the dog: {d.returncode} {d.stderr!r}")
+        with tempfile.TemporaryDirectory() as tmp:
+            os.mkdir(os.path.join(tmp, "photos"))
+            shutil.copyfile(dog, os.path.join(tmp, "photos", "dog.jpg"))
+            db = os.path.join(tmp, "index.db")
+            i = subprocess.run([capsearch, "index", "--quiet", "--cnn", "int8", "--models", models,
+                                "--db", db, os.path.join(tmp, "photos")], capture_output=True, text=True)
+            s = subprocess.run([capsearch, "status", "--json", "--db", db], capture_output=True, text=True)
+            version = json.loads(s.stdout).get("model_version", "") if s.returncode == 0 else ""
+            check(i.returncode == 0 and "-int8+" in version,
+                  f"index --cnn int8 stores an -int8 model version: {i.returncode} {i.stderr!r} {version!r}")
 
     # The completion's tensors are all or none (engine/caption.c load_completion).
     tensors = csw.read(os.path.join(models, "captioner.csw"))

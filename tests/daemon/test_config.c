@@ -61,6 +61,7 @@ static void test_valid(void)
                        "max_pixels = 5000000\n"
                        "log_level = debug\n"
                        "database = \" /tmp/with space.db\"\n"
+                       "cnn = int8\n"
                        "max_watches = 7"; /* no final newline */
     cd_config_defaults(&c);
     int rc = cd_config_parse(&c, text, strlen(text), "t.conf", &err);
@@ -77,6 +78,7 @@ static void test_valid(void)
     CHECK(c.log_level == LOG_DEBUG, "log level");
     CHECK(c.db_path && !strcmp(c.db_path, " /tmp/with space.db"), "quoted db path: %s", c.db_path);
     CHECK(c.max_watches == 7, "max_watches");
+    CHECK(c.cnn_int8 == 1, "cnn = int8");
     cd_config_free(&c);
 
     cd_config_defaults(&c);
@@ -100,6 +102,7 @@ static void test_errors(void)
         {"database = \"/x\n", "t.conf:1: unterminated quote"},
         {"extensions = , ,\n", "t.conf:1: extensions: empty list"},
         {"max_pixels = -5\n", "t.conf:1: max_pixels"},
+        {"cnn = fast\n", "t.conf:1: cnn: expected float or int8, got 'fast'"},
         {"a = b\0c\n", "t.conf:1: NUL byte"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

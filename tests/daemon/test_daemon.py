@@ -441,6 +441,36 @@ def scenario_crash_marker(args, d, img):
     d.stop()
 
 
+def scenario_cnn_int8(args, d, img):
+    """cnn = int8 (here --cnn int8): a library captioned by the float CNN is captioned again
+    by the int8 one at the next start, its rows then carry the "-int8" model version, and
+    back. A CPU without AVX-512 VNNI and BF16 gets a warning and the float CNN."""
+    paths = [os.path.join(d.root, n) for n in ("a.jpg", "b.jpg")]
+    img.write(paths[0], "dog")
+    img.write(paths[1], "kite")
+
+    def once(*extra):
+        d.start("--once", *extra, wait=False)
+        if d.proc.wait(300) != 0:
+            raise Failure("capsearchd --once %s exited with %d" % (" ".join(extra), d.proc.returncode))
+        d.proc = None
+        return {r[0]: r[1] for r in d.sql("SELECT path, model_version FROM images")}
+
+    plain = once()
+    if sorted(plain) != sorted(paths) or any("int8" in v for v in plain.values()):
+        raise Failure("float run: %r" % plain)
+    quick = once("--cnn", "int8")
+    if "has no AVX-512 VNNI" in d.log_text():
+        if quick != plain:
+            raise Failure("without VNNI the float CNN stays: %r" % quick)
+        print("  no int8 CNN on this CPU: warned, float kept")
+        return
+    if any("-int8+" not in v for v in quick.values()):   # written only by a new caption
+        raise Failure("int8 run: %r" % quick)
+    if once() != plain:
+        raise Failure("back to float: the float version again")
+
+
 def scenario_burst(args, d, img, count, kill):
     """count files created in a burst → none lost; with kill, the daemon is killed -9 in
     the middle and restarted: no duplicates, nothing missing, integrity ok."""
@@ -861,6 +891,7 @@ SCENARIOS = {
     "rename": scenario_rename,
     "bad_files": scenario_bad_files,
     "crash_marker": scenario_crash_marker,
+    "cnn_int8": scenario_cnn_int8,
     "time_limit": scenario_time_limit,
     "kill9": lambda a, d, i: scenario_burst(a, d, i, 400, True),
     "burst5000": lambda a, d, i: scenario_burst(a, d, i, 5000, False),

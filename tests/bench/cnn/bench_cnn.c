@@ -8,6 +8,9 @@
  * tests/bench/peers/run.sh.
  *
  *   bench_cnn [--models DIR] [--photo JPG] [--iters N] [--warmup N] [--threads 1,2] [--profile]
+ *             [--int8]
+ *
+ * --int8 times the optional int8 CNN (CE_OPEN_CNN_INT8) instead of the float one.
  *
  * The 12 MP JPEG is made once from a sample photo (upscaled, with a little noise so it
  * compresses like a real photo) in the bench's build folder.
@@ -50,7 +53,7 @@ int main(int argc, char **argv)
 {
     const char *models = NULL, *photo = CAPSEARCH_TEST_PHOTOS "/kite.jpg";
     const char *threads_arg = "1,2";
-    int iters = 50, warmup = 5, want_profile = 0;
+    int iters = 50, warmup = 5, want_profile = 0, open_flags = CE_OPEN_DEFAULT;
     static const struct option OPTIONS[] = {
         {"models", required_argument, NULL, 'm'},
         {"photo", required_argument, NULL, 'p'},
@@ -58,6 +61,7 @@ int main(int argc, char **argv)
         {"warmup", required_argument, NULL, 'w'},
         {"threads", required_argument, NULL, 't'},
         {"profile", no_argument, NULL, 'P'},
+        {"int8", no_argument, NULL, 'i'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -69,10 +73,11 @@ int main(int argc, char **argv)
         case 'w': warmup = atoi(optarg); break;
         case 't': threads_arg = optarg; break;
         case 'P': want_profile = 1; break;
+        case 'i': open_flags = CE_OPEN_CNN_INT8; break;
         default:
             fprintf(stderr,
                     "usage: bench_cnn [--models DIR] [--photo JPG] [--iters N] [--warmup N] "
-                    "[--threads 1,2] [--profile]\n");
+                    "[--threads 1,2] [--profile] [--int8]\n");
             return 2;
         }
     }
@@ -80,7 +85,7 @@ int main(int argc, char **argv)
 
     ce_err err;
     ce_model *model;
-    if (ce_model_open(models ? models : ce_default_models_dir(), 0, &model, &err) < 0) {
+    if (ce_model_open(models ? models : ce_default_models_dir(), open_flags, &model, &err) < 0) {
         fprintf(stderr, "bench_cnn: %s\n", err.msg);
         return 1;
     }

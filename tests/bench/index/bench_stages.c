@@ -11,7 +11,7 @@
  *   database  capdb_lookup_path + capdb_upsert, plus each batch's commit shared by its
  *             photos (batches of --batch, 64 as the daemon's batch_size default)
  *
- *   bench_stages --db PATH [--models DIR] [--limit N] [--batch N] DIR
+ *   bench_stages --db PATH [--models DIR] [--cnn float|int8] [--limit N] [--batch N] DIR
  *
  * DIR is walked for *.jpg (sorted, the first --limit of them); PATH is created afresh.
  * Prints a Markdown table and `RESULT stage name=S n=N median_ms=.. p90_ms=.. mean_ms=..
@@ -60,13 +60,11 @@ static double percentile(const double *sorted, int n, double p);
 int main(int argc, char **argv)
 {
     const char *db_path = NULL, *models = NULL;
-    int limit = 200, batch = 64;
+    int limit = 200, batch = 64, open_flags = CE_OPEN_DEFAULT;
     static const struct option OPTIONS[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"models", required_argument, NULL, 'm'},
-        {"limit", required_argument, NULL, 'n'},
-        {"batch", required_argument, NULL, 'b'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},    {"models", required_argument, NULL, 'm'},
+        {"limit", required_argument, NULL, 'n'}, {"batch", required_argument, NULL, 'b'},
+        {"cnn", required_argument, NULL, 'c'},   {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "", OPTIONS, NULL)) != -1) {
@@ -75,6 +73,10 @@ int main(int argc, char **argv)
         case 'm': models = optarg; break;
         case 'n': limit = atoi(optarg); break;
         case 'b': batch = atoi(optarg); break;
+        case 'c':
+            if (!strcmp(optarg, "int8")) open_flags = CE_OPEN_CNN_INT8;
+            else if (strcmp(optarg, "float")) goto usage;
+            break;
         default: goto usage;
         }
     }
@@ -90,8 +92,7 @@ int main(int argc, char **argv)
 
     ce_err err;
     ce_model *model;
-    if (ce_model_open(models ? models : ce_default_models_dir(), CE_OPEN_DEFAULT, &model, &err) <
-        0) {
+    if (ce_model_open(models ? models : ce_default_models_dir(), open_flags, &model, &err) < 0) {
         fprintf(stderr, "bench_stages: %s\n", err.msg);
         return 1;
     }
@@ -192,7 +193,8 @@ int main(int argc, char **argv)
     ce_model_close(model);
     return failed == n ? 1 : 0;
 usage:
-    fprintf(stderr, "usage: bench_stages --db PATH [--models DIR] [--limit N] [--batch N] DIR\n");
+    fprintf(stderr, "usage: bench_stages --db PATH [--models DIR] [--cnn float|int8] [--limit N] "
+                    "[--batch N] DIR\n");
     return 2;
 }
 

@@ -3,7 +3,7 @@
 the real capsearchd, per-stage latency, daemon peak RSS, database bytes per image.
 
 usage: run.py --build BUILD_DIR [--quick] [--count N] [--workers N] [--stage-photos N]
-              [--models DIR] [--results FILE]
+              [--models DIR] [--cnn float|int8] [--results FILE]
 
   --quick           100 photos, 30 for the stage timings (a fast sanity run)
   --count N         photos to index (default 1000)
@@ -12,6 +12,8 @@ usage: run.py --build BUILD_DIR [--quick] [--count N] [--workers N] [--stage-pho
   --stage-photos N  photos timed stage by stage (default 200)
   --models DIR      the model folder (default $CAPSEARCH_MODELS, else models/ of the
                     source tree); with a captioner.csw there, captions are timed too
+  --cnn int8        the optional int8 CNN everywhere (capsearch --cnn, capsearchd --cnn,
+                    bench_stages --cnn); default float
   --results FILE    append the RESULT lines there too (tests/bench/run_all.sh reads them)
 
 Prints a Markdown section on stdout, progress on stderr. Needs, built in BUILD_DIR:
@@ -46,6 +48,7 @@ def main():
     ap.add_argument("--models", default=os.environ.get("CAPSEARCH_MODELS") or
                     os.path.join(ROOT, "models"))
     ap.add_argument("--results")
+    ap.add_argument("--cnn", default="float", choices=["float", "int8"])
     args = ap.parse_args()
     count = args.count or (100 if args.quick else 1000)
     stage_photos = args.stage_photos or (30 if args.quick else 200)
@@ -69,17 +72,18 @@ def main():
     results = []
 
     log(f"one-shot: capsearch index --jobs {args.workers}, {len(files)} photos")
-    oneshot = run_oneshot(bins["capsearch"], args.models, work, root, args.workers)
+    oneshot = run_oneshot(bins["capsearch"], args.models, work, root, args.workers, args.cnn)
     results.append("RESULT index mode=oneshot " + kv(oneshot))
 
     log(f"daemon: capsearchd --workers {args.workers}, {len(files)} photos")
-    daemon = run_daemon(bins["capsearchd"], args.models, work, root, args.workers, len(files))
+    daemon = run_daemon(bins["capsearchd"], args.models, work, root, args.workers, len(files),
+                        args.cnn)
     results.append("RESULT index mode=daemon " + kv(daemon))
 
     log(f"stages: bench_stages on {min(stage_photos, len(files))} photos")
     stages_out = subprocess.run(
         [bins["bench_stages"], "--db", os.path.join(work, "stages.db"),
-         "--models", args.models, "--limit", str(stage_photos), root],
+         "--models", args.models, "--cnn", args.cnn, "--limit", str(stage_photos), root],
         check=False, capture_output=True, text=True)
     sys.stderr.write(stages_out.stderr)
     stages_table = [l for l in stages_out.stdout.splitlines() if not l.startswith("RESULT")]
@@ -152,13 +156,13 @@ def photo_root(photos, count):
 
 # ------------------------------------------------------------------ runs
 
-def run_oneshot(capsearch, models, work, root, workers):
+def run_oneshot(capsearch, models, work, root, workers, cnn):
     db = fresh_db(work, "oneshot.db")
     load0 = loadavg()
     t0 = time.monotonic()
     with open(os.path.join(work, "oneshot.log"), "w") as out:
         proc = subprocess.Popen([capsearch, "index", "--db", db, "--models", models,
-                                 "--jobs", str(workers), root],
+                                 "--cnn", cnn, "--jobs", str(workers), root],
                                 stdout=out, stderr=subprocess.STDOUT)
         # wait4: the child's own CPU time and peak RSS
         _, status, ru = os.wait4(proc.pid, 0)
@@ -174,7 +178,7 @@ def run_oneshot(capsearch, models, work, root, workers):
             "load_after": loadavg(), "db": db}
 
 
-def run_daemon(capsearchd, models, work, root, workers, expected):
+def run_daemon(capsearchd, models, work, root, workers, expected, cnn):
     """Starts capsearchd on a fresh database with the photos' folder as its only root and
     polls the database until every photo has its row; then reads the daemon's peak RSS
     (VmHWM) and CPU time from /proc, and stops it with SIGTERM."""
@@ -188,7 +192,7 @@ def run_daemon(capsearchd, models, work, root, workers, expected):
     t0 = time.monotonic()
     daemon_log = open(os.path.join(work, "capsearchd.log"), "w")
     proc = subprocess.Popen([capsearchd, "--config", conf, "--root", root, "--db", db,
-                             "--models", models, "--workers", str(workers),
+                             "--models", models, "--cnn", cnn, "--workers", str(workers),
                              "--log-level", "warning"],
                             stdout=subprocess.DEVNULL, stderr=daemon_log, env=env)
     first_row = None
