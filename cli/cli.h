@@ -128,6 +128,7 @@ typedef struct {
     int tags;             /* default CLI_DEFAULT_TAGS */
     int jobs;             /* default: the cores */
     int open_flags;       /* --cnn int8: CE_OPEN_CNN_INT8, else CE_OPEN_DEFAULT */
+    int cnn_given;        /* --cnn was given (index: else the index's own precision) */
     /* serve */
     const char *listen, *socket_path, *token_file, *cache_dir;
     const char *allow_hosts[CLI_MAX_ALLOW_HOSTS];

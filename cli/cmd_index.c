@@ -32,6 +32,7 @@ static const int ACCEPTED[] = {
     CLI_OPT_DB, CLI_OPT_MODELS, CLI_OPT_CNN, CLI_OPT_JOBS, CLI_OPT_QUIET, CLI_OPT_WRITE_XMP, 0};
 
 static void usage(FILE *out);
+static int index_is_int8(capdb *db);
 static void on_progress(uv_timer_t *t);
 static void draw_progress(index_run *r, int final);
 static void on_idle(void *ctx);
@@ -80,19 +81,34 @@ int cmd_index(int argc, char **argv)
 
     char db_buf[PATH_MAX];
     if (!db_path) db_path = capdb_default_path(db_buf, sizeof db_buf);
-    ce_model *model = NULL;
-    ce_err cerr = {{0}};
-    if (!models) models = ce_default_models_dir();
-    if (ce_model_open(models, o.open_flags, &model, &cerr) < 0) {
-        cx_settings_free(&cfg);
-        return cli_error("index: cannot load the model from %s: %s", models, cerr.msg);
-    }
     capdb *db = NULL;
     capdb_err derr = {{0}, 0};
     if (capdb_open(db_path, CAPDB_OPEN_WRITE, &db, &derr) < 0) {
-        ce_model_close(model);
         cx_settings_free(&cfg);
         return cli_db_error(&derr);
+    }
+    /* Without --cnn, the precision the index was captioned with: a float run over an int8
+     * index (or back) would caption every photo again. */
+    int open_flags = o.open_flags;
+    if (!o.cnn_given && index_is_int8(db)) {
+        if (!ce_cnn_int8_supported()) {
+            capdb_close(db);
+            cx_settings_free(&cfg);
+            return cli_error(
+                "index: %s was captioned with the int8 CNN, which this machine cannot "
+                "run (it needs AVX-512 VNNI and BF16); '--cnn float' captions it again "
+                "with the float CNN",
+                db_path);
+        }
+        open_flags = CE_OPEN_CNN_INT8;
+    }
+    ce_model *model = NULL;
+    ce_err cerr = {{0}};
+    if (!models) models = ce_default_models_dir();
+    if (ce_model_open(models, open_flags, &model, &cerr) < 0) {
+        capdb_close(db);
+        cx_settings_free(&cfg);
+        return cli_error("index: cannot load the model from %s: %s", models, cerr.msg);
     }
 
     index_run r;
@@ -197,6 +213,15 @@ static void on_sigint(uv_signal_t *h, int signum)
     /* finish the images in the engine, drop the queue; the next run goes on from here */
     r->interrupted = 1;
     cx_pipeline_stop(r->pipe);
+}
+
+/* 1 when the index's rows were last captioned by the int8 CNN (its model version). */
+static int index_is_int8(capdb *db)
+{
+    char version[256] = "";
+    capdb_err err = {{0}, 0};
+    if (capdb_meta_get(db, "model_version", version, sizeof version, &err) < 0) return 0;
+    return strstr(version, "-int8+") != NULL;
 }
 
 static void on_progress(uv_timer_t *t) { draw_progress(t->data, 0); }

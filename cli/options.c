@@ -66,9 +66,9 @@ static const cli_option OPTIONS[] = {
     {CLI_OPT_MODELS, "models", 'm', "DIR",
      "model folder (default: $CAPSEARCH_MODELS or the installed one)"},
     {CLI_OPT_CNN, "cnn", 0, "PRECISION",
-     "the CNN's arithmetic: float (default) or int8 (CPUs\n"
-     "with AVX-512 VNNI: about 1.9x faster, captions slightly\n"
-     "different; an index is captioned again when it changes)"},
+     "the CNN's arithmetic: float or int8 (CPUs with AVX-512\n"
+     "VNNI and BF16: about 1.7x faster, captions slightly\n"
+     "different). index: default what the index was made with"},
     {CLI_OPT_HELP, "help", 'h', NULL, "show this help"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))
@@ -254,6 +254,7 @@ static int set_value(cli_options *o, const cli_option *opt, const char *value)
     case CLI_OPT_DB: o->db_path = value; return 0;
     case CLI_OPT_MODELS: o->models_dir = value; return 0;
     case CLI_OPT_CNN:
+        o->cnn_given = 1;
         if (!strcmp(value, "float")) o->open_flags = CE_OPEN_DEFAULT;
         else if (!strcmp(value, "int8")) o->open_flags = CE_OPEN_CNN_INT8;
         else {

@@ -13,7 +13,7 @@ typedef struct {
     int log_level;            /* LOG_* */
     char *db_path;            /* NULL = capdb_default_path / the service default */
     char *models_dir;         /* NULL = ce_default_models_dir() */
-    int cnn_int8;             /* cnn = int8: the int8 CNN where the CPU has AVX-512 VNNI */
+    int cnn_int8;             /* cnn = int8: the int8 CNN (AVX-512 VNNI and BF16) */
     int poll_interval_s;      /* rescan of folders that could not be watched */
     int max_watches;          /* 0 = only the kernel's limit; N simulates a limit of N */
     int debug_overflow_every; /* 0 = off; N: every N inotify events act as IN_Q_OVERFLOW

@@ -99,10 +99,19 @@ int main(int argc, char **argv)
     ce_err cerr = {{0}};
     const char *models = d.cfg.models_dir ? d.cfg.models_dir : ce_default_models_dir();
     int open_flags = CE_OPEN_DEFAULT;
-    if (d.cfg.cnn_int8 && ce_cnn_int8_supported()) open_flags = CE_OPEN_CNN_INT8;
-    else if (d.cfg.cnn_int8)
-        cx_log(LOG_WARNING, "cnn = int8: this CPU (or build) has no AVX-512 VNNI; "
+    if (d.cfg.cnn_int8 && ce_cnn_int8_supported()) {
+        open_flags = CE_OPEN_CNN_INT8;
+    } else if (d.cfg.cnn_int8 && capdb_is_pg_target(d.cfg.db_path) && d.cfg.role != CX_ROLE_SCAN) {
+        /* nodes captioning one index with two precisions would caption each other's
+         * photos again and again (the model version differs) */
+        cx_log(LOG_ERR, "cnn = int8: this CPU (or build) has no AVX-512 VNNI and BF16; on a "
+                        "shared index every captioning node must use the same cnn");
+        cd_config_free(&d.cfg);
+        return 1;
+    } else if (d.cfg.cnn_int8) {
+        cx_log(LOG_WARNING, "cnn = int8: this CPU (or build) has no AVX-512 VNNI and BF16; "
                             "using the float CNN");
+    }
     rc = ce_model_open(models, open_flags, &d.model, &cerr);
     if (rc < 0) {
         cx_log(LOG_ERR, "cannot load the model from %s: %s", models, cerr.msg);
@@ -334,7 +343,7 @@ static void print_usage(FILE *out)
             "  -r, --root DIR           watch DIR (repeatable; adds to the config's roots)\n"
             "  -d, --db PATH            index database\n"
             "  -m, --models DIR         model directory\n"
-            "      --cnn PRECISION      float (default) or int8 (AVX-512 VNNI CPUs: faster,\n"
+            "      --cnn PRECISION      float (default) or int8 (AVX-512 VNNI + BF16: faster,\n"
             "                           captions slightly different)\n"
             "      --workers N          images captioned in parallel\n"
             "  -x, --exclude GLOB       skip matching names (repeatable)\n"
@@ -540,6 +549,7 @@ static void reload(daemon_state *d)
         cx_log(LOG_WARNING, "reload: a new worker count takes effect after a restart");
     if (fresh.cnn_int8 != d->cfg.cnn_int8)
         cx_log(LOG_WARNING, "reload: a new cnn precision takes effect after a restart");
+    fresh.cnn_int8 = d->cfg.cnn_int8; /* what the running model is */
     free(fresh.db_path);
     fresh.db_path = d->cfg.db_path;
     d->cfg.db_path = NULL;

@@ -855,7 +855,7 @@ static void depthwise_rows(const float *in, int row0, int h, int w, int c, int s
 /* The first layer, 3x3 stride 2 from 3 channels: im2col (by bands of rows over the
  * pool's threads) then one 1x1 convolution over the 27 columns (AVX-512: both in one,
  * conv0_tile below). */
-#define IM2COL_ROWS 15 /* output rows per task (10 tasks for the 150 rows of conv0) */
+#define CONV0_ROWS 15 /* output rows of conv0 per task (10 tasks for its 150 rows) */
 
 #ifndef CNN_AVX512
 typedef struct {
@@ -868,8 +868,8 @@ static void im2col_rows(void *ctx, int task)
 {
     const im2col_job *j = ctx;
     const int ih = CE_INPUT_SIZE, iw = CE_INPUT_SIZE;
-    const int oy1 = (task + 1) * IM2COL_ROWS < j->oh ? (task + 1) * IM2COL_ROWS : j->oh;
-    for (int oy = task * IM2COL_ROWS; oy < oy1; oy++) {
+    const int oy1 = (task + 1) * CONV0_ROWS < j->oh ? (task + 1) * CONV0_ROWS : j->oh;
+    for (int oy = task * CONV0_ROWS; oy < oy1; oy++) {
         for (int ox = 0; ox < j->ow; ox++) {
             float *col = j->cols + ((size_t)oy * j->ow + ox) * 27;
             for (int ky = 0; ky < 3; ky++) {
@@ -967,8 +967,8 @@ static void conv0_pixel(const conv0_job *j, int oy, int ox)
 static void conv0_rows(void *ctx, int task)
 {
     const conv0_job *j = ctx;
-    const int oy1 = (task + 1) * IM2COL_ROWS < j->oh ? (task + 1) * IM2COL_ROWS : j->oh;
-    for (int oy = task * IM2COL_ROWS; oy < oy1; oy++) {
+    const int oy1 = (task + 1) * CONV0_ROWS < j->oh ? (task + 1) * CONV0_ROWS : j->oh;
+    for (int oy = task * CONV0_ROWS; oy < oy1; oy++) {
         int rows_inside = oy * 2 - j->pt >= 0 && oy * 2 - j->pt + 2 < CE_INPUT_SIZE;
         int ox = 0;
         for (; rows_inside && ox + C0_MR <= j->ow && ox * 2 - j->pl >= 0 &&
@@ -988,10 +988,10 @@ static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *
 #ifdef CNN_AVX512
     (void)cols;
     conv0_job c = {in, p, out, pt, pl, oh, ow};
-    ce__parallel_for(pool, (oh + IM2COL_ROWS - 1) / IM2COL_ROWS, conv0_rows, &c);
+    ce__parallel_for(pool, (oh + CONV0_ROWS - 1) / CONV0_ROWS, conv0_rows, &c);
 #else
     im2col_job j = {in, cols, pt, pl, oh, ow};
-    ce__parallel_for(pool, (oh + IM2COL_ROWS - 1) / IM2COL_ROWS, im2col_rows, &j);
+    ce__parallel_for(pool, (oh + CONV0_ROWS - 1) / CONV0_ROWS, im2col_rows, &j);
     pointwise(pool, cols, oh * ow, 27, p, CONV0_OUT, 1, NULL, out);
 #endif
 }
@@ -1072,7 +1072,7 @@ int ce_cnn_int8_supported(void)
 #ifdef CNN_AVX512
     return ce__q8_supported();
 #else
-    return 0; /* the int8 kernel sits in the AVX-512 build's 1x1 path */
+    return 0; /* the int8 kernels sit in the AVX-512 build's 1x1 path */
 #endif
 }
 
@@ -1081,7 +1081,7 @@ int ce__cnn_net_build(const ce_weights *wf, int int8, cnn_net **out, ce_err *err
     *out = NULL;
     if (int8 && !ce_cnn_int8_supported()) {
         snprintf(err->msg, sizeof err->msg,
-                 "the int8 CNN needs a CPU with AVX-512 VNNI and an AVX-512 build; "
+                 "the int8 CNN needs a CPU with AVX-512 VNNI and BF16 and an AVX-512 build; "
                  "this one has not (use the float CNN)");
         return -ENOTSUP;
     }
@@ -1180,8 +1180,9 @@ static int pack_one(cnn_net *net, conv *c, int cin, int cout, int precision, ce_
         int rc = precision == INT8 ? ce__q8_pack(c->w, cin, cout, &c->q8)
                                    : ce__bf16_pack(c->w, cin, cout, &c->bf16);
         if (rc < 0) {
-            snprintf(err->msg, sizeof err->msg, "out of memory packing the CNN weights");
-            return -ENOMEM;
+            snprintf(err->msg, sizeof err->msg, "%s packing the CNN's reduced-precision weights",
+                     rc == -EINVAL ? "a layer too wide" : "out of memory");
+            return rc;
         }
         net->packs[net->n_packs++] = precision == INT8 ? c->q8.owned : c->bf16.owned;
         return 0;

@@ -39,6 +39,7 @@ int ce__q8_supported(void)
 int ce__q8_pack(const float *w, int cin, int cout, ce_q8_matrix *out)
 {
     memset(out, 0, sizeof *out);
+    if (cin < 1 || cin > CE_Q8_MAX_CIN || cout < 1) return -EINVAL;
     int cin4 = (cin + 3) / 4 * 4, blocks = (cout + 31) / 32, cpad = blocks * 32;
     size_t wbytes = (size_t)blocks * (size_t)cin4 * 32;
     size_t total = wbytes + (size_t)cpad * (sizeof(float) + sizeof(int32_t));
@@ -94,6 +95,7 @@ static uint16_t to_bf16(float f)
 int ce__bf16_pack(const float *w, int cin, int cout, ce_bf16_matrix *out)
 {
     memset(out, 0, sizeof *out);
+    if (cin < 1 || cin > CE_Q8_MAX_CIN || cout < 1) return -EINVAL;
     int cin2 = (cin + 1) / 2 * 2, blocks = (cout + 31) / 32;
     size_t bytes = (size_t)blocks * (size_t)cin2 * 32 * sizeof(uint16_t);
     uint16_t *q = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -171,7 +173,7 @@ static Q8_TARGET void quantize_pixels(const float *in, int n, int cin, int cin4,
         const __m512i zv = _mm512_set1_epi32(z);
         for (int c = 0; c < cin4; c += 16) {
             int left = cin - c;
-            __mmask16 m = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+            __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); /* left > 0 */
             __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c), inv));
             v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, zv), floor0), top);
             v = _mm512_maskz_mov_epi32(m, v); /* padding inputs: 0 (their weights are 0) */
@@ -181,6 +183,13 @@ static Q8_TARGET void quantize_pixels(const float *in, int n, int cin, int cin4,
         }
     }
     repeat_last(buf, cin4 / 4, n);
+}
+
+/* The lanes of a 32-output block that are the layer's, when `left` outputs remain. */
+static inline void tail_masks(int left, __mmask16 *m0, __mmask16 *m1)
+{
+    *m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+    *m1 = left >= 32 ? 0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
 }
 
 /* One tile: 12 pixels of the tile layout (mr of them stored) x the 32 outputs of one
@@ -256,8 +265,8 @@ static Q8_TARGET void q8_tile16(int mr, const uint32_t *in, int cin4, const int8
 static Q8_TARGET void q8_range(const float *in, int p0, int p1, const ce_q8_matrix *m,
                                const float *b, int relu6, const float *residual, float *out)
 {
-    /* 48 pixels x at most 1280 inputs: 60 KB of stack */
-    _Alignas(64) uint32_t buf[CE_Q8_GROUP * 1280 / 4];
+    /* 48 pixels x at most 1280 inputs: 60 KB of stack (glibc threads have 8 MB) */
+    uint32_t buf[CE_Q8_GROUP * CE_Q8_MAX_CIN / 4];
     float xscale[CE_Q8_GROUP];
     int zero[CE_Q8_GROUP];
     const int cin = m->cin, cin4 = m->cin4, cout = m->cout;
@@ -265,11 +274,8 @@ static Q8_TARGET void q8_range(const float *in, int p0, int p1, const ce_q8_matr
         int n = p1 - g0 < CE_Q8_GROUP ? p1 - g0 : CE_Q8_GROUP;
         quantize_pixels(in + (size_t)g0 * (size_t)cin, n, cin, cin4, buf, xscale, zero);
         for (int o = 0; o < cout; o += 32) {
-            int left = cout - o;
-            __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-            __mmask16 m1 = left >= 32  ? 0xFFFF
-                           : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
-                                       : 0;
+            __mmask16 m0, m1;
+            tail_masks(cout - o, &m0, &m1);
             const int8_t *w = m->w + (size_t)(o / 32) * (size_t)cin4 * 32;
             for (int t = 0; t < n; t += Q8_MR) {
                 int mr = n - t < Q8_MR ? n - t : Q8_MR;
@@ -295,7 +301,7 @@ static Q8_TARGET void bf16_pixels(const float *in, int n, int cin, int cin2, uin
         const float *x = in + (size_t)p * (size_t)cin;
         for (int c = 0; c < cin2; c += 16) {
             int left = cin - c;
-            __mmask16 m = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+            __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1); /* left > 0 */
             uint32_t u[8];
             _mm256_storeu_si256((__m256i *)u,
                                 (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + c)));
@@ -364,17 +370,14 @@ static Q8_TARGET void bf16_range(const float *in, int p0, int p1, const ce_bf16_
                                  const float *b, int relu6, const float *residual, float *out)
 {
     /* 48 pixels x at most 1280 inputs: 120 KB of stack */
-    _Alignas(64) uint32_t buf[CE_Q8_GROUP * 1280 / 2];
+    uint32_t buf[CE_Q8_GROUP * CE_Q8_MAX_CIN / 2];
     const int cin = m->cin, cin2 = m->cin2, cout = m->cout;
     for (int g0 = p0; g0 < p1; g0 += CE_Q8_GROUP) {
         int n = p1 - g0 < CE_Q8_GROUP ? p1 - g0 : CE_Q8_GROUP;
         bf16_pixels(in + (size_t)g0 * (size_t)cin, n, cin, cin2, buf);
         for (int o = 0; o < cout; o += 32) {
-            int left = cout - o;
-            __mmask16 m0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-            __mmask16 m1 = left >= 32  ? 0xFFFF
-                           : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
-                                       : 0;
+            __mmask16 m0, m1;
+            tail_masks(cout - o, &m0, &m1);
             const uint16_t *w = m->w + (size_t)(o / 32) * (size_t)cin2 * 32;
             for (int t = 0; t < n; t += Q8_MR) {
                 int mr = n - t < Q8_MR ? n - t : Q8_MR;

@@ -4,9 +4,10 @@
  * bfloat16; this file only knows matrices.
  *
  * The rule, stated once: weights are int8 with one scale per output channel (symmetric,
- * max |w| -> 127); inputs are quantized on the fly to uint8 with one scale per pixel (its
+ * max |w| -> 127); inputs are quantized on the fly to uint8 with one scale s per pixel (its
  * cin values: max -> 255 when none is negative, else a zero point of 128 and
- * max |x| -> 127), so a pixel's result does not depend on how a layer is split; products
+ * max |x| -> 127; q = round-to-even(x * (1/s)) + zero point, clamped to 0..255), so a
+ * pixel's result does not depend on how a layer is split; products
  * are summed exactly in int32 and turned back into float once per output, before the
  * bias. Depthwise convolutions, activations and everything else stay float.
  *
@@ -20,7 +21,8 @@
 
 #include <stdint.h>
 
-#define CE_Q8_GROUP 48 /* pixels quantized at a time (4 tiles of 12) into a stack buffer */
+#define CE_Q8_GROUP 48     /* pixels quantized at a time (4 tiles of 12) into a stack buffer */
+#define CE_Q8_MAX_CIN 1280 /* inputs per pixel that buffer holds (the network's widest: 1280) */
 
 typedef struct {
     /* [cout/32 blocks][cin4/4][32 outputs][4 inputs], cin padded to cin4 = 4k with zeros,
@@ -42,7 +44,8 @@ typedef struct {
 /* 1 when this CPU runs both kernels (AVX-512 F/BW/VL/VNNI/BF16), else 0. */
 int ce__q8_supported(void);
 
-/* Quantizes w [cin][cout] (row-major, float32). 0, or -ENOMEM. */
+/* Quantizes w [cin][cout] (row-major, float32). 0, -ENOMEM, or -EINVAL for
+ * cin > CE_Q8_MAX_CIN (the kernels' stack buffers hold no more). */
 int ce__q8_pack(const float *w, int cin, int cout, ce_q8_matrix *out);
 void ce__q8_free(ce_q8_matrix *m);
 
@@ -52,6 +55,7 @@ void ce__q8_free(ce_q8_matrix *m);
 void ce__q8_pointwise_range(const float *in, int p0, int p1, const ce_q8_matrix *m, const float *b,
                             int relu6, const float *residual, float *out);
 
+/* The same for bfloat16. */
 int ce__bf16_pack(const float *w, int cin, int cout, ce_bf16_matrix *out);
 void ce__bf16_free(ce_bf16_matrix *m);
 /* The same contract with the bfloat16 matrix. */

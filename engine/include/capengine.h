@@ -83,9 +83,9 @@ const char *ce_default_models_dir(void);
 /* Opens (mmaps) the backbone; the captioner is loaded too when present
  * (ce_model_has_captioner tells). CE_OPEN_TEXT_ONLY loads just what the text side
  * needs (the captioner's concept vocabulary), for searching without the backbone.
- * CE_OPEN_CNN_INT8 runs the CNN's 1x1 convolutions in int8 (AVX-512 VNNI: about 1.6x
- * faster, detections and captions slightly different, see the model card); the version
- * then says "-int8", so an index made with the other precision is captioned again.
+ * CE_OPEN_CNN_INT8 runs the CNN's 1x1 convolutions in int8 (AVX-512 VNNI and BF16: the CNN
+ * about 1.7x faster, detections and captions slightly different, see the model card); the
+ * version then says "-int8", so an index made with the other precision is captioned again.
  * -ENOTSUP where ce_cnn_int8_supported() is 0. */
 enum { CE_OPEN_DEFAULT = 0, CE_OPEN_TEXT_ONLY = 1, CE_OPEN_CNN_INT8 = 2 };
 /* 1 when this build and CPU can run CE_OPEN_CNN_INT8. */

@@ -10,6 +10,7 @@ usage: test_cli.py CAPSEARCH MODELS_DIR PHOTOS_DIR
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,7 @@ def main():
     # a CPU without AVX-512 VNNI and BF16 gets a clear refusal instead.
     q = subprocess.run([capsearch, "caption", "--json", "--cnn", "int8", "--models", models, dog],
                        capture_output=True, text=True)
-    if q.returncode != 0 and "AVX-512 VNNI" in q.stderr:
+    if q.returncode != 0 and "AVX-512 VNNI and BF16" in q.stderr:
         print(f"note: no int8 CNN here ({q.stderr.strip()})")
     else:
         row = json.loads(q.stdout) if q.returncode == 0 else {}
@@ -102,6 +103,19 @@ def main():
             version = json.loads(s.stdout).get("model_version", "") if s.returncode == 0 else ""
             check(i.returncode == 0 and "-int8+" in version,
                   f"index --cnn int8 stores an -int8 model version: {i.returncode} {i.stderr!r} {version!r}")
+            # without --cnn, index keeps the index's precision: the new photo in int8, the
+            # old one not captioned again
+            shutil.copyfile(os.path.join(os.path.dirname(dog), "kite.jpg"),
+                            os.path.join(tmp, "photos", "kite.jpg"))
+            again = subprocess.run([capsearch, "index", "--models", models, "--db", db,
+                                    os.path.join(tmp, "photos")], capture_output=True, text=True)
+            con = sqlite3.connect(db)
+            versions = [r[0] for r in con.execute("SELECT model_version FROM images")]
+            con.close()
+            check(again.returncode == 0 and "1 indexed" in again.stderr + again.stdout
+                  and "1 unchanged" in again.stderr + again.stdout
+                  and len(versions) == 2 and all("-int8+" in v for v in versions),
+                  f"index without --cnn follows the index: {again.stderr!r} {versions}")
 
     # The completion's tensors are all or none (engine/caption.c load_completion).
     tensors = csw.read(os.path.join(models, "captioner.csw"))

@@ -82,6 +82,11 @@ static void test_valid(void)
     cd_config_free(&c);
 
     cd_config_defaults(&c);
+    rc = cd_config_parse(&c, "cnn = int8\ncnn = float\n", 22, "t", &err);
+    CHECK(rc == 0 && c.cnn_int8 == 0, "a later cnn = float wins");
+    cd_config_free(&c);
+
+    cd_config_defaults(&c);
     rc = cd_config_parse(&c, "exclude =\n", 10, "t", &err);
     CHECK(rc == 0 && c.index.n_excludes == 0, "empty exclude clears the defaults");
     cd_config_free(&c);

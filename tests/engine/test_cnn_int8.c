@@ -16,7 +16,7 @@
  *    pooled feature vectors at cosine >= 0.9995 (measured 0.99987 at worst).
  * 3. Bit-identical results with 1 and 3 helper threads (each pixel is quantized alone).
  * 4. The model version says "-int8".
- * Exit 0 pass, 1 fail, 77 skip (no VNNI, or no converted model or photos).
+ * Exit 0 pass, 1 fail, 77 skip (no AVX-512 VNNI and BF16, or no converted model or photos).
  */
 #include <math.h>
 #include <stdint.h>
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!ce_cnn_int8_supported()) {
-        printf("skip: this CPU or build has no AVX-512 VNNI\n");
+        printf("skip: this CPU or build has no AVX-512 VNNI and BF16\n");
         return SKIP;
     }
     check_kernel();
@@ -95,7 +95,7 @@ static void reference(const float *in, int pixels, int cin, const float *w, int 
             float ws = wmax > 0.0f ? wmax / 127.0f : 1.0f;
             long long acc = 0;
             for (int i = 0; i < cin; i++) {
-                long q = lrintf(x[i] / s) + zero;
+                long q = lrintf(x[i] * (1.0f / s)) + zero; /* the kernel's own rounding */
                 q = q < 0 ? 0 : q > 255 ? 255 : q;
                 float v = w[(size_t)i * cout + o] / ws;
                 long qw = (long)(v < 0 ? v - 0.5f : v + 0.5f);
