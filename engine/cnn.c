@@ -32,6 +32,7 @@
 #include "cnn_int8.h"
 #include "parallel.h"
 #include "prefetch.h"
+#include "store_row.h"
 
 /* ------------------------------------------------------------------ architecture */
 
@@ -309,21 +310,10 @@ pw_tile(const int halves, int mr, const float *restrict in, int cin, const float
         PW_REP(PW_FMA)
 #undef PW_FMA
     }
-    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
 #define PW_STORE(r)                                                                                \
-    if ((r) < mr) {                                                                                \
-        float *o = out + (size_t)(r)*cout;                                                         \
-        if (residual) {                                                                            \
-            const float *q = residual + (size_t)(r)*cout;                                          \
-            a##r##_0 = _mm512_add_ps(a##r##_0, _mm512_maskz_loadu_ps(m0, q));                      \
-            a##r##_1 = _mm512_add_ps(a##r##_1, _mm512_maskz_loadu_ps(m1, q + 16));                 \
-        } else if (relu6) {                                                                        \
-            a##r##_0 = _mm512_min_ps(_mm512_max_ps(a##r##_0, zero), six);                          \
-            a##r##_1 = _mm512_min_ps(_mm512_max_ps(a##r##_1, zero), six);                          \
-        }                                                                                          \
-        _mm512_mask_storeu_ps(o, m0, a##r##_0);                                                    \
-        if (halves == 2) _mm512_mask_storeu_ps(o + 16, m1, a##r##_1);                              \
-    }
+    if ((r) < mr)                                                                                  \
+        ce__store_row(halves, out + (size_t)(r)*cout, a##r##_0, a##r##_1, m0, m1, relu6,           \
+                      residual ? residual + (size_t)(r)*cout : NULL);
     PW_REP(PW_STORE)
 #undef PW_STORE
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cnn_int8.h"
+#include "store_row.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -220,7 +221,6 @@ q8_tile(const int halves, int mr, const uint32_t *in, int cin4, const int8_t *w,
                   c1 = _mm512_slli_epi32(_mm512_load_si512(sum + 16), 7);
     const __m512 w0s = _mm512_load_ps(scale), w1s = _mm512_load_ps(scale + 16);
     const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-    const __m512 zero_f = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
 #define Q8_STORE(r)                                                                                \
     if ((r) < mr) {                                                                                \
         float *o = out + (size_t)(r)*cout;                                                         \
@@ -230,16 +230,8 @@ q8_tile(const int halves, int mr, const uint32_t *in, int cin4, const int8_t *w,
         __m512 y1 = _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(a##r##_1, zr, a##r##_1, c1));         \
         y0 = _mm512_fmadd_ps(y0, _mm512_mul_ps(xs, w0s), b0);                                      \
         y1 = _mm512_fmadd_ps(y1, _mm512_mul_ps(xs, w1s), b1);                                      \
-        if (residual) {                                                                            \
-            const float *q = residual + (size_t)(r)*cout;                                          \
-            y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, q));                                  \
-            y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, q + 16));                             \
-        } else if (relu6) {                                                                        \
-            y0 = _mm512_min_ps(_mm512_max_ps(y0, zero_f), six);                                    \
-            y1 = _mm512_min_ps(_mm512_max_ps(y1, zero_f), six);                                    \
-        }                                                                                          \
-        _mm512_mask_storeu_ps(o, m0, y0);                                                          \
-        if (halves == 2) _mm512_mask_storeu_ps(o + 16, m1, y1);                                    \
+        ce__store_row(halves, o, y0, y1, m0, m1, relu6,                                            \
+                      residual ? residual + (size_t)(r)*cout : NULL);                              \
     }
     Q8_REP(Q8_STORE)
 #undef Q8_STORE
@@ -332,21 +324,10 @@ bf16_tile(const int halves, int mr, const uint32_t *in, int cin2, const uint16_t
         BF_REP(BF_DOT)
 #undef BF_DOT
     }
-    const __m512 zero_f = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
 #define BF_STORE(r)                                                                                \
-    if ((r) < mr) {                                                                                \
-        float *o = out + (size_t)(r)*cout;                                                         \
-        if (residual) {                                                                            \
-            const float *q = residual + (size_t)(r)*cout;                                          \
-            a##r##_0 = _mm512_add_ps(a##r##_0, _mm512_maskz_loadu_ps(m0, q));                      \
-            a##r##_1 = _mm512_add_ps(a##r##_1, _mm512_maskz_loadu_ps(m1, q + 16));                 \
-        } else if (relu6) {                                                                        \
-            a##r##_0 = _mm512_min_ps(_mm512_max_ps(a##r##_0, zero_f), six);                        \
-            a##r##_1 = _mm512_min_ps(_mm512_max_ps(a##r##_1, zero_f), six);                        \
-        }                                                                                          \
-        _mm512_mask_storeu_ps(o, m0, a##r##_0);                                                    \
-        if (halves == 2) _mm512_mask_storeu_ps(o + 16, m1, a##r##_1);                              \
-    }
+    if ((r) < mr)                                                                                  \
+        ce__store_row(halves, out + (size_t)(r)*cout, a##r##_0, a##r##_1, m0, m1, relu6,           \
+                      residual ? residual + (size_t)(r)*cout : NULL);
     BF_REP(BF_STORE)
 #undef BF_STORE
 #undef BF_REP
