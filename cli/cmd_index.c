@@ -221,7 +221,7 @@ static int index_is_int8(capdb *db)
     char version[256] = "";
     capdb_err err = {{0}, 0};
     if (capdb_meta_get(db, "model_version", version, sizeof version, &err) < 0) return 0;
-    return strstr(version, "-int8+") != NULL;
+    return ce_version_is_int8(version);
 }
 
 static void on_progress(uv_timer_t *t) { draw_progress(t->data, 0); }

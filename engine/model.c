@@ -104,6 +104,14 @@ void ce_model_close(ce_model *model)
 
 int ce_model_has_captioner(const ce_model *model) { return model->captioner != NULL; }
 const char *ce_model_version(const ce_model *model) { return model->version; }
+
+int ce_version_is_int8(const char *version)
+{
+    /* BACKBONE_NAME, then "-int8" when so, then "+captioner" or nothing */
+    size_t n = strlen(BACKBONE_NAME);
+    return version && !strncmp(version, BACKBONE_NAME, n) && !strncmp(version + n, "-int8", 5) &&
+           (version[n + 5] == '\0' || version[n + 5] == '+');
+}
 const ce_captioner *ce__model_captioner(const ce_model *model) { return model->captioner; }
 
 int ce_session_new(const ce_model *model, ce_session **out, ce_err *err)

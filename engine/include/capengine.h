@@ -95,6 +95,8 @@ void ce_model_close(ce_model *model);
 int ce_model_has_captioner(const ce_model *model);
 /* e.g. "ssdlite_mobilenet_v2_coco+cap-<hash>": stored with each indexed image. */
 const char *ce_model_version(const ce_model *model);
+/* 1 when a version string (as stored in an index) names the int8 CNN. */
+int ce_version_is_int8(const char *version);
 
 int ce_session_new(const ce_model *model, ce_session **out, ce_err *err);
 void ce_session_free(ce_session *session);

@@ -262,6 +262,11 @@ static void check_network(const char *models, const char *photos)
     }
     CHECK(strstr(ce_model_version(qm), "-int8") && !strstr(ce_model_version(fm), "int8"),
           "versions: float '%s', int8 '%s'", ce_model_version(fm), ce_model_version(qm));
+    CHECK(ce_version_is_int8(ce_model_version(qm)) && !ce_version_is_int8(ce_model_version(fm)) &&
+              ce_version_is_int8("ssdlite_mobilenet_v2_coco-int8") &&
+              !ce_version_is_int8("ssdlite_mobilenet_v2_coco-int8x+cap-1") &&
+              !ce_version_is_int8("other-int8+cap-1") && !ce_version_is_int8(NULL),
+          "ce_version_is_int8");
     ce_session *fs, *qs;
     if (ce_session_new(fm, &fs, &err) < 0 || ce_session_new(qm, &qs, &err) < 0) {
         fprintf(stderr, "session: %s\n", err.msg);
