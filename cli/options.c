@@ -66,9 +66,10 @@ static const cli_option OPTIONS[] = {
     {CLI_OPT_MODELS, "models", 'm', "DIR",
      "model folder (default: $CAPSEARCH_MODELS or the installed one)"},
     {CLI_OPT_CNN, "cnn", 0, "PRECISION",
-     "the CNN's arithmetic: float or int8 (CPUs with AVX-512\n"
-     "VNNI and BF16: about 1.7x faster, captions slightly\n"
-     "different). index: default what the index was made with"},
+     "the model's arithmetic: float or int8 (int8 CNN and\n"
+     "bfloat16 decoder; CPUs with AVX-512 VNNI and BF16: CNN\n"
+     "about 1.7x faster, captions slightly different).\n"
+     "index: default what the index was made with"},
     {CLI_OPT_HELP, "help", 'h', NULL, "show this help"},
 };
 #define N_OPTIONS ((int)(sizeof OPTIONS / sizeof OPTIONS[0]))

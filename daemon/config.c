@@ -13,9 +13,9 @@
  *   database = PATH, models = DIR
  *                               PATH may be a PostgreSQL URI (postgresql://...): a
  *                               shared index that several nodes fill
- *   cnn = float                 int8: the CNN's 1x1 convolutions in int8 (AVX-512 VNNI and
- *                               BF16 CPUs; elsewhere a warning and float, or on a shared
- *                               index an error)
+ *   cnn = float                 int8: the CNN's 1x1 convolutions in int8 and the decoder's
+ *                               steps in bfloat16 (AVX-512 VNNI and BF16 CPUs; elsewhere a
+ *                               warning and float, or on a shared index an error)
  *   role = all                  on a shared index: all, scan (watch and queue only) or
  *                               caption (caption what the nodes queue; watch nothing)
  *   node = NAME                 this node's name among them (default: the host name)

@@ -42,6 +42,7 @@ struct ce_captioner_scratch {
     const ce_captioner *cap;
     float *raw, *features, *hidden1, *probs, *cond, *cvec, *cond_gates;
     float *h, *c, *h_next, *c_next, *gates, *inputs, *logits;
+    uint16_t *x_bf16; /* the bfloat16 decoder's input rows (MAX_BEAM x the wider of emb, hidden) */
     float *evidence, *bias; /* n_concepts, n_words: grounded search */
     float *search, *complete_h; /* n_concepts, complete_hidden: the completion */
     hypothesis *live, *next_live;
@@ -53,10 +54,12 @@ static int load_strings(const ce_weights *w, const char *name, int expect, const
 static int load_vocabularies(ce_captioner *cap, ce_err *err);
 static int load_tensors(ce_captioner *cap, ce_err *err);
 static int load_completion(ce_captioner *cap, ce_err *err);
+static int make_bf16_decoder(ce_captioner *cap, ce_err *err);
 static void head_forward(const ce_captioner *cap, ce_captioner_scratch *s,
                          const ce_cnn_output *cnn);
 static void set_condition(const ce_captioner *cap, ce_captioner_scratch *s, const float *concepts);
 static void decoder_start(const ce_captioner *cap, ce_captioner_scratch *s);
+static void lstm_cells(ce_captioner_scratch *s, int n, int H);
 static void complete_condition(const ce_captioner *cap, ce_captioner_scratch *s, float *search);
 static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n_beams,
                          const int *tokens);
@@ -154,8 +157,10 @@ int ce__caption_run_grounded(ce_session *session, const ce_cnn_output *cnn,
     return 0;
 }
 
-int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out, ce_err *err)
+int ce__captioner_open(const char *models_dir, int flags, ce_captioner **out, ce_err *err)
 {
+    const int text_only = !!(flags & CE_OPEN_TEXT_ONLY);
+    const int bf16 = !text_only && (flags & CE_OPEN_CNN_INT8);
     ce_err scratch_err;
     if (!err) err = &scratch_err;
     *out = NULL;
@@ -178,6 +183,7 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
     if ((rc = load_config(cap, err)) < 0 || (rc = load_vocabularies(cap, err)) < 0 ||
         (!text_only && (rc = load_tensors(cap, err)) < 0) ||
         (!text_only && (rc = load_completion(cap, err)) < 0) ||
+        (bf16 && (rc = make_bf16_decoder(cap, err)) < 0) ||
         (rc = ce__caption_text_init(cap, err)) < 0) {
         /* Prefix the message with the file name, truncating its end if need be. */
         const size_t prefix = sizeof CAPTIONER_FILE + 1;
@@ -227,7 +233,15 @@ int ce__captioner_open(const char *models_dir, int text_only, ce_captioner **out
             h = fnv1a(h, chunk, n * sizeof(float));
         }
     }
-    snprintf(cap->version, sizeof cap->version, "cap-%08x", h);
+    snprintf(cap->version, sizeof cap->version, "cap-%08x%s", h, bf16 ? "-bf16" : "");
+    if (bf16) {
+        /* From here on the steps read the bfloat16 copies: the float16 pages of w_hh and
+         * out_w (7 MB; w_ih's rows also hold the conditioning's columns) leave the
+         * resident set, so the int8 model's daemon holds each matrix once. */
+        const size_t H = (size_t)cap->hidden;
+        ce__weights_release(cap->weights, cap->w_hh, sizeof(uint16_t) * 4 * H * H);
+        ce__weights_release(cap->weights, cap->out_w, sizeof(uint16_t) * (size_t)cap->n_words * H);
+    }
     *out = cap;
     return 0;
 }
@@ -246,6 +260,9 @@ void ce__captioner_close(ce_captioner *cap)
     free(cap->vectors);
     free(cap->complete_b1);
     free(cap->complete_b2);
+    free(cap->w_ih_bf16);
+    free(cap->w_hh_bf16);
+    free(cap->out_w_bf16);
     ce__weights_close(cap->weights);
     free(cap);
 }
@@ -276,6 +293,10 @@ int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **ou
     s->c_next = malloc(sizeof(float) * B * H);
     s->gates = malloc(sizeof(float) * B * 4 * H);
     s->inputs = malloc(sizeof(float) * B * (size_t)cap->emb);
+    if (cap->w_ih_bf16) {
+        int wide = cap->emb > cap->hidden ? cap->emb : cap->hidden;
+        if (!(s->x_bf16 = malloc(sizeof(uint16_t) * B * (size_t)ce__bf16_cols(wide)))) goto oom;
+    }
     s->logits = malloc(sizeof(float) * B * V);
     s->live = malloc(sizeof(hypothesis) * B);
     s->next_live = malloc(sizeof(hypothesis) * B);
@@ -313,6 +334,7 @@ void ce__captioner_scratch_free(ce_captioner_scratch *s)
     free(s->c_next);
     free(s->gates);
     free(s->inputs);
+    free(s->x_bf16);
     free(s->logits);
     free(s->live);
     free(s->next_live);
@@ -638,15 +660,50 @@ static void decoder_step(const ce_captioner *cap, ce_captioner_scratch *s, int n
         ce__f16_to_f32(cap->emb_w + (size_t)tokens[b] * E, s->inputs + (size_t)b * E, (size_t)E);
         memcpy(s->gates + (size_t)b * 4 * H, s->cond_gates, sizeof(float) * 4 * (size_t)H);
     }
+    for (int b = 0; b < n; b++)
+        memcpy(s->logits + (size_t)b * V, cap->out_b, sizeof(float) * (size_t)V);
     /* All beams in one pass over each weight matrix (M = n). */
+    if (cap->w_ih_bf16) {
+        const int Ep = ce__bf16_cols(E), Hp = ce__bf16_cols(H);
+        ce__f32_to_bf16(n, E, s->inputs, E, s->x_bf16, Ep);
+        ce__matmul_bf16(n, 4 * H, E, s->x_bf16, Ep, cap->w_ih_bf16, Ep, s->gates, 4 * H);
+        ce__f32_to_bf16(n, H, s->h, H, s->x_bf16, Hp);
+        ce__matmul_bf16(n, 4 * H, H, s->x_bf16, Hp, cap->w_hh_bf16, Hp, s->gates, 4 * H);
+        lstm_cells(s, n, H);
+        ce__f32_to_bf16(n, H, s->h_next, H, s->x_bf16, Hp);
+        ce__matmul_bf16(n, V, H, s->x_bf16, Hp, cap->out_w_bf16, Hp, s->logits, V);
+        return;
+    }
     ce__matmul_f16(n, 4 * H, E, s->inputs, E, cap->w_ih, E + C, s->gates, 4 * H);
     ce__matmul_f16(n, 4 * H, H, s->h, H, cap->w_hh, H, s->gates, 4 * H);
+    lstm_cells(s, n, H);
+    ce__matmul_f16(n, V, H, s->h_next, H, cap->out_w, H, s->logits, V);
+}
+
+static void lstm_cells(ce_captioner_scratch *s, int n, int H)
+{
     for (int b = 0; b < n; b++)
         ce__lstm_cell(s->gates + (size_t)b * 4 * H, s->c + (size_t)b * H, s->h_next + (size_t)b * H,
                       s->c_next + (size_t)b * H, H);
-    for (int b = 0; b < n; b++)
-        memcpy(s->logits + (size_t)b * V, cap->out_b, sizeof(float) * (size_t)V);
-    ce__matmul_f16(n, V, H, s->h_next, H, cap->out_w, H, s->logits, V);
+}
+
+/* The bfloat16 copies of the step matrices (caption.h); the float16 ones stay mapped for
+ * the once-per-image products (the conditioning's columns of w_ih). */
+static int make_bf16_decoder(ce_captioner *cap, ce_err *err)
+{
+    if (!ce__bf16_decoder_supported()) {
+        snprintf(err->msg, sizeof err->msg, "the int8 model's decoder needs AVX-512 BF16");
+        return -ENOTSUP;
+    }
+    const int H = cap->hidden, E = cap->emb, C = cap->cond, V = cap->n_words;
+    int rc;
+    if ((rc = ce__bf16_from_f16(cap->w_ih, 4 * H, E, E + C, &cap->w_ih_bf16)) < 0 ||
+        (rc = ce__bf16_from_f16(cap->w_hh, 4 * H, H, H, &cap->w_hh_bf16)) < 0 ||
+        (rc = ce__bf16_from_f16(cap->out_w, V, H, H, &cap->out_w_bf16)) < 0) {
+        snprintf(err->msg, sizeof err->msg, "out of memory (the bfloat16 decoder)");
+        return rc;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ grounding */

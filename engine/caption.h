@@ -40,6 +40,9 @@ struct ce_captioner {
     /* Matrices: float16 in the mapped file, row-major [out][in] (matvec.h). Vectors:
      * float32 (widened once at open into `vectors`). */
     const uint16_t *head_w1, *head_w2, *cin_w, *init_h_w, *init_c_w, *emb_w, *w_ih, *w_hh, *out_w;
+    /* The bfloat16 decoder (CE_OPEN_CNN_INT8; matvec.h): owned copies of w_ih's first emb
+     * columns, w_hh and out_w, rows ce__bf16_cols() apart; NULL for the float16 one. */
+    uint16_t *w_ih_bf16, *w_hh_bf16, *out_w_bf16;
     const float *feat_mean, *feat_scale, *head_b1, *head_b2, *cin_b, *init_h_b, *init_c_b;
     const float *lstm_b, *out_b;
     /* The concept completion (optional: complete_hidden 0 = none, the search stores the

@@ -74,7 +74,7 @@ int ce_model_open(const char *models_dir, int flags, ce_model **out, ce_err *err
         if ((rc = ce__cnn_net_build(m->backbone, !!(flags & CE_OPEN_CNN_INT8), &m->cnn, err)) < 0)
             goto fail;
     }
-    rc = ce__captioner_open(models_dir, flags & CE_OPEN_TEXT_ONLY, &m->captioner, err);
+    rc = ce__captioner_open(models_dir, flags, &m->captioner, err);
     if (rc == -ENOENT) {
         m->captioner = NULL;
         err->msg[0] = 0;

@@ -4,6 +4,7 @@
  * target), so every offset, size, alignment and name is checked before use.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,6 +111,19 @@ int ce__weights_open_memory(const void *data, size_t size, ce_weights **out, ce_
     }
     *out = w;
     return 0;
+}
+
+void ce__weights_release(const ce_weights *w, const void *data, size_t bytes)
+{
+    const uint8_t *p = data;
+    if (!w->mapped || p < w->base || bytes > w->size || (size_t)(p - w->base) > w->size - bytes)
+        return;
+    /* MADV_DONTNEED on an unmodified private file mapping drops the pages, never the
+     * bytes (on the malloc'd copy it would zero them: hence the check above). */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1),
+              hi = ((uintptr_t)p + bytes) & ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 void ce__weights_close(ce_weights *w)

@@ -40,6 +40,10 @@ int ce__weights_open_flags(const char *path, int flags, ce_weights **out, ce_err
 /* The same from a buffer (copied): used by the fuzz target and tests. */
 int ce__weights_open_memory(const void *data, size_t size, ce_weights **out, ce_err *err);
 void ce__weights_close(ce_weights *w);
+/* Tells the kernel this process reads [data, data + bytes) of a mapped file no more (a
+ * tensor used through a converted copy): its whole pages leave the resident set, and a
+ * later read maps them again from the page cache. Nothing for a copied buffer. */
+void ce__weights_release(const ce_weights *w, const void *data, size_t bytes);
 
 int ce__weights_count(const ce_weights *w);
 const ce_tensor *ce__weights_at(const ce_weights *w, int index); /* file order */

@@ -269,9 +269,45 @@ static void test_model_errors(void)
     rmdir(dir);
 }
 
+/* ce__weights_release: the released pages of a mapping read back the file's bytes; a
+ * copied buffer is left alone (MADV_DONTNEED there would zero it); a range outside the
+ * file is ignored. */
+static void test_release(void)
+{
+    enum { BYTES = 5 * 4096 };
+    static uint8_t pattern[BYTES];
+    for (int i = 0; i < BYTES; i++) pattern[i] = (uint8_t)(i * 7 + 3);
+    entry big[1] = {{"big", 3, 1, {BYTES}, pattern, BYTES}};
+    buf b = build(big, 1);
+    char path[] = "/tmp/test_weights_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, b.b, b.n) == (ssize_t)b.n);
+    close(fd);
+    ce_weights *opened[2] = {NULL, NULL};
+    ce_err err;
+    CHECK(ce__weights_open(path, &opened[0], &err) == 0);
+    CHECK(ce__weights_open_memory(b.b, b.n, &opened[1], &err) == 0);
+    for (int k = 0; k < 2; k++) {
+        ce_weights *w = opened[k];
+        if (!w) continue;
+        const ce_tensor *t = ce__weights_get(w, "big", CE_DT_U8, &err, 1, BYTES);
+        CHECK(t && memcmp(t->data, pattern, BYTES) == 0);
+        if (!t) continue;
+        ce__weights_release(w, t->data, BYTES);
+        CHECK(memcmp(t->data, pattern, BYTES) == 0);
+        ce__weights_release(w, (const uint8_t *)t->data + 1, (size_t)-1); /* past the end */
+        ce__weights_release(w, pattern, BYTES);                           /* not in the file */
+        CHECK(memcmp(t->data, pattern, BYTES) == 0);
+        ce__weights_close(w);
+    }
+    unlink(path);
+    free(b.b);
+}
+
 int main(void)
 {
     test_valid();
+    test_release();
     test_broken();
     test_model_errors();
     if (failures) fprintf(stderr, "%d checks failed\n", failures);
