@@ -68,7 +68,7 @@ int main(void)
     printf("test_resize: this build has no vector resize (no AVX-512): skipped\n");
     return 77;
 #endif
-    static const int sides[] = {1, 2, 3, 5, 17, 150, 299, 300, 301, 333, 375, 500, 640, 1001};
+    static const int sides[] = {1, 2, 3, 5, 17, 150, 299, 300, 301, 333, 375, 500, 640, 1001, 4000};
     const int n = (int)(sizeof sides / sizeof *sides);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < n; k++) check_size(sides[i], sides[k]);
