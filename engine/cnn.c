@@ -139,8 +139,6 @@ static inline float relu6f(float v)
 
 static void pointwise(ce_pool *pool, const float *in, int pixels, int cin, const conv *p, int cout,
                       int relu6, const float *residual, float *out);
-static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int stride,
-                      const conv *p, float *out, int *oh, int *ow);
 static void dw_project(ce_pool *pool, const float *in, int h, int w, int c, int stride,
                        const conv *dw, const conv *pw, int cout, int relu6, const float *residual,
                        float *scratch, float *out, int *oh, int *ow);
@@ -680,34 +678,6 @@ dw_block(const float *restrict in, int w, int c, const float *restrict wt, const
     for (int k = 0; k < cb; k++) o[c0 + k] = relu6f(acc[k]);
 }
 
-typedef struct {
-    const float *in;
-    const conv *p;
-    float *out;
-    int h, w, c, stride, pt, pl, oh, ow;
-} dw_job;
-
-static void dw_task(void *ctx, int oy)
-{
-    const dw_job *j = ctx;
-    depthwise_rows(j->in, 0, j->h, j->w, j->c, j->stride, j->p, j->pt, j->pl, oy, oy + 1, j->ow,
-                   j->out + (size_t)oy * j->ow * j->c);
-}
-
-/* A whole depthwise layer; with helpers, one task per output row. */
-static void depthwise(ce_pool *pool, const float *in, int h, int w, int c, int stride,
-                      const conv *p, float *out, int *oh, int *ow)
-{
-    int pt = same_pad_before(h, stride, oh);
-    int pl = same_pad_before(w, stride, ow);
-    if (ce__pool_size(pool) == 1 || *oh < 4) {
-        depthwise_rows(in, 0, h, w, c, stride, p, pt, pl, 0, *oh, *ow, out);
-        return;
-    }
-    dw_job j = {in, p, out, h, w, c, stride, pt, pl, *oh, *ow};
-    ce__parallel_for(pool, *oh, dw_task, &j);
-}
-
 #ifdef CNN_SIMD
 /* The interior of an output row (every output pixel whose three input columns are all
  * inside the image): one block of DW_LANES channels at a time, its (ky1 - ky0) x 3
@@ -987,17 +957,17 @@ static void conv3x3_first(ce_pool *pool, const float *in, const conv *p, float *
 }
 
 /* One box predictor: depthwise 3x3 (ReLU6) then a linear 1x1 for the box encodings and
- * another for the class logits. The 1x1 output [H*W][A*n] is already the anchor order
- * of the graph's reshape ((y*W + x)*A + a), so it is written straight into place. */
+ * another for the class logits, each pair by tiles of rows (dw_project). The 1x1 output
+ * [H*W][A*n] is already the anchor order of the graph's reshape ((y*W + x)*A + a), so it
+ * is written straight into place. */
 static void run_head(const cnn_net *net, cnn_state *st, int k, const float *fm, int anchor0)
 {
+    const head *hd = &net->heads[k];
     int s = HEAD_SIZE[k], c = HEAD_CHANNELS[k], a = HEAD_ANCHORS[k], oh, ow;
-    depthwise(st->pool, fm, s, s, c, 1, &net->heads[k].box_dw, st->h, &oh, &ow);
-    pointwise(st->pool, st->h, s * s, c, &net->heads[k].box_pw, a * 4, 0, NULL,
-              st->box + (size_t)anchor0 * 4);
-    depthwise(st->pool, fm, s, s, c, 1, &net->heads[k].cls_dw, st->h, &oh, &ow);
-    pointwise(st->pool, st->h, s * s, c, &net->heads[k].cls_pw, a * CE_NUM_CLASSES, 0, NULL,
-              st->logits + (size_t)anchor0 * CE_NUM_CLASSES);
+    dw_project(st->pool, fm, s, s, c, 1, &hd->box_dw, &hd->box_pw, a * 4, 0, NULL, st->h,
+               st->box + (size_t)anchor0 * 4, &oh, &ow);
+    dw_project(st->pool, fm, s, s, c, 1, &hd->cls_dw, &hd->cls_pw, a * CE_NUM_CLASSES, 0, NULL,
+               st->h, st->logits + (size_t)anchor0 * CE_NUM_CLASSES, &oh, &ow);
 }
 
 static void mean_pool(const float *in, int pixels, int c, float *out)
