@@ -69,40 +69,39 @@ static BF16_TARGET void to_bf16_rows(int n, int cols, const float *x, int ldx, u
 
 /* One block: R weight rows against NB rows of x, all `cols` (a multiple of 32) columns:
  * lane i of acc[r][b] sums the pairs of columns 2i, 2i + 1 of every 32. */
-static inline __attribute__((always_inline)) void block_bf16(const int R, const int NB, int cols,
-                                                             const uint16_t *x, int ldx,
-                                                             const uint16_t *w, int ldw, float *y,
-                                                             int ldy)
+/* clang-format misreads the unrolled loops after BF16_TARGET: */
+/* clang-format off */
+static inline __attribute__((always_inline)) BF16_TARGET void
+block_bf16(const int R, const int NB, int cols, const uint16_t *x, int ldx, const uint16_t *w,
+           int ldw, float *y, int ldy)
 {
     __m512 acc[ROWS][BEAMS];
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int b = 0; b < NB; b++) acc[r][b] =
-        _mm512_setzero_ps();
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_ps();
     for (int k = 0; k < cols; k += BF16_COLS) {
         __m512bh xv[BEAMS];
-        UNROLL for (int b = 0; b < NB; b++) xv[b] =
-            (__m512bh)_mm512_loadu_si512((const void *)(x + (size_t)b * ldx + k));
-        UNROLL for (int r = 0; r < R; r++)
-        {
+        UNROLL for (int b = 0; b < NB; b++)
+            xv[b] = (__m512bh)_mm512_loadu_si512((const void *)(x + (size_t)b * ldx + k));
+        UNROLL for (int r = 0; r < R; r++) {
             __builtin_prefetch(w + (size_t)(r + PREFETCH_ROWS) * ldw + k);
-            const __m512bh wv =
-                (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)r * ldw + k));
+            const __m512bh wv = (__m512bh)_mm512_loadu_si512((const void *)(w + (size_t)r * ldw + k));
             UNROLL for (int b = 0; b < NB; b++) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], wv, xv[b]);
         }
     }
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int b = 0; b < NB; b++) y[(size_t)b * ldy + r] +=
-        _mm512_reduce_add_ps(acc[r][b]);
+    UNROLL for (int r = 0; r < R; r++)
+        UNROLL for (int b = 0; b < NB; b++) y[(size_t)b * ldy + r] += _mm512_reduce_add_ps(acc[r][b]);
 }
 
-static inline __attribute__((always_inline)) void rows_bf16(const int NB, int rows, int cols,
-                                                            const uint16_t *x, int ldx,
-                                                            const uint16_t *w, int ldw, float *y,
-                                                            int ldy)
+static inline __attribute__((always_inline)) BF16_TARGET void
+rows_bf16(const int NB, int rows, int cols, const uint16_t *x, int ldx, const uint16_t *w, int ldw,
+          float *y, int ldy)
 {
     int j = 0;
     for (; j + ROWS <= rows; j += ROWS)
         block_bf16(ROWS, NB, cols, x, ldx, w + (size_t)j * ldw, ldw, y + j, ldy);
     for (; j < rows; j++) block_bf16(1, NB, cols, x, ldx, w + (size_t)j * ldw, ldw, y + j, ldy);
 }
+/* clang-format on */
 
 static BF16_TARGET void matmul_bf16(int n, int rows, int cols, const uint16_t *x, int ldx,
                                     const uint16_t *w, int ldw, float *y, int ldy)

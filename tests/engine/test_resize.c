@@ -3,7 +3,8 @@
  * bits, on images of every shape the loader can deliver (down- and upscaled, odd sides,
  * one pixel wide or high) and random content. Each image ends at a page boundary with an
  * inaccessible page after it, so a gather that ran past the last row's last pixel (where
- * the vector path's 4-byte reads must stop) faults: ASan does not check gathers. Builds
+ * the vector path's 4-byte reads must stop) faults: ASan does not check gathers. 2500 wide
+ * mixes groups read by byte permutation and gathered ones (AVX-512 VBMI), 4000 gathers all. Builds
  * without AVX-512 have no vector path: the test is skipped there (77).
  */
 #include <stdint.h>
@@ -68,7 +69,8 @@ int main(void)
     printf("test_resize: this build has no vector resize (no AVX-512): skipped\n");
     return 77;
 #endif
-    static const int sides[] = {1, 2, 3, 5, 17, 150, 299, 300, 301, 333, 375, 500, 640, 1001, 4000};
+    static const int sides[] = {1,   2,   3,   5,   17,  150,  299,  300,
+                                301, 333, 375, 500, 640, 1001, 2500, 4000};
     const int n = (int)(sizeof sides / sizeof *sides);
     for (int i = 0; i < n; i++)
         for (int k = 0; k < n; k++) check_size(sides[i], sides[k]);

@@ -269,9 +269,27 @@ static void test_model_errors(void)
     rmdir(dir);
 }
 
-/* ce__weights_release: the released pages of a mapping read back the file's bytes; a
- * copied buffer is left alone (MADV_DONTNEED there would zero it); a range outside the
- * file is ignored. */
+/* Resident kB of the mapping that holds p (/proc/self/smaps), or -1. */
+static long resident_kb(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int inside = 0;
+    long kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && sscanf(line, "Rss: %ld kB", &kb) == 1) break;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* ce__weights_release: the released pages of a mapping leave the resident set and read
+ * back the file's bytes; a copied buffer is left alone (MADV_DONTNEED there would zero
+ * it); a range outside the file is ignored. */
 static void test_release(void)
 {
     enum { BYTES = 5 * 4096 };
@@ -293,7 +311,11 @@ static void test_release(void)
         const ce_tensor *t = ce__weights_get(w, "big", CE_DT_U8, &err, 1, BYTES);
         CHECK(t && memcmp(t->data, pattern, BYTES) == 0);
         if (!t) continue;
+        const long before = resident_kb(t->data);
         ce__weights_release(w, t->data, BYTES);
+        if (k == 0) /* at least the 4 whole pages inside the tensor's 5 leave */
+            CHECK(before >= 0 && resident_kb(t->data) >= 0 &&
+                  before - resident_kb(t->data) >= 4 * 4096 / 1024);
         CHECK(memcmp(t->data, pattern, BYTES) == 0);
         ce__weights_release(w, (const uint8_t *)t->data + 1, (size_t)-1); /* past the end */
         ce__weights_release(w, pattern, BYTES);                           /* not in the file */
