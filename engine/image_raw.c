@@ -17,6 +17,11 @@
  *   Rejections: truncated or corrupt, or a camera LibRaw does not know (-EBADMSG: image.c
  *   already saw a RAW signature, and LibRaw reports a truncated DNG as "unsupported", so
  *   the two cannot be told apart), over the limit (-E2BIG), no memory (-ENOMEM).
+ * - LibRaw 0.20's CR3 parser walks the ISO BMFF boxes with no check that a box's size
+ *   moves it forward: a box of size 0 inside the file, or of 64-bit size 0, loops
+ *   forever (a 592-byte file found by fuzz_heif). So before LibRaw sees a CR3, every box
+ *   of every container it descends into must have a size of at least its header that
+ *   ends inside its parent, at most 32 deep; otherwise -EBADMSG.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,6 +40,7 @@ static int try_preview(libraw_data_t *lr, const ce_decode_params *params, ce_ima
                        int *orientation);
 static int half_size(libraw_data_t *lr, raw_job *job, const ce_decode_params *params, ce_image *img,
                      ce_err *err);
+static int bmff_boxes_sane(const uint8_t *d, size_t n, int depth);
 static int flip_to_orientation(int flip);
 static int raw_code(int rc);
 static void on_data_error(void *data, const char *file, const int offset);
@@ -44,6 +50,11 @@ int ce__decode_raw(const uint8_t *data, size_t size, const ce_decode_params *par
                    int *orientation, ce_err *err)
 {
     raw_job job = {0, 0};
+    if (size >= 8 && memcmp(data + 4, "ftyp", 4) == 0 && !bmff_boxes_sane(data, size, 0)) {
+        ce__image_error(err, "corrupt CR3: a box's size is smaller than its header or runs "
+                             "past its container");
+        return -EBADMSG;
+    }
     libraw_data_t *lr = libraw_init(LIBRAW_OPTIONS_NONE);
     if (!lr) {
         ce__image_error(err, "out of memory starting LibRaw");
@@ -163,6 +174,68 @@ static int half_size(libraw_data_t *lr, raw_job *job, const ce_decode_params *pa
 
 /* dcraw's flip: 3 = 180 degrees, 5 = 90 counter-clockwise, 6 = 90 clockwise; EXIF's
  * values for the same turns are 3, 8, 6. Mirrored flips do not occur in cameras. */
+/* The containers LibRaw's parseCR3 descends into, and the bytes before their first child
+ * (stsd: version, flags and entry count; CRAW: its sample description). Of the uuid
+ * boxes only Canon's (children after the uuid) and the preview's (after the uuid and 8
+ * more bytes) hold boxes; others, such as XMP's, hold text. */
+static const struct {
+    char type[5];
+    int skip;
+} BMFF_CONTAINERS[] = {
+    {"dinf", 0}, {"edts", 0}, {"fiin", 0}, {"ipro", 0}, {"iprp", 0}, {"mdia", 0},
+    {"meco", 0}, {"mere", 0}, {"mfra", 0}, {"minf", 0}, {"moof", 0}, {"moov", 0},
+    {"mvex", 0}, {"paen", 0}, {"schi", 0}, {"sinf", 0}, {"skip", 0}, {"stbl", 0},
+    {"strk", 0}, {"tapt", 0}, {"traf", 0}, {"trak", 0}, {"stsd", 8}, {"CRAW", 82},
+};
+static const uint8_t UUID_CANON[16] = {0x85, 0xc0, 0xb6, 0x87, 0x82, 0x0f, 0x11, 0xe0,
+                                       0x81, 0x11, 0xf4, 0xce, 0x46, 0x2b, 0x6a, 0x48};
+static const uint8_t UUID_PREVIEW[16] = {0xea, 0xf4, 0x2b, 0x5e, 0x1c, 0x98, 0x4b, 0x88,
+                                         0xb9, 0xfb, 0xb7, 0xdc, 0x40, 0x6e, 0x4d, 0x16};
+
+/* Where the children of box b (header bytes, box bytes in all) start, or 0 for a leaf. */
+static size_t bmff_children(const uint8_t *b, size_t header, uint64_t box)
+{
+    if (memcmp(b + 4, "uuid", 4) == 0) {
+        if (box < header + 16) return 0;
+        if (memcmp(b + header, UUID_CANON, 16) == 0) return header + 16;
+        if (memcmp(b + header, UUID_PREVIEW, 16) == 0) return header + 24;
+        return 0;
+    }
+    for (size_t c = 0; c < sizeof BMFF_CONTAINERS / sizeof *BMFF_CONTAINERS; c++)
+        if (memcmp(b + 4, BMFF_CONTAINERS[c].type, 4) == 0)
+            return header + (size_t)BMFF_CONTAINERS[c].skip;
+    return 0;
+}
+
+/* Every box of d[0, n) and of the containers above, recursively: a 32-bit size of at
+ * least 8 (or 1 and a 64-bit size of at least 16) ending inside n; size 0 ("to the end")
+ * only for the file's last top-level box. */
+static int bmff_boxes_sane(const uint8_t *d, size_t n, int depth)
+{
+    if (depth > 32) return 0;
+    size_t at = 0;
+    while (n - at >= 8) {
+        const uint8_t *b = d + at;
+        uint64_t box = (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+        size_t header = 8;
+        if (box == 1) {
+            if (n - at < 16) return 0;
+            box = 0;
+            for (int i = 8; i < 16; i++) box = box << 8 | b[i];
+            header = 16;
+        } else if (box == 0) {
+            if (depth > 0) return 0;
+            box = n - at;
+        }
+        if (box < header || box > n - at) return 0;
+        const size_t first = bmff_children(b, header, box);
+        if (first && first <= box && !bmff_boxes_sane(b + first, (size_t)box - first, depth + 1))
+            return 0;
+        at += (size_t)box;
+    }
+    return 1;
+}
+
 static int flip_to_orientation(int flip)
 {
     switch (flip) {

@@ -682,6 +682,102 @@ static void test_files(void)
     CHECK(rc == -EINVAL, "NULL path");
 }
 
+/* ------------------------------------------------------------------ CR3 boxes */
+
+/* Appends box `type` holding `payload` (n bytes) at out + *at; returns its offset. */
+static size_t put_box(uint8_t *out, size_t *at, const char *type, const void *payload, size_t n)
+{
+    const size_t start = *at, size = 8 + n;
+    out[start] = (uint8_t)(size >> 24), out[start + 1] = (uint8_t)(size >> 16);
+    out[start + 2] = (uint8_t)(size >> 8), out[start + 3] = (uint8_t)size;
+    memcpy(out + start + 4, type, 4);
+    if (n) memcpy(out + start + 8, payload, n);
+    *at += size;
+    return start;
+}
+
+/* A CR3's box tree as LibRaw walks it (ftyp; moov with Canon's uuid and a trak down to
+ * stsd / CRAW; XMP and preview uuids; mdat), with no image in it: LibRaw rejects it, but
+ * the box check in engine/image_raw.c must let it through, and must stop the broken
+ * variants (sizes that do not move forward, or that run past their container) before
+ * LibRaw 0.20, which loops forever on some of them. */
+static size_t make_cr3_tree(uint8_t *out, int broken)
+{
+    static const uint8_t canon[16] = {0x85, 0xc0, 0xb6, 0x87, 0x82, 0x0f, 0x11, 0xe0,
+                                      0x81, 0x11, 0xf4, 0xce, 0x46, 0x2b, 0x6a, 0x48};
+    static const uint8_t preview[16] = {0xea, 0xf4, 0x2b, 0x5e, 0x1c, 0x98, 0x4b, 0x88,
+                                        0xb9, 0xfb, 0xb7, 0xdc, 0x40, 0x6e, 0x4d, 0x16};
+    static const uint8_t xmp[16] = {0xbe, 0x7a, 0xcf, 0xcb, 0x97, 0xa9, 0x42, 0xe8,
+                                    0x9c, 0x71, 0x99, 0x94, 0x91, 0xe3, 0xaf, 0xac};
+    uint8_t inner[1024], leaf[128] = {0};
+    size_t at = 0, n;
+    put_box(out, &at, "ftyp", "crx \0\0\0\1crx isom", 16);
+
+    /* moov { uuid Canon { CNCV, CMT1 }, trak { mdia { minf { stbl { stsd { CRAW } } } } } } */
+    uint8_t canon_box[256];
+    size_t cn = 0;
+    memcpy(canon_box, canon, 16);
+    cn = 16;
+    put_box(canon_box, &cn, "CNCV", "CanonCR3_001/00.09.00/00.00.00", 30);
+    size_t cmt1 = put_box(canon_box, &cn, "CMT1", leaf, 16);
+    if (broken == 1) canon_box[cmt1 + 3] = 4; /* a size below its 8-byte header */
+    uint8_t craw[128], stsd[160], stbl[192], minf[224], mdia[256], trak[288];
+    size_t k = 82;
+    memset(craw, 0, sizeof craw);
+    put_box(craw, &k, "CMP1", leaf, 16);
+    size_t s = 8;
+    memset(stsd, 0, 8);
+    stsd[7] = 1;
+    put_box(stsd, &s, "CRAW", craw, k);
+    size_t t = 0;
+    put_box(stbl, &t, "stsd", stsd, s);
+    size_t u = 0;
+    put_box(minf, &u, "stbl", stbl, t);
+    size_t v = 0;
+    put_box(mdia, &v, "minf", minf, u);
+    size_t w = 0;
+    put_box(trak, &w, "mdia", mdia, v);
+    n = 0;
+    put_box(inner, &n, "uuid", canon_box, cn);
+    size_t trak_at = put_box(inner, &n, "trak", trak, w);
+    if (broken == 2) memset(inner + trak_at + 8, 0, 4); /* mdia of size 0 inside trak */
+    if (broken == 3) inner[trak_at + 8 + 3] += 64;      /* mdia runs past trak */
+    put_box(out, &at, "moov", inner, n);
+
+    uint8_t u_xmp[64], u_prv[64];
+    memcpy(u_xmp, xmp, 16);
+    memcpy(u_xmp + 16, "<?xpacket begin='' id='W5M0MpCehiHzreSzNTczkc9d'?>", 32);
+    put_box(out, &at, "uuid", u_xmp, 48);
+    memcpy(u_prv, preview, 16);
+    memset(u_prv + 16, 0, 8);
+    size_t pn = 24;
+    put_box(u_prv, &pn, "PRVW", leaf, 16);
+    put_box(out, &at, "uuid", u_prv, pn);
+    size_t mdat = put_box(out, &at, "mdat", leaf, 64);
+    if (broken == 4) { /* the fuzzed file's end: a 64-bit size of 0 */
+        out[mdat + 3] = 1;
+        memset(out + mdat + 8, 0, 8);
+    }
+    return at;
+}
+
+static void test_cr3_boxes(void)
+{
+    static uint8_t file[4096];
+    for (int broken = 0; broken <= 4; broken++) {
+        blob b = {file, make_cr3_tree(file, broken)};
+        ce_image im;
+        ce_err err = {{0}};
+        memset(&im, 0, sizeof im);
+        int rc = load(&b, NULL, &im, &err);
+        int ours = strstr(err.msg, "a box's size") != NULL;
+        CHECK(rc < 0, "broken %d: rc %d", broken, rc);
+        if (broken) CHECK(rc == -EBADMSG && ours, "broken %d: rc %d: %s", broken, rc, err.msg);
+        else CHECK(!ours, "a well-formed box tree refused: %s", err.msg);
+        ce_image_free(&im);
+    }
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/capsearch-image-XXXXXX");
@@ -702,6 +798,7 @@ int main(void)
     test_bombs();
     test_truncated_and_corrupt();
     test_files();
+    test_cr3_boxes();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
