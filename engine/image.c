@@ -69,7 +69,7 @@ int ce_image_load_memory(const void *data, size_t size, const ce_load_options *o
                          ce_err *err)
 {
     memset(out, 0, sizeof *out);
-    ce_decode_params params = {DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE};
+    ce_decode_params params = {DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, 0};
     if (opt) {
         if (opt->max_pixels < 0 || opt->min_side < 0) {
             ce__image_error(err, "invalid load options (max_pixels %lld, min_side %d)",

@@ -26,6 +26,7 @@ typedef struct {
 typedef struct {
     int64_t max_pixels;
     int min_side;
+    int libjpeg_only; /* tests: JPEG through libjpeg even where the 1/8 fast path applies */
 } ce_decode_params;
 
 /* Reads the TIFF structure that starts at `tiff` (after a JPEG APP1's "Exif\0\0", or a
@@ -38,6 +39,17 @@ void ce__exif_parse(const uint8_t *tiff, size_t size, ce_exif *out);
  * *orientation. On failure nothing is left allocated and img is untouched. */
 int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
                     int *orientation, ce_err *err);
+/* The 1/8-scale fast path of ce__decode_jpeg (image_jpeg_eighth.c): the pixels libjpeg
+ * gives at scale 1/8, for the baseline files it fully understands. 0: decoded (pixels
+ * malloc'd, exif points into data or is NULL); 1: declined, libjpeg must decode (or
+ * refuse) the file; -ENOMEM. */
+typedef struct {
+    uint8_t *pixels; /* width x height RGB */
+    int width, height;
+    const uint8_t *exif; /* the first APP1 "Exif\0\0" payload after that prefix */
+    size_t exif_size;
+} ce__jpeg_eighth;
+int ce__jpeg_decode_eighth(const uint8_t *data, size_t size, ce__jpeg_eighth *out);
 int ce__decode_png(const uint8_t *data, size_t size, const ce_decode_params *params, ce_image *img,
                    int *orientation, ce_err *err);
 /* HEIC/HEIF and AVIF: libheif applies irot/imir itself, so *orientation is always 1. */

@@ -54,6 +54,8 @@ typedef struct {
 } jpeg_job;
 
 static int decode_run(jpeg_job *job);
+static int decode_eighth(const uint8_t *data, size_t size, int w, int h, ce_image *img,
+                         int *orientation, ce_err *err);
 static int sof_size(const uint8_t *d, size_t n, int *w, int *h);
 static int choose_scale(int w, int h, int min_side);
 static void read_exif(jpeg_job *job);
@@ -68,13 +70,21 @@ int ce__decode_jpeg(const uint8_t *data, size_t size, const ce_decode_params *pa
 {
     /* The header limit is checked before libjpeg sees the file, so that a bare header
      * claiming 30000x30000 is "too large" rather than "truncated". */
-    int w, h;
-    if (sof_size(data, size, &w, &h) && (int64_t)w * h > params->max_pixels) {
+    int w = 0, h = 0;
+    const int have_size = sof_size(data, size, &w, &h);
+    if (have_size && (int64_t)w * h > params->max_pixels) {
         ce__image_error(err,
                         "JPEG is %dx%d = %lld pixels, over the limit of %lld "
                         "(refused before decoding)",
                         w, h, (long long)w * h, (long long)params->max_pixels);
         return -E2BIG;
+    }
+
+    /* A camera photo wanted at 1/8: the fast path, unless it declines the file. */
+    if (have_size && w > 0 && h > 0 && !params->libjpeg_only &&
+        choose_scale(w, h, params->min_side) == 1) {
+        int rc = decode_eighth(data, size, w, h, img, orientation, err);
+        if (rc <= 0) return rc;
     }
 
     jpeg_job *job = calloc(1, sizeof *job);
@@ -170,6 +180,27 @@ static int decode_run(jpeg_job *job)
         if (cmyk) cmyk_to_rgb(job->cmyk_row, dst, job->width, cinfo->saw_Adobe_marker);
     }
     jpeg_finish_decompress(cinfo);
+    return 0;
+}
+
+/* image_jpeg_eighth.c's result as a ce_image; 1 when it declined the file. */
+static int decode_eighth(const uint8_t *data, size_t size, int w, int h, ce_image *img,
+                         int *orientation, ce_err *err)
+{
+    ce__jpeg_eighth out;
+    int rc = ce__jpeg_decode_eighth(data, size, &out);
+    if (rc == -ENOMEM) ce__image_error(err, "out of memory decoding JPEG");
+    if (rc != 0) return rc;
+    ce_exif exif = {.orientation = 1, .taken_time = 0, .description = ""};
+    if (out.exif) ce__exif_parse(out.exif, out.exif_size, &exif);
+    img->width = out.width;
+    img->height = out.height;
+    img->pixels = out.pixels;
+    img->source_width = w; /* the frame header's, as sof_size read it */
+    img->source_height = h;
+    img->taken_time = exif.taken_time;
+    memcpy(img->description, exif.description, sizeof img->description);
+    *orientation = exif.orientation;
     return 0;
 }
 

@@ -36,7 +36,7 @@ static void fuzz_check_image(const ce_image *img, const char *what)
 static inline int fuzz_decoder(fuzz_decoder_fn decode, const uint8_t *data, size_t size)
 {
     /* the low bit of the size picks the downscale path: scaled, or none */
-    ce_decode_params params = {FUZZ_MAX_PIXELS, size & 1 ? 16 : 1};
+    ce_decode_params params = {FUZZ_MAX_PIXELS, size & 1 ? 16 : 1, 0};
     ce_image img;
     memset(&img, 0, sizeof img);
     ce_err err;

@@ -2,8 +2,11 @@
  * Fuzz target: image decoding from memory (JPEG and PNG detected by content, EXIF inside
  * either), then the EXIF/TIFF parser on the raw input. Promises checked: a failure always
  * comes with a message; a success is a non-empty RGB image within the pixel limit; the
- * EXIF orientation is always 1..8.
+ * EXIF orientation is always 1..8; and the JPEG 1/8 fast path either declines a file or
+ * decodes it to exactly libjpeg's pixels (never accepting one libjpeg refuses).
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "capengine.h"
@@ -13,8 +16,37 @@
 /* Small enough that no input makes a run slow; the limit check itself is then fuzzed. */
 #define FUZZ_MAX_PIXELS (4 * 1024 * 1024)
 
+static void check_jpeg_eighth(const uint8_t *data, size_t size)
+{
+    if (size < 2 || data[0] != 0xff || data[1] != 0xd8) return;
+    ce_decode_params params = {FUZZ_MAX_PIXELS, 1, 1};
+    ce_image ref;
+    memset(&ref, 0, sizeof ref);
+    ce_err err;
+    memset(&err, 0, sizeof err);
+    int orientation;
+    const int ref_rc = ce__decode_jpeg(data, size, &params, &ref, &orientation, &err);
+    if (ref_rc == -E2BIG) return; /* the loader never hands the fast path such a file */
+    ce__jpeg_eighth fast;
+    const int rc = ce__jpeg_decode_eighth(data, size, &fast);
+    if (rc == 0) {
+        if (ref_rc != 0) fuzz_fail("1/8 fast path accepted a JPEG libjpeg refuses: %s", err.msg);
+        if (fast.width != ref.width || fast.height != ref.height)
+            fuzz_fail("1/8 fast path %dx%d, libjpeg %dx%d", fast.width, fast.height, ref.width,
+                      ref.height);
+        if (memcmp(fast.pixels, ref.pixels, (size_t)ref.width * (size_t)ref.height * 3) != 0)
+            fuzz_fail("1/8 fast path pixels differ from libjpeg's");
+        free(fast.pixels);
+    } else if (rc != 1) {
+        fuzz_fail("1/8 fast path returned %d", rc);
+    }
+    free(ref.pixels);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_jpeg_eighth(data, size);
+
     /* the low bit of the size picks the downscale path: DCT / box scaling, or none */
     ce_load_options opt = {.max_pixels = FUZZ_MAX_PIXELS, .min_side = size & 1 ? 16 : 1};
     ce_image img;

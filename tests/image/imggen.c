@@ -41,6 +41,12 @@ blob make_jpeg(const uint8_t *pixels, int w, int h, int components, const jpeg_o
     if (o->no_adobe_marker) c.write_Adobe_marker = FALSE;
     jpeg_set_quality(&c, o->quality ? o->quality : 95, TRUE);
     if (o->progressive) jpeg_simple_progression(&c);
+    if (o->luma_h) {
+        c.comp_info[0].h_samp_factor = o->luma_h;
+        c.comp_info[0].v_samp_factor = o->luma_v;
+    }
+    c.restart_interval = (unsigned)o->restart_interval;
+    c.optimize_coding = o->optimize ? TRUE : FALSE;
     jpeg_start_compress(&c, TRUE);
     if (o->app1) jpeg_write_marker(&c, JPEG_APP0 + 1, o->app1, (unsigned)o->app1_len);
     const size_t stride = (size_t)w * (size_t)components;

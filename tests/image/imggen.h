@@ -23,6 +23,9 @@ typedef struct {
     int no_adobe_marker; /* CMYK without APP14: readers take the values as plain ink */
     const uint8_t *app1; /* optional APP1 payload ("Exif\0\0" + TIFF) */
     size_t app1_len;
+    int luma_h, luma_v;   /* luma sampling factors; 0 = libjpeg's default (2x2, 4:2:0) */
+    int restart_interval; /* MCUs between restart markers; 0 = none */
+    int optimize;         /* optimised Huffman tables instead of the standard ones */
 } jpeg_opts;
 
 /* components: 1 (gray), 3 (RGB) or 4 (CMYK as stored, i.e. already inverted Adobe

@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 
     enum { N_ROWS = 11 };
     row rows[N_ROWS] = {
-        {"capsearch loader, min_side 300 (1/8 + EXIF + file read)", 0, 0, 0, 0},
+        {"capsearch loader, min_side 300 (1/8 fast path + EXIF + file read)", 0, 0, 0, 0},
         {"capsearch loader, full size", 0, 0, 0, 0},
         {"djpeg -scale 1/8 (process, file, PPM to /dev/null)", 0, 0, 0, 0},
         {"djpeg full size (process, file, PPM to /dev/null)", 0, 0, 0, 0},
