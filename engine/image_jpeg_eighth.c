@@ -43,6 +43,7 @@
 #define AHEAD_BYTES 8192    /* held ahead of the reader at each MCU: one reads at most ~1.6 KB */
 #define PAD_BYTES 4096      /* zeros after a segment's last byte, for the same reason */
 #define MAX_DIMENSION 65500 /* libjpeg's JPEG_MAX_DIMENSION */
+#define IDCT_Z_LIMIT 2048   /* |dequantised coefficient| of a 2x2 IDCT block: see idct_2x2 */
 
 /* A skip entry: bits 0-4 the bits its whole symbols take, 5-10 how many coefficients
  * they move by (at most 63), bit 11 set when the last of them is the end of block. */
@@ -321,19 +322,24 @@ static int decode_scan(decoder *d)
         for (int c = 0; c < d->ncomp; c++) d->comp[c].pred = 0;
         const long end = done + interval < total ? done + interval : total;
         for (; done < end; done++) {
-            const size_t at = (size_t)(br.p - d->window);
-            if (!d->segment_done && d->filled - at < AHEAD_BYTES) { /* slide the window */
-                memmove(d->window, br.p, d->filled - at);
-                d->window_base += at;
-                d->filled -= at;
-                br.p = d->window;
-                fill_window(d);
+            if (!d->segment_done) {
+                const size_t at = (size_t)(br.p - d->window);
+                if (d->filled - at < AHEAD_BYTES) { /* slide the window */
+                    memmove(d->window, br.p, d->filled - at);
+                    d->window_base += at;
+                    d->filled -= at;
+                    br.p = d->window;
+                    fill_window(d);
+                }
             }
             if (decode_mcu(d, &br, (int)(done % mcus_w), (int)(done / mcus_w))) return DECLINE;
-            /* past the segment's end libjpeg would be reading the marker's zeros */
-            const size_t consumed =
-                (d->window_base + (size_t)(br.p - d->window)) * 8 - (size_t)br.count;
-            if (consumed > (d->window_base + d->filled) * 8) return DECLINE;
+            /* Past the segment's end libjpeg would be reading the marker's zeros. Until the
+             * window holds the end, AHEAD_BYTES were ahead of this MCU: it cannot be there. */
+            if (d->segment_done) {
+                const size_t at = (size_t)(br.p - d->window);
+                if ((d->window_base + at) * 8 - (size_t)br.count > (d->window_base + d->filled) * 8)
+                    return DECLINE;
+            }
         }
         if (done < total && d->marker != 0xd0 + (restart & 7)) return DECLINE;
         if (done == total && d->marker != 0xd9) return DECLINE; /* EOI, nothing else */
@@ -473,9 +479,13 @@ static inline int skip_ac(bit_reader *br, const huff_table *t)
     return 0;
 }
 
-/* A block decoded in full (the 4:2:0 chroma), into natural order. */
-static inline int read_ac(bit_reader *br, const huff_table *t, int16_t coef[64])
+/* A block decoded in full (the 4:2:0 chroma), into natural order. *z_or: the OR of
+ * the dequantised magnitudes |coefficient * q|, which is below a power of two exactly
+ * when each of them is. */
+static inline int read_ac(bit_reader *br, const huff_table *t, const uint16_t q[64],
+                          int16_t coef[64], int *z_or)
 {
+    int magnitudes = 0;
     for (int k = 1; k < 64; k++) {
         refill(br);
         const int sym = decode_symbol(br, t);
@@ -483,13 +493,16 @@ static inline int read_ac(bit_reader *br, const huff_table *t, int16_t coef[64])
         const int r = sym >> 4, s = sym & 15;
         if (s) {
             k += r;
-            coef[natural_order[k]] = (int16_t)take_signed(br, s);
+            const int at = natural_order[k], v = take_signed(br, s);
+            coef[at] = (int16_t)v;
+            magnitudes |= (v < 0 ? -v : v) * q[at];
         } else if (r == 15) {
             k += 15;
         } else {
             break;
         }
     }
+    *z_or |= magnitudes;
     return 0;
 }
 
@@ -511,7 +524,10 @@ static int decode_mcu(decoder *d, bit_reader *br, int mcu_x, int mcu_y)
                 } else {
                     int16_t coef[64] = {0};
                     coef[0] = (int16_t)dc;
-                    if (read_ac(br, act, coef)) return 1;
+                    int z_or = (dc < 0 ? -dc : dc) * k->q[0];
+                    if (read_ac(br, act, k->q, coef, &z_or)) return 1;
+                    /* the range in which libjpeg's two 2x2 IDCTs agree (see idct_2x2) */
+                    if (z_or >= IDCT_Z_LIMIT) return 1;
                     if (idct_2x2(coef, k->q,
                                  k->plane + (size_t)(2 * y) * (size_t)k->plane_w + 2 * x,
                                  k->plane_w))
@@ -600,64 +616,55 @@ static inline uint8_t range_limit(int v)
 
 /* ------------------------------------------------------------------ pixels */
 
-static inline int out32(int64_t v) { return v < INT32_MIN || v > INT32_MAX; }
-static inline int out16(int64_t v) { return v < INT16_MIN || v > INT16_MAX; }
-
 /* libjpeg's 2x2 reduced IDCT (13-bit constants, 2 bits kept between passes): only
  * rows and columns 0, 1, 3, 5, 7 of the coefficients reach a 2x2 output. libjpeg-turbo
- * has two of them that agree only within range: jidctred.c (int and 64-bit arithmetic,
+ * has two of them that agree only within a range: jidctred.c (int and 64-bit arithmetic,
  * output through the wrapping range-limit table) and the SSE2 one x86-64 uses (16-bit
- * dequantisation and odd pass-1 results, 32-bit sums, saturated output). A block that
- * leaves the range where both are exact (damaged data: a real 8-bit photo stays far
- * inside it) makes the decoder decline: 1. A column or row whose odd terms are all zero
- * takes the short way both take (the same value as the full formula). */
+ * dequantisation and odd pass-1 results, 32-bit sums, saturated output). The caller
+ * passes only blocks whose dequantised coefficients are below IDCT_Z_LIMIT: then every
+ * pass-1 result is within +-21430 and every sum within 32 bits, so both compute exactly
+ * this. An output beyond -512..511 (where the two would part) returns 1; a real photo
+ * stays far inside all of it. A column or row whose odd terms are all zero takes the
+ * short way both take (the full formula's value). */
 static int idct_2x2(const int16_t coef[64], const uint16_t q[64], uint8_t *out, int stride)
 {
     enum { CONST_BITS = 13, PASS1_BITS = 2 };
-    const int64_t c1 = 29692, c3 = -10426, c5 = 6967, c7 = -5906;
+    const int32_t c1 = 29692, c3 = -10426, c5 = 6967, c7 = -5906;
     static const int cols[5] = {0, 1, 3, 5, 7};
     int32_t ws[16];
-    int bad = 0;
     for (int i = 0; i < 5; i++) {
         const int col = cols[i];
-        /* |coefficient| <= 32768 and quantisers <= 2047 (read_dqt): no int overflow */
-        const int32_t z0 = coef[col] * q[col], z1 = coef[8 + col] * q[8 + col],
-                      z3 = coef[24 + col] * q[24 + col], z5 = coef[40 + col] * q[40 + col],
-                      z7 = coef[56 + col] * q[56 + col];
-        bad |= out16(z0) | out16(z1) | out16(z3) | out16(z5) | out16(z7);
-        if ((z1 | z3 | z5 | z7) == 0) {
+        const int16_t *in = coef + col;
+        const uint16_t *qc = q + col;
+        const int32_t z0 = in[0] * qc[0];
+        if ((in[8] | in[24] | in[40] | in[56]) == 0) {
             ws[col] = ws[8 + col] = z0 * (1 << PASS1_BITS);
-        } else {
-            const int shift = CONST_BITS - PASS1_BITS + 2;
-            const int64_t even = (int64_t)z0 * (1 << (CONST_BITS + 2));
-            const int64_t odd = z7 * c7 + z5 * c5 + z3 * c3 + z1 * c1;
-            const int64_t top = even + odd + ((int64_t)1 << (shift - 1));
-            const int64_t bottom = even - odd + ((int64_t)1 << (shift - 1));
-            bad |= out32(odd) | out32(top) | out32(bottom);
-            ws[col] = (int32_t)(top >> shift);
-            ws[8 + col] = (int32_t)(bottom >> shift);
+            continue;
         }
-        if (col != 0) bad |= out16(ws[col]) | out16(ws[8 + col]);
+        const int shift = CONST_BITS - PASS1_BITS + 2;
+        const int32_t even = z0 * (1 << (CONST_BITS + 2));
+        const int32_t odd =
+            in[56] * qc[56] * c7 + in[40] * qc[40] * c5 + in[24] * qc[24] * c3 + in[8] * qc[8] * c1;
+        ws[col] = (even + odd + (1 << (shift - 1))) >> shift;
+        ws[8 + col] = (even - odd + (1 << (shift - 1))) >> shift;
     }
+    int bad = 0;
     for (int row = 0; row < 2; row++) {
         const int32_t *w = ws + 8 * row;
-        const int shift = CONST_BITS + PASS1_BITS + 3 + 2;
-        const int64_t even = (int64_t)w[0] * (1 << (CONST_BITS + 2));
-        int64_t left, right;
+        int left, right;
         if ((w[1] | w[3] | w[5] | w[7]) == 0) {
             left = right = (w[0] + (1 << (PASS1_BITS + 2))) >> (PASS1_BITS + 3);
         } else {
-            const int64_t odd = w[7] * c7 + w[5] * c5 + w[3] * c3 + w[1] * c1;
-            const int64_t l = even + odd + ((int64_t)1 << (shift - 1));
-            const int64_t r = even - odd + ((int64_t)1 << (shift - 1));
-            bad |= out32(odd) | out32(l) | out32(r);
-            left = l >> shift;
-            right = r >> shift;
+            const int shift = CONST_BITS + PASS1_BITS + 3 + 2;
+            const int32_t even = w[0] * (1 << (CONST_BITS + 2));
+            const int32_t odd = w[7] * c7 + w[5] * c5 + w[3] * c3 + w[1] * c1;
+            left = (even + odd + (1 << (shift - 1))) >> shift;
+            right = (even - odd + (1 << (shift - 1))) >> shift;
         }
-        bad |= out32(even) | (left < -512) | (left > 511) | (right < -512) | (right > 511);
+        bad |= (unsigned)(left + 512) > 1023 || (unsigned)(right + 512) > 1023;
         uint8_t *o = out + (size_t)row * (size_t)stride;
-        o[0] = range_limit((int)left);
-        o[1] = range_limit((int)right);
+        o[0] = range_limit(left);
+        o[1] = range_limit(right);
     }
     return bad;
 }
