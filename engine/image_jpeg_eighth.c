@@ -341,6 +341,9 @@ static int decode_scan(decoder *d)
                     return DECLINE;
             }
         }
+        /* The interval's data ended over a window before its marker: libjpeg would skip
+         * those bytes as extraneous data; rare enough to leave to it. */
+        if (!d->segment_done) return DECLINE;
         if (done < total && d->marker != 0xd0 + (restart & 7)) return DECLINE;
         if (done == total && d->marker != 0xd9) return DECLINE; /* EOI, nothing else */
     }

@@ -9,8 +9,10 @@
  *     symbols: all accepted, all identical;
  *   - files it must decline (progressive, CMYK, RGB-coded, 4:1:1, 4:1:0): declined, and
  *     ce__decode_jpeg still decodes them through libjpeg;
- *   - damaged files (truncations, flipped and overwritten bytes): declined or identical
- *     to libjpeg's output, never accepted where libjpeg fails;
+ *   - what libjpeg passes over around the entropy-coded data (fill bytes before restart
+ *     markers and EOI, stray bytes before EOI): accepted and identical;
+ *   - damaged files (truncations, flipped and overwritten bytes, a 4 MP file cut short):
+ *     declined or identical to libjpeg's output, never accepted where libjpeg fails;
  *   - real photos: every *.jpg of the folders named on the command line (the darknet
  *     sample photos in ctest), identical.
  */
@@ -185,6 +187,67 @@ static void test_through_loader(void)
     blob_free(&b);
 }
 
+/* A copy of b with `insert` put before the byte at `at`. */
+static blob spliced(const blob *b, size_t at, const uint8_t *insert, size_t n)
+{
+    blob out = {malloc(b->size + n), b->size + n};
+    if (!out.data) abort();
+    memcpy(out.data, b->data, at);
+    memcpy(out.data + at, insert, n);
+    memcpy(out.data + at + n, b->data + at, b->size - at);
+    return out;
+}
+
+/* What libjpeg reads past without complaint around the entropy-coded data: fill bytes
+ * before a restart marker or EOI, and stray bytes before EOI (its "extraneous data",
+ * a warning image_jpeg.c lets pass). Accepted and identical, or declined; a large
+ * file cut in the middle of its data is declined (libjpeg refuses it). */
+static void test_around_the_data(void)
+{
+    uint8_t *px = textured(640, 480, 3, 7);
+    jpeg_opts o = {.quality = 92, .restart_interval = 40};
+    blob b = make_jpeg(px, 640, 480, 3, &o);
+    static const uint8_t fill[] = {0xff, 0xff, 0xff};
+    int rst_seen = 0;
+    for (size_t i = b.size - 2; i > 2 && rst_seen < 3; i--) {
+        if (b.data[i] != 0xff || b.data[i + 1] < 0xd0 || b.data[i + 1] > 0xd7) continue;
+        blob f = spliced(&b, i, fill, sizeof fill);
+        CHECK(compare(f.data, f.size, "fill bytes before a restart marker") == ACCEPTED,
+              "declined");
+        blob_free(&f);
+        rst_seen++;
+    }
+    CHECK(rst_seen == 3, "only %d restart markers", rst_seen);
+    blob f = spliced(&b, b.size - 2, fill, sizeof fill);
+    CHECK(compare(f.data, f.size, "fill bytes before EOI") == ACCEPTED, "declined");
+    blob_free(&f);
+    static const uint8_t junk[] = {0x12, 0x34, 0x56, 0x00, 0x7f};
+    f = spliced(&b, b.size - 2, junk, sizeof junk);
+    CHECK(compare(f.data, f.size, "stray bytes before EOI") == ACCEPTED, "declined");
+    blob_free(&f);
+    uint8_t *many = calloc(70000, 1);
+    if (!many) abort();
+    f = spliced(&b, b.size - 2, many, 70000);
+    CHECK(compare(f.data, f.size, "70,000 stray bytes before EOI") != BOTH_FAILED,
+          "libjpeg refused it");
+    blob_free(&f);
+    free(many);
+    blob_free(&b);
+
+    jpeg_opts big = {.quality = 95};
+    uint8_t *bpx = textured(2400, 1800, 3, 8);
+    b = make_jpeg(bpx, 2400, 1800, 3, &big);
+    for (int cut = 1; cut < 4; cut++) {
+        char what[64];
+        snprintf(what, sizeof what, "4 MP file cut at %d/4", cut);
+        CHECK(compare(b.data, b.size * (size_t)cut / 4, what) == BOTH_FAILED,
+              "libjpeg accepted it, or the fast path did");
+    }
+    blob_free(&b);
+    free(bpx);
+    free(px);
+}
+
 static void test_declined(void)
 {
     uint8_t *rgb = textured(96, 64, 3, 1), *cmyk = textured(96, 64, 4, 2);
@@ -300,6 +363,7 @@ int main(int argc, char **argv)
 {
     test_generated();
     test_through_loader();
+    test_around_the_data();
     test_declined();
     test_damaged();
     test_photos(argc, argv);
