@@ -1,8 +1,9 @@
 /*
  * Private to engine/: the pieces of image loading (image.c dispatches by content to
- * image_jpeg.c / image_png.c / image_heif.c / image_webp.c / image_tiff.c / image_raw.c /
- * image_gif.c, then applies the orientation the decoder reported; exif.c reads EXIF,
- * image_scale.c is the box downscaler of the decoders that cannot scale while decoding).
+ * image_jpeg.c (image_jpeg_eighth.c is its 1/8 fast path) / image_png.c / image_heif.c /
+ * image_webp.c / image_tiff.c / image_raw.c / image_gif.c, then applies the orientation
+ * the decoder reported; exif.c reads EXIF, image_scale.c is the box downscaler of the
+ * decoders that cannot scale while decoding).
  * ce__exif_parse and the decoders are declared here so that tests and the fuzz targets
  * can reach them.
  */

@@ -4,6 +4,8 @@
  * - Downscaling happens in the DCT domain: libjpeg-turbo can run the inverse DCT at
  *   N/8 of the size (N = 1..8), which skips most of the work. We pick the smallest N
  *   whose output still has both sides >= min_side, so a 12 MP photo decodes at 1/8.
+ * - At 1/8 (every camera photo) image_jpeg_eighth.c decodes baseline files itself, to
+ *   libjpeg-turbo's exact bytes but faster; a file it declines comes to libjpeg here.
  * - libjpeg's default error handler prints and calls exit(). Ours records the message
  *   and longjmp()s back to decode_run(). Warnings that mean the data is damaged
  *   (premature end of file, bad Huffman code, lost sync...) are errors too: otherwise a
