@@ -229,8 +229,11 @@ int cx__writer_flush(cx_pipeline *p)
                p->tx_ops, err.msg);
         capdb_rollback(p->opt.db);
         write_failed(p);
-    } else if (!p->pending) {
-        p->locked_since_ms = 0;
+    } else {
+        /* after the "indexed" lines of its rows: a kill between the two loses them */
+        if (p->tx_ops > 0)
+            cx_log(LOG_DEBUG, "committed %d index change%s", p->tx_ops, p->tx_ops == 1 ? "" : "s");
+        if (!p->pending) p->locked_since_ms = 0;
     }
     drop_batch(p); /* committed (or given up): nothing to replay */
     p->in_tx = 0;

@@ -239,10 +239,14 @@ def three_nodes(env, pg):
     runs = collections.Counter()
     for text in logs.values():
         runs.update(re.findall(r"captioning (\S+\.jpg)", text))
+    # in flight at the kill: started and not indexed, or indexed in the batch still open
+    # (its "indexed" lines come before the "committed" line of its COMMIT; the kill loses
+    # that batch by design, daemon/indexer/writer.c)
     before_kill = logs["n2"][:killed_at]
     started = re.findall(r"captioning (\S+\.jpg)", before_kill)
-    indexed = set(re.findall(r"indexed (\S+\.jpg):", before_kill))
-    in_flight = {p for p in started if p not in indexed}
+    commits = [m.start() for m in re.finditer(r"committed \d+ index change", before_kill)]
+    committed = set(re.findall(r"indexed (\S+\.jpg):", before_kill[:commits[-1] if commits else 0]))
+    in_flight = {p for p in started if p not in committed}
     taken = set()
     for text in logs.values():
         taken.update(re.findall(r"taking over (\S+\.jpg) from node n2", text))
