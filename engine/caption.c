@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "caption.h"
+#include "lines.h"
 #include "matvec.h"
 #include "model.h"
 #include "weights.h"
@@ -269,10 +270,6 @@ void ce__captioner_close(ce_captioner *cap)
 
 const char *ce__captioner_version(const ce_captioner *cap) { return cap->version; }
 
-/* The decoder's vectors on 64-byte lines, so the kernels' 16-lane loads of them never
- * straddle two cache lines (malloc aligns to 16 bytes). */
-static void *alloc_lines(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
-
 int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **out, ce_err *err)
 {
     *out = NULL;
@@ -284,32 +281,32 @@ int ce__captioner_scratch_new(const ce_captioner *cap, ce_captioner_scratch **ou
     if (!s) goto oom;
     size_t H = (size_t)cap->hidden, V = (size_t)cap->n_words, B = MAX_BEAM;
     s->cap = cap;
-    s->raw = alloc_lines(sizeof(float) * (size_t)cap->feat_dim);
-    s->features = alloc_lines(sizeof(float) * (size_t)cap->feat_dim);
-    s->cvec = alloc_lines(sizeof(float) * (size_t)cap->cond);
-    s->hidden1 = alloc_lines(sizeof(float) * (size_t)cap->head_hidden);
-    s->probs = alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
-    s->cond = alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
-    s->cond_gates = alloc_lines(sizeof(float) * 4 * H);
-    s->h = alloc_lines(sizeof(float) * B * H);
-    s->c = alloc_lines(sizeof(float) * B * H);
-    s->h_next = alloc_lines(sizeof(float) * B * H);
-    s->c_next = alloc_lines(sizeof(float) * B * H);
-    s->gates = alloc_lines(sizeof(float) * B * 4 * H);
-    s->inputs = alloc_lines(sizeof(float) * B * (size_t)cap->emb);
+    s->raw = ce__alloc_lines(sizeof(float) * (size_t)cap->feat_dim);
+    s->features = ce__alloc_lines(sizeof(float) * (size_t)cap->feat_dim);
+    s->cvec = ce__alloc_lines(sizeof(float) * (size_t)cap->cond);
+    s->hidden1 = ce__alloc_lines(sizeof(float) * (size_t)cap->head_hidden);
+    s->probs = ce__alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
+    s->cond = ce__alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
+    s->cond_gates = ce__alloc_lines(sizeof(float) * 4 * H);
+    s->h = ce__alloc_lines(sizeof(float) * B * H);
+    s->c = ce__alloc_lines(sizeof(float) * B * H);
+    s->h_next = ce__alloc_lines(sizeof(float) * B * H);
+    s->c_next = ce__alloc_lines(sizeof(float) * B * H);
+    s->gates = ce__alloc_lines(sizeof(float) * B * 4 * H);
+    s->inputs = ce__alloc_lines(sizeof(float) * B * (size_t)cap->emb);
     if (cap->w_ih_bf16) {
         int wide = cap->emb > cap->hidden ? cap->emb : cap->hidden;
-        if (!(s->x_bf16 = alloc_lines(sizeof(uint16_t) * B * (size_t)ce__bf16_cols(wide))))
+        if (!(s->x_bf16 = ce__alloc_lines(sizeof(uint16_t) * B * (size_t)ce__bf16_cols(wide))))
             goto oom;
     }
-    s->logits = alloc_lines(sizeof(float) * B * V);
+    s->logits = ce__alloc_lines(sizeof(float) * B * V);
     s->live = malloc(sizeof(hypothesis) * B);
     s->next_live = malloc(sizeof(hypothesis) * B);
-    s->evidence = alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
-    s->bias = alloc_lines(sizeof(float) * V);
-    s->search = alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
+    s->evidence = ce__alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
+    s->bias = ce__alloc_lines(sizeof(float) * V);
+    s->search = ce__alloc_lines(sizeof(float) * (size_t)cap->n_concepts);
     s->complete_h =
-        alloc_lines(sizeof(float) * (size_t)(cap->complete_hidden ? cap->complete_hidden : 1));
+        ce__alloc_lines(sizeof(float) * (size_t)(cap->complete_hidden ? cap->complete_hidden : 1));
     if (!s->search || !s->complete_h || !s->evidence || !s->bias || !s->raw || !s->cvec ||
         !s->features || !s->hidden1 ||
         !s->probs || !s->cond || !s->cond_gates || !s->h || !s->c || !s->h_next || !s->c_next ||

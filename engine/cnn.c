@@ -31,6 +31,7 @@
 #include "cnn.h"
 #include "cnn_int8.h"
 #include "parallel.h"
+#include "lines.h"
 #include "prefetch.h"
 #include "store_row.h"
 
@@ -324,6 +325,23 @@ pw_tile(const int halves, const int rows, int mr, const float *restrict in, int 
 }
 #undef PW_REP
 
+/* The instance for mr pixels: 12, or 8 or 4 when that covers the call's last tile. */
+static inline __attribute__((always_inline)) void
+pw_tile_sized(const int halves, int mr, const float *in, int cin, const float *w, int cout,
+              const float *b, __mmask16 m0, __mmask16 m1, int relu6, const float *residual,
+              float *out)
+{
+    if (mr > 8) pw_tile(halves, 12, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
+    else if (mr > 4) pw_tile(halves, 8, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
+    else pw_tile(halves, 4, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
+}
+
+static void pw_tile32(int mr, const float *in, int cin, const float *w, int cout, const float *b,
+                      __mmask16 m0, __mmask16 m1, int relu6, const float *residual, float *out)
+{
+    pw_tile_sized(2, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
+}
+
 /* The last block of a layer whose width leaves 24 channels or fewer: the second half
  * in 8 lanes (a 256-bit FMA, which a Zen 4 issues at twice the rate of a 512-bit one:
  * blocks 1 and 2, projecting to 24 channels, 1.39/1.18 -> 1.31/1.10 ms); 16 or fewer:
@@ -331,25 +349,13 @@ pw_tile(const int halves, const int rows, int mr, const float *restrict in, int 
 static void pw_tile24(int mr, const float *in, int cin, const float *w, int cout, const float *b,
                       __mmask16 m0, __mmask16 m1, int relu6, const float *residual, float *out)
 {
-    if (mr > 8) pw_tile(3, 12, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
-    else if (mr > 4) pw_tile(3, 8, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
-    else pw_tile(3, 4, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
-}
-
-static void pw_tile32(int mr, const float *in, int cin, const float *w, int cout, const float *b,
-                      __mmask16 m0, __mmask16 m1, int relu6, const float *residual, float *out)
-{
-    if (mr > 8) pw_tile(2, 12, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
-    else if (mr > 4) pw_tile(2, 8, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
-    else pw_tile(2, 4, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
+    pw_tile_sized(3, mr, in, cin, w, cout, b, m0, m1, relu6, residual, out);
 }
 
 static void pw_tile16(int mr, const float *in, int cin, const float *w, int cout, const float *b,
                       __mmask16 m0, int relu6, const float *residual, float *out)
 {
-    if (mr > 8) pw_tile(1, 12, mr, in, cin, w, cout, b, m0, 0, relu6, residual, out);
-    else if (mr > 4) pw_tile(1, 8, mr, in, cin, w, cout, b, m0, 0, relu6, residual, out);
-    else pw_tile(1, 4, mr, in, cin, w, cout, b, m0, 0, relu6, residual, out);
+    pw_tile_sized(1, mr, in, cin, w, cout, b, m0, 0, relu6, residual, out);
 }
 
 /* One tile of mr pixels against the 32-channel block at w, of which `left` channels
@@ -1193,7 +1199,7 @@ static int pack_one(cnn_net *net, conv *c, int cin, int cout, int precision, ce_
         return 0;
     }
     size_t blocks = (size_t)(cout + 31) / 32;
-    float *p = aligned_alloc(64, blocks * (size_t)cin * 32 * sizeof(float));
+    float *p = ce__alloc_lines(blocks * (size_t)cin * 32 * sizeof(float));
     if (!p) {
         snprintf(err->msg, sizeof err->msg, "out of memory packing the CNN weights");
         return -ENOMEM;
@@ -1277,11 +1283,6 @@ static void plan_buffers(size_t *max_x, size_t *max_e, size_t *max_d)
 #undef GROW
 }
 
-static float *alloc_map(size_t floats)
-{
-    return aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-}
-
 int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
 {
     (void)net;
@@ -1298,18 +1299,16 @@ int ce__cnn_state_new(const cnn_net *net, cnn_state **out, ce_err *err)
 #else
     (void)half;
 #endif
-    /* The maps on 64-byte lines: every layer's channel count is a multiple of 16, so
-     * each 16-lane load and store of a pixel is then within one cache line. malloc's
-     * 16-byte alignment split every one of them in two (CNN stage sum 16.0-16.4 ->
-     * 15.2-15.5 ms at 1 thread, alternating bench_cnn --profile runs). */
-    st->x = alloc_map(max_x);
-    st->y = alloc_map(max_x);
-    st->d = alloc_map(max_d);
-    st->e = alloc_map(max_e);
+    /* The maps on 64-byte lines (lines.h): every layer's channel count is a multiple of
+     * 16, so each 16-lane load and store of a pixel is then within one cache line. */
+    st->x = ce__alloc_lines(sizeof(float) * max_x);
+    st->y = ce__alloc_lines(sizeof(float) * max_x);
+    st->d = ce__alloc_lines(sizeof(float) * max_d);
+    st->e = ce__alloc_lines(sizeof(float) * max_e);
 #ifdef CNN_SIMD
     st->max_e = max_e;
 #endif
-    st->h = alloc_map((size_t)19 * 19 * 576);
+    st->h = ce__alloc_lines(sizeof(float) * (size_t)19 * 19 * 576);
     st->box = malloc(sizeof(float) * CE_NUM_ANCHORS * 4);
     st->logits = malloc(sizeof(float) * CE_NUM_ANCHORS * CE_NUM_CLASSES);
     if (!st->input || !st->x || !st->y || !st->d || !st->e || !st->h || !st->box || !st->logits)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cnn_int8.h"
+#include "lines.h"
 #include "store_row.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -44,7 +45,7 @@ int ce__q8_pack(const float *w, int cin, int cout, ce_q8_matrix *out)
     int cin4 = (cin + 3) / 4 * 4, blocks = (cout + 31) / 32, cpad = blocks * 32;
     size_t wbytes = (size_t)blocks * (size_t)cin4 * 32;
     size_t total = wbytes + (size_t)cpad * (sizeof(float) + sizeof(int32_t));
-    uint8_t *mem = aligned_alloc(64, (total + 63) / 64 * 64);
+    uint8_t *mem = ce__alloc_lines(total);
     if (!mem) return -ENOMEM;
     int8_t *q = (int8_t *)mem;
     float *scale = (float *)(mem + wbytes);
@@ -99,7 +100,7 @@ int ce__bf16_pack(const float *w, int cin, int cout, ce_bf16_matrix *out)
     if (cin < 1 || cin > CE_Q8_MAX_CIN || cout < 1) return -EINVAL;
     int cin2 = (cin + 1) / 2 * 2, blocks = (cout + 31) / 32;
     size_t bytes = (size_t)blocks * (size_t)cin2 * 32 * sizeof(uint16_t);
-    uint16_t *q = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    uint16_t *q = ce__alloc_lines(bytes);
     if (!q) return -ENOMEM;
     memset(q, 0, bytes);
     for (int o = 0; o < cout; o++)

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lines.h"
 #include "matvec.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -124,7 +125,7 @@ int ce__bf16_from_f16(const uint16_t *w, int rows, int cols, int ldw, uint16_t *
     *out = NULL;
 #ifdef BF16_X86
     const int padded = ce__bf16_cols(cols);
-    uint16_t *q = aligned_alloc(64, sizeof(uint16_t) * (size_t)rows * (size_t)padded);
+    uint16_t *q = ce__alloc_lines(sizeof(uint16_t) * (size_t)rows * (size_t)padded);
     float *row = malloc(sizeof(float) * (size_t)cols);
     if (!q || !row) {
         free(q);
